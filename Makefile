@@ -1,0 +1,23 @@
+# The README's two commands. Each one installs what it needs into .venv first,
+# so a fresh machine needs nothing but Python 3.11.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo sandbox
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	bash scripts/ensure_postgres.sh
+	$(BIN)/python -m pytest sync_platform_tests
+
+sandbox: install
+	$(BIN)/sync-platform sandbox --contacts 20000

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Start the local PostgreSQL cluster if it is not accepting connections; the
+# production-path tests need a real server at 127.0.0.1:5432.
+set -euo pipefail
+if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  exit 0
+fi
+if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  for _ in $(seq 1 30); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && exit 0
+    sleep 1
+  done
+fi
+echo "PostgreSQL is not running on 127.0.0.1:5432 and could not be started" >&2
+exit 1

@@ -1,0 +1,228 @@
+"""Deterministic, seeded generator of realistic CRM records, computed per index.
+
+Record ``i`` of an object is a pure function of ``(seed, crm, object, i)``, so a sandbox of
+1,000,000 contacts starts instantly and holds in memory only the records that were changed.
+The same people and companies appear in several CRMs (shifted windows of one population),
+with each CRM's own formatting, so identity resolution has real work to do.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from . import schema
+
+# base records are stamped evenly between these instants (UTC, epoch ms)
+BASE_START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+BASE_END_MS = 1_767_139_200_000  # 2025-12-31T00:00:00Z
+DAY_MS = 86_400_000
+
+FIRST_NAMES = (
+    "Ada", "Alan", "Amara", "Ana", "Arjun", "Bea", "Bruno", "Carla", "Chen", "Chloe", "Dana", "Diego", "Elena",
+    "Emil", "Fatima", "Felix", "Grace", "Hana", "Hugo", "Ines", "Ivan", "Jade", "Jonas", "Kai", "Kenji", "Lara",
+    "Leo", "Lina", "Luca", "Maya", "Mateo", "Mei", "Nadia", "Nico", "Noor", "Olga", "Omar", "Paula", "Priya",
+    "Quinn", "Rafael", "Rosa", "Sami", "Sara", "Sofia", "Tariq", "Tessa", "Theo", "Uma", "Vera", "Victor",
+    "Wei", "Yara", "Yusuf", "Zoe", "Zain", "Ines", "Marta", "Pavel", "Ruth",
+)
+LAST_NAMES = (
+    "Adams", "Almeida", "Berg", "Brown", "Castro", "Chen", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia",
+    "Gupta", "Haddad", "Hansen", "Ito", "Jensen", "Kim", "Kowalski", "Larsen", "Lee", "Lopez", "Martin",
+    "Meyer", "Moreau", "Nakamura", "Novak", "Okafor", "Olsen", "Patel", "Pereira", "Quist", "Rossi", "Sato",
+    "Schmidt", "Silva", "Singh", "Smith", "Suzuki", "Tanaka", "Torres", "Ueda", "Varga", "Wagner", "Walsh",
+    "Weber", "Wong", "Xu", "Yamada", "Young", "Zhang",
+)
+COMPANY_WORDS = ("Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent",
+                 "Cyberdyne", "Tyrell", "Wonka", "Aperture", "Oscorp", "Gringotts", "Monarch", "Pied Piper")
+COMPANY_SUFFIXES = ("Inc", "Ltd", "GmbH", "Labs", "Group", "Systems", "Partners", "Holdings")
+TITLES = ("CEO", "CTO", "VP Sales", "Head of Support", "Data Engineer", "RevOps Manager", "Account Executive",
+          "Support Engineer", "Marketing Lead", "Procurement Officer")
+COUNTRIES = ("US", "GB", "DE", "FR", "NL", "ES", "JP", "BR", "IN", "CA")
+CASE_SUBJECTS = ("Cannot log in", "Invoice question", "Data export failing", "Feature request", "Sync delayed",
+                 "Password reset", "API rate limit", "Billing address change", "Integration error",
+                 "Slow dashboard")
+OWNERS = 8
+
+# how far into the shared population each CRM's window of people starts (fraction of N)
+PERSON_OFFSET = {"salesforce": 0.0, "hubspot": 0.25, "dynamics": 0.5}
+CRM_SALT = {"salesforce": 11, "hubspot": 23, "dynamics": 37}
+
+
+def object_counts(contacts: int) -> dict[str, int]:
+    """How many records each role gets for a sandbox of ``contacts`` contacts per CRM."""
+    return {"contact": contacts, "account": max(1, contacts // 10), "interaction": max(1, contacts // 2)}
+
+
+@dataclass(frozen=True)
+class Person:
+    first: str
+    last: str
+    email_local: str
+    company: int
+
+
+class RecordGenerator:
+    """Builds base record ``i`` of one CRM object; pure and cheap (~10 µs a record)."""
+
+    def __init__(self, seed: int, crm: str, obj: schema.ObjectSpec, role: str, counts: dict[str, int]):
+        self.seed = seed
+        self.crm = crm
+        self.spec = obj
+        self.role = role
+        self.counts = counts
+        self.count = counts[role]
+        self.step_ms = max(1, (BASE_END_MS - BASE_START_MS) // max(1, self.count))
+        self._salt = (seed * 1_000_003 + CRM_SALT[crm] * 7_919 + hash_role(role)) * 10_000_019
+        self._person_offset = int(PERSON_OFFSET[crm] * counts["contact"])
+        self._roles = schema.ROLES[crm]
+        self._objects = schema.OBJECTS[crm]
+
+    # -- timestamps are monotonic in the index, so a cursor lower bound is one division
+    def base_stamp(self, i: int) -> int:
+        return BASE_START_MS + (i + 1) * self.step_ms
+
+    def first_index_at_or_after(self, stamp_ms: int) -> int:
+        if stamp_ms <= BASE_START_MS:
+            return 0
+        return max(0, -(-(stamp_ms - BASE_START_MS) // self.step_ms) - 1)
+
+    def _rng(self, i: int) -> random.Random:
+        return random.Random(self._salt + i)
+
+    def _person(self, p: int) -> Person:
+        r = random.Random(self.seed * 7_777_777 + p)
+        first = r.choice(FIRST_NAMES)
+        last = r.choice(LAST_NAMES)
+        return Person(first, last, f"{first}.{last}{p}".lower(), company=(p * 7_919) % self.counts["account"])
+
+    def company_name(self, j: int) -> str:
+        r = random.Random(self.seed * 3_333_331 + j)
+        return f"{r.choice(COMPANY_WORDS)} {r.choice(COMPANY_WORDS)} {j} {r.choice(COMPANY_SUFFIXES)}"
+
+    def company_domain(self, j: int) -> str:
+        return self.company_name(j).split(" ")[0].lower() + f"{j}.example.com"
+
+    def ref_id(self, role: str, index: int) -> str:
+        return self._objects[self._roles[role]].format_id(index)
+
+    def owner(self, k: int) -> str:
+        if self.crm == "salesforce":
+            return f"005Sb{k:010d}AAA"
+        if self.crm == "hubspot":
+            return str(1001 + k)
+        return f"{k:08x}-0008-4000-8000-5a4e0b0c5d1e"
+
+    def phone(self, r: random.Random) -> str | None:
+        if r.random() < 0.12:
+            return None
+        area, mid, end = r.randint(201, 989), r.randint(200, 999), r.randint(0, 9999)
+        if r.random() < 0.1:  # some international numbers
+            return f"+44 20 {mid}{r.randint(0, 9)} {end:04d}"
+        if self.crm == "salesforce":
+            return f"({area}) {mid}-{end:04d}"
+        if self.crm == "hubspot":
+            return f"+1 {area} {mid} {end:04d}"
+        return f"{area}.{mid}.{end:04d}"
+
+    # ---------------------------------------------------------------- records
+    def record(self, i: int) -> dict:
+        r = self._rng(i)
+        stamp = self.base_stamp(i)
+        created = stamp - r.randint(0, min(90 * DAY_MS, i * self.step_ms))
+        builder = getattr(self, f"_{self.role}")
+        rec = builder(i, r, created)
+        spec = self.spec
+        rec[spec.id_field] = spec.format_id(i)
+        rec[spec.created_field] = created
+        rec[spec.system_stamp] = stamp
+        if spec.user_stamp:
+            rec[spec.user_stamp] = stamp
+        if self.crm == "salesforce":
+            rec["IsDeleted"] = False
+            rec["OwnerId"] = self.owner(r.randrange(OWNERS))
+        elif self.crm == "dynamics":
+            rec["versionnumber"] = 1000 + i
+            rec["_ownerid_value"] = self.owner(r.randrange(OWNERS))
+        else:
+            rec["hubspot_owner_id"] = self.owner(r.randrange(OWNERS))
+        return rec
+
+    def _email(self, i: int, r: random.Random, person: Person) -> str | None:
+        roll = r.random()
+        if roll < 0.04:
+            return None
+        local = person.email_local
+        if roll < 0.07 and i > 0:  # a duplicate of someone already in this CRM, possibly re-cased
+            local = self._person(self._person_offset + max(0, i - 1 - r.randrange(50))).email_local
+        domain = self.company_domain(person.company)
+        email = f"{local}@{domain}"
+        if roll > 0.995:  # a business-rule violation: not an email address
+            return email.replace("@", " at ")
+        if r.random() < 0.1:
+            email = email.title()
+        if r.random() < 0.02:
+            email = f"  {email} "
+        return email
+
+    def _contact(self, i: int, r: random.Random, created: int) -> dict:
+        person = self._person(self._person_offset + i)
+        email = self._email(i, r, person)
+        first = person.first if r.random() > 0.03 else None
+        title = r.choice(TITLES) if r.random() > 0.2 else None
+        opted_out = r.random() < 0.05
+        account = self.ref_id("account", person.company)
+        if self.crm == "salesforce":
+            return {"FirstName": first, "LastName": person.last, "Email": email, "Phone": self.phone(r),
+                    "Title": title, "AccountId": account, "LeadSource": r.choice(schema.SF_LEAD_SOURCES),
+                    "Customer_Status__c": r.choice(schema.SF_CUSTOMER_STATUS), "HasOptedOutOfEmail": opted_out,
+                    "External_Id__c": None}
+        if self.crm == "hubspot":
+            return {"hs_object_id": None, "email": email, "firstname": first, "lastname": person.last,
+                    "phone": self.phone(r), "jobtitle": title, "company": self.company_name(person.company),
+                    "associatedcompanyid": account, "lifecyclestage": r.choice(schema.LIFECYCLE_STAGES),
+                    "hs_email_optout": opted_out}
+        return {"firstname": first, "lastname": person.last,
+                "fullname": f"{first} {person.last}" if first else person.last,
+                "emailaddress1": email, "telephone1": self.phone(r), "jobtitle": title,
+                "_parentcustomerid_value": account, "donotemail": opted_out, "externalid": None,
+                "statecode": 0 if r.random() > 0.1 else 1}
+
+    def _account(self, j: int, r: random.Random, created: int) -> dict:
+        name, domain = self.company_name(j), self.company_domain(j)
+        industry, country = r.choice(schema.INDUSTRIES), r.choice(COUNTRIES)
+        if self.crm == "salesforce":
+            return {"Name": name, "Website": f"https://www.{domain}", "Industry": industry, "Phone": self.phone(r),
+                    "BillingCountry": country, "External_Id__c": None}
+        if self.crm == "hubspot":
+            return {"hs_object_id": None, "name": name, "domain": domain, "industry": industry,
+                    "phone": self.phone(r), "country": country}
+        return {"name": name, "accountnumber": f"ACC-{j:07d}", "websiteurl": f"https://{domain}",
+                "telephone1": self.phone(r), "address1_country": country, "statecode": 0}
+
+    def _interaction(self, k: int, r: random.Random, created: int) -> dict:
+        contact = (k * 2_654_435_761) % self.counts["contact"]
+        account = self._person(self._person_offset + contact).company
+        closed = r.random() < 0.6
+        # a few closed cases without a close date: a business rule the quality gates must catch
+        closed_at = created + r.randint(3_600_000, 20 * DAY_MS) if closed and r.random() > 0.005 else None
+        subject = r.choice(CASE_SUBJECTS)
+        if self.crm == "salesforce":
+            return {"CaseNumber": f"{k + 1:08d}", "Subject": subject, "Description": f"{subject} (ref {k})",
+                    "Status": "Closed" if closed else r.choice(schema.SF_CASE_STATUS[:3]),
+                    "Priority": r.choice(schema.SF_CASE_PRIORITY), "Origin": r.choice(schema.SF_CASE_ORIGIN),
+                    "ContactId": self.ref_id("contact", contact), "AccountId": self.ref_id("account", account),
+                    "IsClosed": closed, "ClosedDate": closed_at, "External_Id__c": None}
+        if self.crm == "hubspot":
+            return {"hs_object_id": None, "subject": subject, "content": f"{subject} (ref {k})",
+                    "hs_pipeline": "0", "hs_pipeline_stage": "4" if closed else r.choice(("1", "2", "3")),
+                    "hs_ticket_priority": r.choice(schema.HS_TICKET_PRIORITY), "closed_date": closed_at,
+                    "hs_contact_id": self.ref_id("contact", contact)}
+        return {"title": subject, "ticketnumber": f"CAS-{k + 1:05d}-X1Y2Z3", "description": f"{subject} (ref {k})",
+                "prioritycode": r.choice((1, 2, 3)), "statuscode": 5 if closed else r.choice((1, 2, 3)),
+                "_customerid_value": self.ref_id("account", account),
+                "_primarycontactid_value": self.ref_id("contact", contact),
+                "resolvedon": closed_at, "statecode": 1 if closed else 0}
+
+
+def hash_role(role: str) -> int:
+    return {"contact": 1, "account": 2, "interaction": 3}[role]
