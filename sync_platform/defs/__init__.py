@@ -1,0 +1,1 @@
+"""Dagster objects only, one folder per domain: ingest, canonical, reconcile, monitor."""

@@ -1,0 +1,1 @@
+"""mapping (no Dagster imports)."""
