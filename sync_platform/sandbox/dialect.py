@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -156,8 +157,8 @@ async def form_or_json(request: Request) -> dict[str, str]:
         if isinstance(body, dict):
             data.update({k: str(v) for k, v in body.items()})
     else:
-        form = await request.form()
-        data.update({k: str(v) for k, v in form.items()})
+        # token requests are urlencoded; Starlette's request.form() would need python-multipart
+        data.update(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
     return data
 
 
