@@ -75,5 +75,15 @@ def sandbox(
         pass
 
 
+@app.command()
+def demo(
+    contacts: Annotated[int, typer.Option(min=10, help="Contacts per CRM in the sandbox.")] = 20_000,
+) -> None:
+    """Run the main job end to end: sandbox, full sync of all CRMs through Dagster, changes, incremental sync."""
+    from sync_platform.demo import run_demo
+
+    run_demo(contacts, echo=typer.echo)
+
+
 if __name__ == "__main__":
     app()

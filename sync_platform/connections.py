@@ -1,0 +1,61 @@
+"""How each CRM source is reached: the local sandbox, or dlt config/secrets for a real org.
+
+With ``SYNC_PLATFORM_SANDBOX_URL`` set, all three sources talk to the sandbox with its
+well-known credentials. Otherwise dlt resolves URLs and secrets from ``.dlt/`` files or env
+vars (``SOURCES__SALESFORCE__INSTANCE_URL``, ``SOURCES__SALESFORCE__CLIENT_SECRET``,
+``SOURCES__HUBSPOT__ACCESS_TOKEN``, ``SOURCES__DYNAMICS__API_URL``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .config import CrmSyncConfig
+from .sources.common import SyncReport
+from .sources.http import HttpPolicy
+
+SANDBOX_URL_ENV = "SYNC_PLATFORM_SANDBOX_URL"
+SANDBOX_CA_ENV = "SYNC_PLATFORM_SANDBOX_CA"
+
+
+def sandbox_url() -> str | None:
+    return os.environ.get(SANDBOX_URL_ENV) or None
+
+
+def _sandbox_kwargs(crm: str, base: str) -> dict[str, Any]:
+    from .sandbox.state import SandboxConfig
+
+    sandbox = SandboxConfig()
+    if crm == "salesforce":
+        return {"instance_url": base, "client_id": sandbox.client_id, "client_secret": sandbox.client_secret,
+                "ca_file": os.environ.get(SANDBOX_CA_ENV)}
+    if crm == "hubspot":
+        return {"host": base, "access_token": sandbox.hubspot_private_app_token}
+    return {"api_url": f"{base}/api/data/v9.2", "token_url": f"{base}/{sandbox.dynamics_tenant}/oauth2/v2.0/token",
+            "client_id": sandbox.client_id, "client_secret": sandbox.client_secret,
+            "scope": f"https://{sandbox.dynamics_org}.crm.dynamics.com/.default"}
+
+
+def build_source(crm: str, cfg: CrmSyncConfig, report: SyncReport | None = None, placeholder: bool = False):
+    """A fresh dlt source for one CRM (a new object per run: dagster-dlt cannot reuse one)."""
+    from .sources.dynamics import dynamics_source
+    from .sources.hubspot import hubspot_source
+    from .sources.salesforce import salesforce_source
+
+    policy = HttpPolicy(max_attempts=cfg.max_attempts, backoff_initial=cfg.backoff_initial_seconds,
+                        backoff_max=cfg.backoff_max_seconds,
+                        max_requests=cfg.requests_per_window, per_seconds=cfg.window_seconds,
+                        budget_reserve=cfg.budget_reserve)
+    base = "http://placeholder.invalid" if placeholder else sandbox_url()
+    kwargs: dict[str, Any] = _sandbox_kwargs(crm, base) if base else {}
+    common = {"policy": policy, "report": report, "hard_delete": cfg.hard_delete}
+    pages = {"page_size": cfg.page_size} if cfg.page_size else {}
+    if crm == "salesforce":
+        return salesforce_source(look_back_seconds=cfg.look_back_seconds, **pages, **common, **kwargs)
+    if crm == "hubspot":
+        return hubspot_source(look_back_seconds=cfg.look_back_seconds, search_per_second=cfg.search_requests_per_second,
+                              **common, **kwargs)
+    if crm == "dynamics":
+        return dynamics_source(**pages, **common, **kwargs)
+    raise ValueError(f"unknown CRM {crm!r}")

@@ -1,0 +1,159 @@
+"""Raw CRM assets: one ``@dlt_assets`` per CRM, metadata every run, loud failures.
+
+Every materialization reports rows extracted/inserted/updated/deleted (0 explicitly when
+nothing changed), pages, requests, retries, 429s, elapsed time, records/s, the cursor
+high-water mark and the lag (now minus the newest source change seen). A request that fails
+for good becomes a dead letter and fails the run: the dlt load and its cursor never happen,
+so the next run starts from the same place.
+"""
+
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import dagster as dg
+import dlt
+from dagster_dlt import DagsterDltResource, dlt_assets
+
+from sync_platform.config import CRMS, load_sync_config
+from sync_platform.connections import build_source
+from sync_platform.dead_letters import DeadLetterQueue
+from sync_platform.settings import load_settings
+from sync_platform.sources.common import DELETED_AT, SyncReport
+from sync_platform.sources.errors import CrmRequestError
+from sync_platform.warehouse import Warehouse
+
+from .translator import CrmTranslator
+
+WAREHOUSE_POOL = "warehouse_writes"
+CURSORS = {"salesforce": "system_modstamp", "hubspot": None, "dynamics": "modifiedon"}
+HUBSPOT_CURSORS = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate", "tickets": "hs_lastmodifieddate"}
+
+
+class IngestConfig(dg.Config):
+    full_refresh: bool = False
+    """Drop the saved cursors and re-read everything (merge keeps it idempotent)."""
+
+
+def dataset(crm: str) -> str:
+    return f"raw_{crm}"
+
+
+def build_pipeline(crm: str, warehouse: Warehouse) -> dlt.Pipeline:
+    settings = load_settings()
+    return dlt.pipeline(pipeline_name=f"sync_{crm}", destination=warehouse.destination(), dataset_name=dataset(crm),
+                        pipelines_dir=str(settings.data_dir / "dlt_pipelines"))
+
+
+def cursor_column(crm: str, table: str) -> str:
+    return HUBSPOT_CURSORS[table] if crm == "hubspot" else CURSORS[crm]  # type: ignore[return-value]
+
+
+def _table_counts(warehouse: Warehouse, crm: str, table: str) -> tuple[int, int]:
+    if not warehouse.table_exists(dataset(crm), table):
+        return 0, 0
+    rows = warehouse.query(f"SELECT count(*), count({DELETED_AT}) FROM {dataset(crm)}.{table}")
+    return int(rows[0][0]), int(rows[0][1])
+
+
+def _high_water(warehouse: Warehouse, crm: str, table: str) -> datetime | None:
+    column = cursor_column(crm, table)
+    rows = warehouse.query(f"SELECT max({column}) FROM {dataset(crm)}.{table} WHERE {DELETED_AT} IS NULL")
+    value = rows[0][0] if rows else None
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def build_crm_assets(crm: str) -> dg.AssetsDefinition:
+    cfg = load_sync_config().crm(crm)
+    translator = CrmTranslator(crm, cfg.owners)
+    warehouse_for_specs = Warehouse.from_env()
+
+    @dlt_assets(
+        dlt_source=build_source(crm, cfg, placeholder=True),
+        dlt_pipeline=build_pipeline(crm, warehouse_for_specs),
+        name=f"{crm}_raw",
+        dagster_dlt_translator=translator,
+        pool=WAREHOUSE_POOL,
+    )
+    def crm_raw_assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource,
+                       config: IngestConfig) -> Iterator[dg.MaterializeResult]:
+        warehouse = Warehouse.from_env()
+        report = SyncReport(crm)
+        source = build_source(crm, cfg, report=report)
+        tables = [key.path[-1] for key in context.selected_asset_keys]
+        before = {t: _table_counts(warehouse, crm, t) for t in tables}
+        started = time.monotonic()
+        kwargs = {"refresh": "drop_sources"} if config.full_refresh else {}
+        try:
+            results = list(dlt.run(context=context, dlt_source=source,
+                                   dlt_pipeline=build_pipeline(crm, warehouse), **kwargs))
+        except Exception as exc:
+            cause = _crm_error(exc)
+            if cause is None:
+                raise
+            DeadLetterQueue(warehouse).add_failure(cause, tables, context.run_id)
+            raise dg.Failure(description=str(cause), metadata={
+                "error_kind": cause.kind.value, "attempts": cause.attempts, "dead_letters": len(tables),
+                **report.stats.as_metadata()}) from None
+        elapsed = time.monotonic() - started
+        for result in results:
+            yield _enrich(result, crm, warehouse, report, before, elapsed)
+
+    return crm_raw_assets
+
+
+def _crm_error(exc: BaseException) -> CrmRequestError | None:
+    """dlt wraps extraction errors (PipelineStepFailed → ResourceExtractionError): find ours."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, CrmRequestError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _enrich(result: dg.MaterializeResult, crm: str, warehouse: Warehouse, report: SyncReport,
+            before: dict[str, tuple[int, int]], elapsed: float) -> dg.MaterializeResult:
+    table = result.asset_key.path[-1]  # type: ignore[union-attr]
+    total_before, deleted_before = before.get(table, (0, 0))
+    total_after, deleted_after = _table_counts(warehouse, crm, table)
+    resource = report.resource(table)
+    inserted = max(0, total_after - total_before)
+    newly_deleted = max(0, deleted_after - deleted_before)
+    updated = max(0, resource.rows - inserted - newly_deleted - resource.reread)
+    high_water = _high_water(warehouse, crm, table) if total_after else None
+    newest = resource.newest_change or high_water
+    lag = (datetime.now(UTC) - newest).total_seconds() if newest else None
+    metadata = dict(result.metadata or {})
+    metadata.update({
+        "rows_loaded": dg.MetadataValue.int(resource.rows),
+        "rows_extracted": resource.rows,
+        "rows_inserted": inserted,
+        "rows_updated": updated,
+        "rows_deleted": newly_deleted,
+        "rows_reread_in_look_back": resource.reread,
+        "rows_total": total_after,
+        "pages": resource.pages,
+        "elapsed_s": round(elapsed, 3),
+        "records_per_s": round(resource.rows / elapsed, 1) if elapsed > 0 else 0.0,
+        "cursor_high_water": high_water.isoformat() if high_water else "none",
+        "lag_s": round(lag, 1) if lag is not None else -1.0,
+        **{f"source_{k}": v for k, v in report.stats.as_metadata().items() if k != "errors_by_kind"},
+        "dead_letters_pending": DeadLetterQueue(warehouse).depth(crm),
+    })
+    return dg.MaterializeResult(asset_key=result.asset_key, metadata=metadata)
+
+
+raw_assets = [build_crm_assets(crm) for crm in CRMS if load_sync_config().crm(crm).enabled]
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return dg.Definitions(assets=raw_assets, resources={"dlt": DagsterDltResource()})

@@ -1,0 +1,57 @@
+"""Settings shared by the three sources: look-back, deletes, and the sync report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .http import RequestStats
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DELETED_AT = "deleted_at"  # soft-delete marker every raw table carries
+
+
+@dataclass
+class ResourceReport:
+    """What one resource saw in one run (pages, newest change), for lag and metadata."""
+
+    pages: int = 0
+    rows: int = 0
+    deleted: int = 0
+    reread: int = 0  # rows at or before the previous high-water mark: look-back re-reads or late commits
+    newest_change: datetime | None = None
+    cursor_start: datetime | None = None
+    previous_high_water: datetime | None = None
+
+    def start(self, start: datetime, look_back_seconds: float) -> None:
+        self.cursor_start = start
+        if start > EPOCH:
+            self.previous_high_water = start + timedelta(seconds=look_back_seconds)
+
+    def saw(self, rows: int, deleted: int, newest: datetime | None, cursor_values: list | None = None) -> None:
+        self.pages += 1
+        self.rows += rows
+        self.deleted += deleted
+        if cursor_values and self.previous_high_water is not None:
+            self.reread += sum(1 for v in cursor_values if v is not None and v <= self.previous_high_water)
+        if newest is not None and (self.newest_change is None or newest > self.newest_change):
+            self.newest_change = newest
+
+
+@dataclass
+class SyncReport:
+    """Shared by a source's resources and read back by the Dagster asset after the run."""
+
+    crm: str
+    stats: RequestStats = field(default_factory=RequestStats)
+    resources: dict[str, ResourceReport] = field(default_factory=dict)
+
+    def resource(self, name: str) -> ResourceReport:
+        return self.resources.setdefault(name, ResourceReport())
+
+    def as_metadata(self, name: str) -> dict[str, Any]:
+        r = self.resource(name)
+        return {"pages": r.pages, "rows_extracted": r.rows, "rows_deleted_at_source": r.deleted, "rows_reread": r.reread,
+                "cursor_start": r.cursor_start.isoformat() if r.cursor_start else None,
+                "newest_change": r.newest_change.isoformat() if r.newest_change else None}

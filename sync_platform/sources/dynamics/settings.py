@@ -1,0 +1,23 @@
+"""Dataverse entity sets the source reads: primary key and declared column types."""
+
+from ..arrow import BOOL, DATETIME, INT, STRING
+
+PAGE_SIZE = 5000  # odata.maxpagesize maximum
+CURSOR = "modifiedon"
+
+_COMMON = {"statecode": INT, "_ownerid_value": STRING, "createdon": DATETIME, "modifiedon": DATETIME,
+           "versionnumber": INT}
+
+OBJECTS: dict[str, tuple[str, str, dict[str, str]]] = {
+    # table: (entity set, primary key, attributes)
+    "contacts": ("contacts", "contactid", {
+        "contactid": STRING, "firstname": STRING, "lastname": STRING, "fullname": STRING, "emailaddress1": STRING,
+        "telephone1": STRING, "jobtitle": STRING, "_parentcustomerid_value": STRING, "donotemail": BOOL,
+        **_COMMON}),
+    "accounts": ("accounts", "accountid", {
+        "accountid": STRING, "name": STRING, "accountnumber": STRING, "websiteurl": STRING, "telephone1": STRING,
+        "address1_country": STRING, **_COMMON}),
+    "incidents": ("incidents", "incidentid", {
+        "incidentid": STRING, "title": STRING, "ticketnumber": STRING, "prioritycode": INT, "statuscode": INT,
+        "_customerid_value": STRING, "_primarycontactid_value": STRING, "resolvedon": DATETIME, **_COMMON}),
+}

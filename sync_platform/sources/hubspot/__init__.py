@@ -1,0 +1,202 @@
+"""HubSpot source: contacts, companies and tickets, incremental through the search API.
+
+Search sorts by the last-modified property with ``GTE`` (ties are never lost) from a start
+stepped back by a look-back window. Search refuses to page past 10,000 results, so the reader
+restarts its window at the last stamp it saw before reaching the cap (re-reading that stamp;
+merge on ``id`` dedups); if more than a window's worth of records share one stamp it pages that
+stamp by id instead. Archived records come from the list endpoint with ``archived=true``.
+"""
+
+# No `from __future__ import annotations` here: dlt finds the incremental parameter by its
+# runtime annotation, and a string annotation silently turns every run into a full read.
+
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import dlt
+import polars as pl
+import pyarrow as pa
+
+from ..arrow import columns_hint, to_arrow
+from ..auth import OAuthToken, StaticToken, TokenProvider
+from ..common import DELETED_AT, EPOCH, SyncReport
+from ..http import CrmHttpClient, HttpPolicy
+from .settings import LIST_PAGE, OBJECTS, SEARCH_CAP, SEARCH_PAGE
+
+ID = "id"
+
+
+@dataclass(frozen=True)
+class Clients:
+    list: CrmHttpClient
+    search: CrmHttpClient
+
+
+@dlt.source(name="hubspot", max_table_nesting=0)
+def hubspot_source(
+    host: str = "https://api.hubapi.com",
+    access_token: str | None = dlt.secrets.value,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    refresh_token: str | None = None,
+    look_back_seconds: float = 300.0,
+    requests_per_10s: int | None = 100,
+    search_per_second: int = 4,
+    hard_delete: bool = False,
+    objects: Sequence[str] = tuple(OBJECTS),
+    policy: HttpPolicy | None = None,
+    report: SyncReport | None = None,
+    auth: TokenProvider | None = None,
+) -> Iterator:
+    """Contacts, companies and tickets of one HubSpot portal.
+
+    Args:
+        access_token: private-app token (``SOURCES__HUBSPOT__ACCESS_TOKEN``); or give
+            ``client_id``/``client_secret``/``refresh_token`` for OAuth.
+        requests_per_10s: client-side ceiling, set just under the portal's limit (100 on
+            Free/Starter, 190 on Pro/Enterprise).
+        search_per_second: client-side ceiling of the search API (HubSpot allows about 5/s).
+    """
+    unknown = set(objects) - set(OBJECTS)
+    if unknown:
+        raise ValueError(f"unknown HubSpot object(s) {sorted(unknown)}; choose from {sorted(OBJECTS)}")
+    report = report or SyncReport("hubspot")
+    base = host.rstrip("/")
+    if auth is None:
+        if client_id and client_secret and refresh_token:
+            auth = OAuthToken("hubspot", f"{base}/oauth/v1/token", client_id, client_secret,
+                              refresh_token=refresh_token)
+        elif access_token:
+            auth = StaticToken("hubspot", access_token)
+        else:
+            raise ValueError("HubSpot needs access_token (private app) or client_id, client_secret and refresh_token")
+    policy = policy or HttpPolicy(max_requests=requests_per_10s, per_seconds=10.0)
+    client = CrmHttpClient("hubspot", auth, policy, stats=report.stats)
+    # search has its own, tighter limit: a second client with its own limiter, same counters
+    search = CrmHttpClient("hubspot", auth, replace(policy, max_requests=max(1, int(search_per_second)),
+                                                    per_seconds=1.0), stats=report.stats)
+    for table in objects:
+        object_type, cursor, columns = OBJECTS[table]
+        hints = columns_hint({ID: "string", **columns, "archived": "bool"}, ID)
+        hints[DELETED_AT] = {"data_type": "timestamp", "nullable": True}
+        if hard_delete:
+            hints["archived"]["hard_delete"] = True
+        yield dlt.resource(_object_pages, name=table, primary_key=ID, write_disposition="merge", columns=hints)(
+            Clients(client, search), base, object_type, cursor, columns, report, table,
+            dlt.sources.incremental(cursor, initial_value=EPOCH, lag=look_back_seconds, range_start="closed"))
+
+
+def _flatten(obj: dict, cursor: str) -> dict:
+    row = dict(obj.get("properties") or {})
+    row[ID] = obj["id"]
+    row["archived"] = bool(obj.get("archived"))
+    row["archived_at"] = obj.get("archivedAt")
+    if row["archived_at"] and (not row.get(cursor) or _ms_from_iso(row["archived_at"]) > _ms_from_iso(row[cursor])):
+        # archiving is the record's last change: the cursor must not filter the deletion out
+        row[cursor] = row["archived_at"]
+    return row
+
+
+def _object_pages(clients: Clients, base: str, object_type: str, cursor: str, columns: dict[str, str],
+                  report: SyncReport, table: str, updated: dlt.sources.incremental) -> Iterator[pa.Table]:
+    start: datetime = updated.start_value or EPOCH
+    report.resource(table).start(start, updated.lag or 0.0)
+    all_columns = {ID: "string", **columns, "archived": "bool", "archived_at": "datetime"}
+    for rows, deleted in _changed(clients, base, object_type, cursor, list(columns), start):
+        extra = {DELETED_AT: pl.col("archived_at")} if deleted else {DELETED_AT: pl.lit(None, pl.Datetime("us", "UTC"))}
+        arrow = to_arrow(rows, all_columns, extra=extra).drop_columns(["archived_at"])
+        stamps = arrow.column(cursor).to_pylist()
+        newest = max((v for v in stamps if v is not None), default=None)
+        report.resource(table).saw(arrow.num_rows, arrow.num_rows if deleted else 0, newest, stamps)
+        if arrow.num_rows:
+            yield arrow
+
+
+def _changed(clients: Clients, base: str, object_type: str, cursor: str, properties: list[str],
+             start: datetime) -> Iterator[tuple[list[dict], bool]]:
+    """Pages of (rows, are_deleted): live changes since ``start``, then archived records."""
+    yield from ((rows, False) for rows in _search_since(clients.search, base, object_type, cursor, properties, start))
+    yield from ((rows, True) for rows in _archived_since(clients.list, base, object_type, cursor, properties, start))
+
+
+def _search_since(client: CrmHttpClient, base: str, object_type: str, cursor: str, properties: list[str],
+                  start: datetime) -> Iterator[list[dict]]:
+    url = f"{base}/crm/v3/objects/{object_type}/search"
+    lower = _ms(start)
+    while True:
+        body = {"filterGroups": [{"filters": [{"propertyName": cursor, "operator": "GTE", "value": str(lower)}]}],
+                "sorts": [{"propertyName": cursor, "direction": "ASCENDING"}],
+                "properties": properties, "limit": SEARCH_PAGE}
+        after, last_stamp, first_stamp = 0, None, None
+        while True:
+            page = client.request("POST", url, json={**body, "after": str(after)} if after else body).json()
+            rows = [_flatten(r, cursor) for r in page.get("results", [])]
+            if rows:
+                yield rows
+                first_stamp = first_stamp if first_stamp is not None else _stamp(rows[0], cursor)
+                last_stamp = _stamp(rows[-1], cursor)
+            nxt = (page.get("paging") or {}).get("next")
+            if not nxt:
+                return
+            after = int(nxt["after"])
+            if after + SEARCH_PAGE > SEARCH_CAP:
+                break  # the next page would hit the cap: restart the window at the last stamp seen
+        if last_stamp is None:
+            return
+        if last_stamp == first_stamp:
+            # a whole window shares one stamp: page that stamp by id, then move past it
+            yield from _one_stamp_by_id(client, url, cursor, properties, last_stamp)
+            lower = last_stamp + 1
+        else:
+            lower = last_stamp
+
+
+def _one_stamp_by_id(client: CrmHttpClient, url: str, cursor: str, properties: list[str], stamp: int
+                     ) -> Iterator[list[dict]]:
+    last_id = "0"
+    while True:
+        body = {"filterGroups": [{"filters": [
+            {"propertyName": cursor, "operator": "EQ", "value": str(stamp)},
+            {"propertyName": "hs_object_id", "operator": "GT", "value": last_id}]}],
+            "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+            "properties": properties, "limit": SEARCH_PAGE}
+        page = client.request("POST", url, json=body).json()
+        rows = [_flatten(r, cursor) for r in page.get("results", [])]
+        if not rows:
+            return
+        yield rows
+        last_id = rows[-1][ID]
+        if len(rows) < SEARCH_PAGE:
+            return
+
+
+def _archived_since(client: CrmHttpClient, base: str, object_type: str, cursor: str, properties: list[str],
+                    start: datetime) -> Iterator[list[dict]]:
+    """Archived (deleted) records archived at or after ``start``: the list API cannot filter, so filter here."""
+    url = f"{base}/crm/v3/objects/{object_type}"
+    params: dict = {"archived": "true", "limit": LIST_PAGE, "properties": ",".join(properties)}
+    lower = _ms(start)
+    while True:
+        page = client.get_json(url, params=params)
+        rows = [_flatten(r, cursor) for r in page.get("results", [])]
+        recent = [r for r in rows if r["archived_at"] and _ms_from_iso(r["archived_at"]) >= lower]
+        if recent:
+            yield recent
+        nxt = (page.get("paging") or {}).get("next")
+        if not nxt:
+            return
+        params = {**params, "after": nxt["after"]}
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _ms_from_iso(value: str) -> int:
+    return _ms(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def _stamp(row: dict, cursor: str) -> int:
+    return _ms_from_iso(row[cursor])

@@ -1,0 +1,92 @@
+"""Where synced data lands: DuckDB (embedded default) or PostgreSQL (production), by configuration.
+
+The same object gives dlt its destination and gives the platform a short-lived DB-API
+connection for its own tables (dead letters, audit) and for metadata queries. DuckDB lets one
+process write at a time and its file lock shuts out readers elsewhere, so connections are
+opened per step and closed at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dlt
+
+from .settings import load_settings
+
+DUCKDB, POSTGRES = "duckdb", "postgres"
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """``kind`` is ``duckdb`` (``path``) or ``postgres`` (``dsn``, e.g. ``postgresql://user@host:5432/db``)."""
+
+    kind: str
+    path: Path | None = None
+    dsn: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == DUCKDB and self.path is None:
+            raise ValueError("a DuckDB warehouse needs a path")
+        if self.kind == POSTGRES and not self.dsn:
+            raise ValueError("a PostgreSQL warehouse needs a dsn (SYNC_PLATFORM_POSTGRES_DSN)")
+        if self.kind not in (DUCKDB, POSTGRES):
+            raise ValueError(f"SYNC_PLATFORM_WAREHOUSE must be 'duckdb' or 'postgres', got {self.kind!r}")
+
+    @classmethod
+    def from_env(cls) -> Warehouse:
+        kind = os.environ.get("SYNC_PLATFORM_WAREHOUSE", DUCKDB).strip().lower()
+        if kind == POSTGRES:
+            return cls(POSTGRES, dsn=os.environ.get("SYNC_PLATFORM_POSTGRES_DSN"))
+        return cls(kind, path=load_settings().warehouse_path)
+
+    def destination(self) -> Any:
+        if self.kind == DUCKDB:
+            assert self.path is not None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return dlt.destinations.duckdb(str(self.path))
+        return dlt.destinations.postgres(self.dsn)
+
+    @property
+    def placeholder(self) -> str:
+        return "?" if self.kind == DUCKDB else "%s"
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Any]:
+        """A DB-API connection, committed on success and always closed."""
+        if self.kind == DUCKDB:
+            import duckdb
+
+            assert self.path is not None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = duckdb.connect(str(self.path))
+        else:
+            import psycopg2
+
+            conn = psycopg2.connect(self.dsn)
+        try:
+            yield conn
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            raise
+        finally:
+            conn.close()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run one statement; ``?`` placeholders work on both engines."""
+        with self.connect() as conn:
+            cur = conn.cursor()
+            cur.execute(sql.replace("?", self.placeholder), tuple(params))
+            return cur.fetchall() if cur.description else []
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        rows = self.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                          (schema, table))
+        return bool(rows and rows[0][0])

@@ -1,0 +1,167 @@
+"""The ingest jobs end to end: Dagster → dlt → the sandbox over real HTTP → DuckDB."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sync_platform.dead_letters import DeadLetterQueue
+from sync_platform.warehouse import Warehouse
+
+# per CRM: sandbox object, warehouse table, primary key column, an editable field and its column
+CRM = {
+    "salesforce": ("Contact", "contacts", "id", "Title", "title", {"LastName": "Newman"}),
+    "hubspot": ("contacts", "contacts", "id", "jobtitle", "jobtitle", {"lastname": "Newman"}),
+    "dynamics": ("contacts", "contacts", "contactid", "jobtitle", "jobtitle", {"lastname": "Newman"}),
+}
+
+
+def write_config(path: Path, monkeypatch: pytest.MonkeyPatch, **per_crm: dict) -> None:
+    """A sync.yaml for the test: fast backoff so retries do not slow the suite."""
+    crms = {crm: {"backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.05, **per_crm.get(crm, {})}
+            for crm in ("salesforce", "hubspot", "dynamics")}
+    path.write_text(yaml.safe_dump({"crms": crms}))
+    monkeypatch.setenv("SYNC_PLATFORM_CONFIG", str(path))
+
+
+@pytest.fixture(autouse=True)
+def fast_config(tmp_path, monkeypatch):
+    write_config(tmp_path / "sync.yaml", monkeypatch)
+
+
+@pytest.mark.parametrize("crm", list(CRM))
+def test_incremental_picks_up_exactly_the_changes_and_a_replay_changes_nothing(harness, crm):
+    obj, table, pk, field, column, new = CRM[crm]
+    _, first = harness.run(crm)
+    assert first[table]["rows_total"] == 500 and first[table]["rows_inserted"] == 500
+
+    created = harness.admin.create(crm, obj, [new, new, new])
+    edited = [harness.admin.touch(crm, obj, 1, start=s, value=f"edited-{s}")["first_id"] for s in (5, 50, 120, 300)]
+    gone = [harness.admin.touch(crm, obj, 1, start=s)["first_id"] for s in (400, 401)]
+    harness.admin.delete(crm, obj, gone)
+
+    _, second = harness.run(crm)
+    meta = second[table]
+    assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (3, 4, 2)
+    assert meta["rows_total"] == 503
+    dataset = f"raw_{crm}.{table}"
+    values = dict(harness.rows(f"SELECT {pk}, {column} FROM {dataset} WHERE {column} LIKE 'edited-%'"))
+    assert sorted(values) == sorted(edited) and all(v.startswith("edited-") for v in values.values())
+    deleted = {r[0] for r in harness.rows(f"SELECT {pk} FROM {dataset} WHERE deleted_at IS NOT NULL")}
+    assert deleted == set(gone)
+    assert {r[0] for r in harness.rows(f"SELECT {pk} FROM {dataset} WHERE {pk} IN (?, ?, ?)", tuple(created))} \
+        == set(created)
+    assert harness.rows(f"SELECT count(*) - count(DISTINCT {pk}) FROM {dataset}")[0][0] == 0
+
+    _, replay = harness.run(crm)
+    meta = replay[table]
+    assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"], meta["rows_total"]) == (0, 0, 0, 503)
+    assert "rows_loaded" in meta, "a run that changes nothing still reports its row count"
+
+
+def test_look_back_window_catches_a_late_commit_with_an_older_stamp(harness):
+    harness.run("salesforce")
+    high_water = harness.rows("SELECT max(system_modstamp) FROM raw_salesforce.contacts")[0][0]
+    late_stamp = (high_water - timedelta(seconds=90)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    [late] = harness.admin.create("salesforce", "Contact", [{"LastName": "Latecomer"}], stamp=late_stamp)
+    _, meta = harness.run("salesforce")
+    assert meta["contacts"]["rows_inserted"] == 1
+    assert harness.rows("SELECT last_name FROM raw_salesforce.contacts WHERE id = ?", (late,)) == [("Latecomer",)]
+
+
+def test_without_a_look_back_the_late_commit_is_missed(harness, tmp_path, monkeypatch):
+    """The counter-example that motivates the look-back (Airbyte #27146)."""
+    write_config(tmp_path / "sync.yaml", monkeypatch, salesforce={"look_back_seconds": 0})
+    harness.run("salesforce")
+    high_water = harness.rows("SELECT max(system_modstamp) FROM raw_salesforce.contacts")[0][0]
+    late_stamp = (high_water - timedelta(seconds=90)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    harness.admin.create("salesforce", "Contact", [{"LastName": "Latecomer"}], stamp=late_stamp)
+    _, meta = harness.run("salesforce")
+    assert meta["contacts"]["rows_inserted"] == 0
+
+
+def test_ties_on_the_cursor_across_a_page_boundary_are_not_lost(harness, tmp_path, monkeypatch):
+    write_config(tmp_path / "sync.yaml", monkeypatch, salesforce={"page_size": 200})
+    harness.run("salesforce")
+    harness.admin.freeze()
+    ids = harness.admin.create("salesforce", "Contact", [{"LastName": f"Twin{n}"} for n in range(250)])
+    _, meta = harness.run("salesforce")
+    assert meta["contacts"]["rows_inserted"] == 250 and meta["contacts"]["pages"] >= 2
+    stamps = harness.rows("SELECT count(DISTINCT system_modstamp) FROM raw_salesforce.contacts WHERE last_name "
+                          "LIKE 'Twin%'")
+    assert stamps == [(1,)], "all 250 share one stamp"
+    assert len(ids) == 250
+
+
+def test_token_expiry_in_the_middle_of_pagination_is_refreshed_without_a_gap(harness, tmp_path, monkeypatch):
+    write_config(tmp_path / "sync.yaml", monkeypatch, salesforce={"page_size": 200})
+    harness.admin.inject("expire_tokens", crm="salesforce", path="/services/data", after=2)
+    _, meta = harness.run("salesforce")
+    assert meta["contacts"]["rows_total"] == 500
+    assert meta["contacts"]["source_auth_refreshes"] == 1
+    assert harness.admin.requests(crm="salesforce", status=401) == 1
+
+
+def test_rate_limit_bursts_are_throttled_not_failed(harness):
+    harness.admin.inject("rate_limit", crm="hubspot", count=3)
+    _, meta = harness.run("hubspot")
+    assert meta["contacts"]["rows_total"] == 500
+    assert meta["contacts"]["source_http_429"] == 3 and meta["contacts"]["source_retries"] >= 3
+
+
+def test_a_short_5xx_window_is_retried_through(harness):
+    harness.admin.inject("error", crm="dynamics", status=503, count=2)
+    _, meta = harness.run("dynamics")
+    assert meta["contacts"]["rows_total"] == 500 and meta["contacts"]["source_retries"] == 2
+
+
+def test_a_long_5xx_window_fails_loudly_keeps_the_cursor_and_the_next_run_catches_up(harness, tmp_path,
+                                                                                      monkeypatch):
+    write_config(tmp_path / "sync.yaml", monkeypatch, salesforce={"max_attempts": 3})
+    harness.run("salesforce")
+    edited = [harness.admin.touch("salesforce", "Contact", 1, start=s)["first_id"] for s in (1, 2, 3)]
+    harness.admin.inject("error", crm="salesforce", status=500, count=50)
+    result, _ = harness.run("salesforce", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "server_error" in failure.step_failure_data.error.message
+    letters = DeadLetterQueue(Warehouse.from_env()).pending("salesforce")
+    assert {d.object for d in letters} == {"contacts", "accounts", "cases"}
+    assert all(d.kind == "server_error" and d.attempts == 3 for d in letters)
+
+    harness.admin.clear_faults()
+    _, meta = harness.run("salesforce")
+    assert meta["contacts"]["rows_updated"] == 3 and meta["contacts"]["rows_total"] == 500
+    assert len(edited) == 3
+
+
+def test_daily_budget_exhaustion_fails_the_run_with_a_clear_message(harness):
+    harness.admin.set_limits(salesforce_daily=1000, salesforce_used=1000)
+    result, meta = harness.run("salesforce", raise_on_error=False)
+    assert not result.success and meta == {}
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "daily API request limit" in failure.step_failure_data.error.message
+    assert DeadLetterQueue(Warehouse.from_env()).pending("salesforce")[0].kind == "budget"
+
+
+def test_the_budget_reserve_stops_before_the_budget_runs_dry(harness, tmp_path, monkeypatch):
+    write_config(tmp_path / "sync.yaml", monkeypatch, salesforce={"page_size": 200, "budget_reserve": 10})
+    harness.admin.set_limits(salesforce_daily=1000, salesforce_used=985)
+    result, _ = harness.run("salesforce", raise_on_error=False)
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "reserve is 10" in failure.step_failure_data.error.message
+    assert harness.admin.requests(crm="salesforce") < 10
+
+
+def test_a_new_machine_pointed_at_the_same_warehouse_resumes_from_its_cursor(harness):
+    harness.run("salesforce")
+    shutil.rmtree(harness.data_dir / "dlt_pipelines")  # the local pipeline state is gone
+    harness.admin.touch("salesforce", "Contact", 2, start=10)
+    harness.admin.reset_stats()
+    _, meta = harness.run("salesforce")
+    assert meta["contacts"]["rows_updated"] == 2 and meta["contacts"]["rows_inserted"] == 0
+    assert meta["contacts"]["rows_extracted"] < 50, "it did not start over (a full read is 500 rows)"
