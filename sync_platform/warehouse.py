@@ -50,7 +50,13 @@ class Warehouse:
             assert self.path is not None
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return dlt.destinations.duckdb(str(self.path))
-        return dlt.destinations.postgres(self.dsn)
+        from dlt.destinations.impl.postgres.configuration import PostgresCredentials
+
+        credentials = PostgresCredentials(self.dsn)
+        if credentials.password is None:
+            credentials.password = ""  # trust, peer or .pgpass authentication: none in the DSN
+        credentials.resolve()
+        return dlt.destinations.postgres(credentials=credentials)
 
     @property
     def placeholder(self) -> str:
