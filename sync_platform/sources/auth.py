@@ -11,8 +11,11 @@ import threading
 from dataclasses import dataclass, field
 
 import requests
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from .errors import CrmRequestError, ErrorKind
+from .errors import CrmRequestError, ErrorKind, RetryableError
+
+TOKEN_ATTEMPTS = 5
 
 
 class TokenProvider:
@@ -96,12 +99,14 @@ class OAuthToken(TokenProvider):
             data["grant_type"] = "client_credentials"
         if self.scope:
             data["scope"] = self.scope
-        http = self.session or requests
+        # the identity provider is a separate service: ride out its 5xx and timeouts too
+        retrying = Retrying(stop=stop_after_attempt(TOKEN_ATTEMPTS), wait=wait_exponential_jitter(initial=0.2, max=5),
+                            retry=retry_if_exception_type(RetryableError), reraise=True)
         try:
-            response = http.post(self.token_url, data=data, timeout=self.timeout, verify=self.verify)
-        except requests.RequestException as exc:
-            raise CrmRequestError(self.crm, ErrorKind.TIMEOUT, f"token endpoint unreachable: {type(exc).__name__}",
-                                  method="POST", path=_path(self.token_url)) from None
+            response = retrying(self._post, data)
+        except RetryableError as exc:
+            raise CrmRequestError(self.crm, exc.kind, f"token endpoint: {exc.detail}", method="POST",
+                                  path=_path(self.token_url), status=exc.status, attempts=TOKEN_ATTEMPTS) from None
         if response.status_code != 200:
             reason = _oauth_error(response)
             raise CrmRequestError(self.crm, ErrorKind.AUTH, f"token request refused: {reason}", method="POST",
@@ -111,6 +116,17 @@ class OAuthToken(TokenProvider):
         self.instance_url = body.get("instance_url", self.instance_url)
         if body.get("refresh_token") and self.refresh_token is None and self.crm == "hubspot":
             self.refresh_token = body["refresh_token"]
+
+    def _post(self, data: dict[str, str]) -> requests.Response:
+        http = self.session or requests
+        try:
+            response = http.post(self.token_url, data=data, timeout=self.timeout, verify=self.verify)
+        except requests.RequestException as exc:
+            raise RetryableError(self.crm, ErrorKind.TIMEOUT, f"unreachable ({type(exc).__name__})") from None
+        if response.status_code >= 500:
+            raise RetryableError(self.crm, ErrorKind.SERVER_ERROR, f"HTTP {response.status_code}",
+                                 status=response.status_code)
+        return response
 
     def __repr__(self) -> str:
         return f"OAuthToken(crm={self.crm!r}, token_url={self.token_url!r}, client_id={self.client_id!r}, secrets=***)"

@@ -82,7 +82,8 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
                        config: IngestConfig) -> Iterator[dg.MaterializeResult]:
         warehouse = Warehouse.from_env()
         report = SyncReport(crm)
-        source = build_source(crm, cfg, report=report)
+        # read per run: an edited sync.yaml applies to the next run without reloading the code location
+        source = build_source(crm, load_sync_config().crm(crm), report=report)
         tables = [key.path[-1] for key in context.selected_asset_keys]
         before = {t: _table_counts(warehouse, crm, t) for t in tables}
         started = time.monotonic()

@@ -114,7 +114,7 @@ def test_rate_limit_bursts_are_throttled_not_failed(harness):
 
 
 def test_a_short_5xx_window_is_retried_through(harness):
-    harness.admin.inject("error", crm="dynamics", status=503, count=2)
+    harness.admin.inject("error", crm="dynamics", path="/api/data", status=503, count=2)
     _, meta = harness.run("dynamics")
     assert meta["contacts"]["rows_total"] == 500 and meta["contacts"]["source_retries"] == 2
 
@@ -124,7 +124,7 @@ def test_a_long_5xx_window_fails_loudly_keeps_the_cursor_and_the_next_run_catche
     write_config(tmp_path / "sync.yaml", monkeypatch, salesforce={"max_attempts": 3})
     harness.run("salesforce")
     edited = [harness.admin.touch("salesforce", "Contact", 1, start=s)["first_id"] for s in (1, 2, 3)]
-    harness.admin.inject("error", crm="salesforce", status=500, count=50)
+    harness.admin.inject("error", crm="salesforce", path="/services/data", status=500, count=50)
     result, _ = harness.run("salesforce", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
