@@ -19,5 +19,8 @@ test: install
 	bash scripts/ensure_postgres.sh
 	$(BIN)/python -m pytest sync_platform_tests
 
+demo: install
+	$(BIN)/sync-platform demo --contacts 20000
+
 sandbox: install
 	$(BIN)/sync-platform sandbox --contacts 20000

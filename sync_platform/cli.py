@@ -85,5 +85,47 @@ def demo(
     run_demo(contacts, echo=typer.echo)
 
 
+dlq = typer.Typer(help="Dead letters: CRM requests that failed for good, kept with the reason.", no_args_is_help=True)
+app.add_typer(dlq, name="dlq")
+
+
+@dlq.command("list")
+def dlq_list(
+    crm: Annotated[str | None, typer.Option(help="Only this CRM.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Include entries already replayed.")] = False,
+) -> None:
+    """List dead letters (pending ones unless --all)."""
+    from sync_platform.dead_letters import DeadLetterQueue
+    from sync_platform.warehouse import Warehouse
+
+    queue = DeadLetterQueue(Warehouse.from_env())
+    letters = queue.all(crm) if show_all else queue.pending(crm)
+    if not letters:
+        typer.echo("no dead letters" + ("" if show_all else " pending"))
+        return
+    for d in letters:
+        state = f"replayed {d.replayed_at:%Y-%m-%d %H:%M}" if d.replayed_at else "pending"
+        typer.echo(f"{d.created_at:%Y-%m-%d %H:%M:%S}  {d.crm:<10} {d.object:<10} {d.kind:<12} "
+                   f"attempts={d.attempts}  {state}  {d.request or ''}")
+        typer.echo(f"    {d.error}")
+
+
+@dlq.command("replay")
+def dlq_replay(crm: Annotated[str | None, typer.Option(help="Only this CRM.")] = None) -> None:
+    """Re-drive pending dead letters: re-run each affected CRM's sync from its unchanged cursor."""
+    from sync_platform.replay import replay_dead_letters
+
+    outcome = replay_dead_letters(crm)
+    if not outcome:
+        typer.echo("nothing to replay")
+        return
+    failed = False
+    for name, (ok, count, detail) in outcome.items():
+        typer.echo(f"{name}: {'replayed' if ok else 'still failing'} ({count} dead letter(s)) {detail}")
+        failed |= not ok
+    if failed:
+        raise typer.Exit(code=1)
+
+
 if __name__ == "__main__":
     app()

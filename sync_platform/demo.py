@@ -107,19 +107,20 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
 
 def _print_summary(full: RunSummary, inc: RunSummary, full_req: dict, inc_req: dict,
                    echo: Callable[[str], None]) -> None:
-    header = f"{'CRM':<11} {'object':<10} {'rows':>8} {'full rec/s':>10} | {'new':>4} {'upd':>4} {'del':>4} " \
+    header = f"{'CRM':<11} {'object':<10} {'rows':>8} {'CRM rec/s':>10} | {'new':>4} {'upd':>4} {'del':>4} " \
              f"{'re-read':>7} {'lag':>8}"
     echo(header)
     echo("-" * len(header))
     for (crm, obj), meta in sorted(inc.rows.items()):
         first = full.rows.get((crm, obj), {})
         lag = meta.get("lag_s", -1)
-        echo(f"{crm:<11} {obj:<10} {meta.get('rows_total', 0):>8,} {first.get('records_per_s', 0):>10,.0f} | "
+        echo(f"{crm:<11} {obj:<10} {meta.get('rows_total', 0):>8,} {first.get('crm_records_per_s', 0):>10,.0f} | "
              f"{meta.get('rows_inserted', 0):>4} {meta.get('rows_updated', 0):>4} {meta.get('rows_deleted', 0):>4} "
              f"{meta.get('rows_reread_in_look_back', 0):>7} {_human(lag):>8}")
     echo("")
     expected = CHANGES["updated_by_users"] + CHANGES["updated_by_automation"]
     echo(f"Changed per CRM (contacts): {CHANGES['created']} new, {expected} updated, {CHANGES['deleted']} deleted.")
+    echo("CRM rec/s: the full sync's throughput per CRM; HubSpot is paced by its search limit (about 5 requests/s).")
     echo("API requests   full sync: " + ", ".join(f"{c} {n}" for c, n in full_req.items())
          + "   incremental: " + ", ".join(f"{c} {n}" for c, n in inc_req.items()))
     echo("Explore it: DAGSTER_HOME=data/demo/dagster_home SYNC_PLATFORM_DATA_DIR=data/demo "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,14 +24,20 @@ class ResourceReport:
     newest_change: datetime | None = None
     cursor_start: datetime | None = None
     previous_high_water: datetime | None = None
+    started_at: float | None = None  # monotonic, for the CRM's records/s
+    last_page_at: float | None = None
 
-    def start(self, start: datetime, look_back_seconds: float) -> None:
+    def start(self, start: datetime | None, look_back_seconds: float = 0.0) -> None:
+        self.started_at = time.monotonic()
+        if start is None:
+            return
         self.cursor_start = start
         if start > EPOCH:
             self.previous_high_water = start + timedelta(seconds=look_back_seconds)
 
     def saw(self, rows: int, deleted: int, newest: datetime | None, cursor_values: list | None = None) -> None:
         self.pages += 1
+        self.last_page_at = time.monotonic()
         self.rows += rows
         self.deleted += deleted
         if cursor_values and self.previous_high_water is not None:
@@ -49,6 +56,15 @@ class SyncReport:
 
     def resource(self, name: str) -> ResourceReport:
         return self.resources.setdefault(name, ResourceReport())
+
+    def records_per_second(self) -> float:
+        """Throughput of the whole extraction (dlt interleaves resources, so per-object time overlaps)."""
+        starts = [r.started_at for r in self.resources.values() if r.started_at is not None]
+        ends = [r.last_page_at for r in self.resources.values() if r.last_page_at is not None]
+        rows = sum(r.rows for r in self.resources.values())
+        if not starts or not ends or max(ends) <= min(starts):
+            return 0.0
+        return rows / (max(ends) - min(starts))
 
     def as_metadata(self, name: str) -> dict[str, Any]:
         r = self.resource(name)

@@ -72,6 +72,7 @@ def dynamics_source(
 def _entity_pages(client: CrmHttpClient, api_url: str, entity_set: str, pk: str, columns: dict[str, str],
                   page_size: int, hard_delete: bool, report: SyncReport, table: str) -> Iterator[pa.Table]:
     state = dlt.current.resource_state()
+    report.resource(table).start(None)
     headers = {"Prefer": f"odata.track-changes,odata.maxpagesize={page_size}"}
     select = ",".join(columns)
     token = state.get("delta_token")

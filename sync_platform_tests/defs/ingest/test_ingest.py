@@ -165,3 +165,31 @@ def test_a_new_machine_pointed_at_the_same_warehouse_resumes_from_its_cursor(har
     _, meta = harness.run("salesforce")
     assert meta["contacts"]["rows_updated"] == 2 and meta["contacts"]["rows_inserted"] == 0
     assert meta["contacts"]["rows_extracted"] < 50, "it did not start over (a full read is 500 rows)"
+
+
+def test_dead_letters_are_listed_and_replayed_idempotently(harness, monkeypatch):
+    from typer.testing import CliRunner
+
+    from sync_platform.cli import app
+
+    monkeypatch.setenv("DAGSTER_HOME", str(harness.data_dir / "dagster_home"))
+    harness.run("hubspot")
+    harness.admin.touch("hubspot", "contacts", 5, start=20)
+    harness.admin.inject("error", crm="hubspot", path="/crm/v3", status=502, count=100)
+    result, _ = harness.run("hubspot", raise_on_error=False)
+    assert not result.success
+    runner = CliRunner()
+    listing = runner.invoke(app, ["dlq", "list"])
+    assert listing.exit_code == 0 and "server_error" in listing.output and "pending" in listing.output
+
+    still_down = runner.invoke(app, ["dlq", "replay"])
+    assert still_down.exit_code == 1 and "still failing" in still_down.output
+    assert DeadLetterQueue(Warehouse.from_env()).depth("hubspot") >= 3
+
+    harness.admin.clear_faults()
+    replayed = runner.invoke(app, ["dlq", "replay"])
+    assert replayed.exit_code == 0 and "hubspot: replayed" in replayed.output
+    assert DeadLetterQueue(Warehouse.from_env()).depth() == 0
+    changed = harness.rows("SELECT count(*) FROM raw_hubspot.contacts WHERE jobtitle LIKE 'edited%'")[0][0]
+    assert changed == 5
+    assert runner.invoke(app, ["dlq", "replay"]).output.strip() == "nothing to replay"

@@ -1,0 +1,57 @@
+"""Shared benchmark plumbing: a sandbox in its own process, and measurements in child processes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def sandbox_process(contacts: int, *extra: str):
+    """Start ``sync-platform sandbox`` in a subprocess (its own GIL) and yield (details, startup seconds)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "sync_platform.cli", "sandbox", "--port", "0", "--json",
+                             "--contacts", str(contacts), *extra], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("}"):
+            break
+    details = json.loads("".join(lines))
+    import httpx
+
+    httpx.get(f"{details['base_url']}/__sandbox/clock", timeout=60).raise_for_status()
+    startup = time.perf_counter() - started
+    try:
+        yield details, startup
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _child(fn: Callable[..., dict], args: tuple, queue: mp.Queue) -> None:
+    result = fn(*args)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(result)
+
+
+def in_child(fn: Callable[..., dict], *args: Any) -> dict:
+    """Run ``fn(*args)`` in a fresh process, so its peak RSS is its own."""
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(fn, args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
