@@ -36,7 +36,7 @@ class CrmSyncConfig(BaseModel):
     backoff_max_seconds: float = Field(30.0, gt=0, le=600)
     page_size: int | None = Field(None, ge=1, le=5000, description="Salesforce batchSize (200..2000), "
                                   "Dynamics odata.maxpagesize (..5000); HubSpot pages are fixed.")
-    search_requests_per_second: int = Field(4, ge=1, le=100, description="HubSpot search ceiling (~5/s).")
+    search_requests_per_second: int = Field(5, ge=1, le=100, description="HubSpot search ceiling (~5/s).")
     requests_per_window: int | None = Field(None, ge=1)
     window_seconds: float = Field(10.0, gt=0)
     budget_reserve: int = Field(0, ge=0)

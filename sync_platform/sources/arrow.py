@@ -33,9 +33,13 @@ def parse_datetimes(expr: pl.Expr) -> pl.Expr:
     ])
 
 
-def to_arrow(rows: Iterable[Mapping], columns: Mapping[str, str], extra: Mapping[str, pl.Expr] | None = None
-             ) -> pa.Table:
-    """Build the page's Arrow table: declared columns only, parsed datetimes, plus ``extra`` columns."""
+def to_arrow(rows: Iterable[Mapping], columns: Mapping[str, str], extra: Mapping[str, pl.Expr] | None = None,
+             primary_key: str | None = None) -> pa.Table:
+    """Build the page's Arrow table: declared columns only, parsed datetimes, plus ``extra`` columns.
+
+    The primary key's field is marked non-nullable, matching its dlt hint (otherwise dlt warns on
+    every page that the Arrow schema and the declared hints disagree).
+    """
     schema = {name: _POLARS[kind] for name, kind in columns.items()}
     frame = pl.DataFrame(
         [{name: _plain(row.get(name), columns[name]) for name in columns} for row in rows],
@@ -46,7 +50,11 @@ def to_arrow(rows: Iterable[Mapping], columns: Mapping[str, str], extra: Mapping
         frame = frame.with_columns([parse_datetimes(pl.col(c)).alias(c) for c in dt_cols])
     if extra:
         frame = frame.with_columns([expr.alias(name) for name, expr in extra.items()])
-    return frame.to_arrow()
+    table = frame.to_arrow()
+    if primary_key is not None:
+        index = table.schema.get_field_index(primary_key)
+        table = table.cast(table.schema.set(index, table.schema.field(index).with_nullable(False)))
+    return table
 
 
 def _plain(value: object, kind: str) -> object:

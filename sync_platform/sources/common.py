@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +12,13 @@ from .http import RequestStats
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DELETED_AT = "deleted_at"  # soft-delete marker every raw table carries
+
+
+def require_known(crm: str, objects: Sequence[str], known: Mapping[str, object]) -> None:
+    """Fail at source construction, naming the bad object and the valid ones."""
+    unknown = set(objects) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {crm} object(s) {sorted(unknown)}; choose from {sorted(known)}")
 
 
 @dataclass

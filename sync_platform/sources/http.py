@@ -44,12 +44,15 @@ class HttpPolicy:
     max_requests: int | None = None  # client-side ceiling: this many requests ...
     per_seconds: float = 10.0  # ... per this many seconds
     budget_reserve: int = 0  # Salesforce: keep this many daily requests for everyone else
+    headroom: float = 0.97  # pace at this share of the ceiling: network jitter must not tip us over it
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.max_requests is not None and (self.max_requests < 1 or self.per_seconds <= 0):
             raise ValueError("max_requests must be >= 1 and per_seconds > 0")
+        if not 0 < self.headroom <= 1:
+            raise ValueError("headroom must be in (0, 1]")
 
 
 @dataclass
@@ -77,15 +80,22 @@ class RequestStats:
 
 
 class SlidingWindowLimiter:
-    """At most ``limit`` acquisitions in any ``seconds`` window; ``acquire`` waits for a free slot."""
+    """At most ``limit`` requests in any ``seconds`` window, sent evenly spaced.
 
-    def __init__(self, limit: int, seconds: float, clock: Callable[[], float] = time.monotonic,
+    Spacing (``seconds / limit / headroom`` apart) instead of bursting the whole window at once:
+    a burst followed by a wait lets arrival jitter put one request too many into the server's
+    window, which is exactly the 429 a client-side limiter exists to avoid.
+    """
+
+    def __init__(self, limit: int, seconds: float, headroom: float = 1.0, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.limit = limit
         self.seconds = seconds
+        self.interval = seconds / limit / headroom
         self._clock = clock
         self._sleep = sleep
         self._events: collections.deque[float] = collections.deque()
+        self._next_at = 0.0
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
@@ -96,18 +106,20 @@ class SlidingWindowLimiter:
                 now = self._clock()
                 while self._events and self._events[0] <= now - self.seconds:
                     self._events.popleft()
-                if len(self._events) < self.limit:
+                delay = max(self._next_at - now, 0.0)
+                if len(self._events) >= self.limit:
+                    delay = max(delay, self._events[0] + self.seconds - now)
+                if delay <= 0:
                     self._events.append(now)
+                    self._next_at = now + self.interval
                     return waited
-                delay = self._events[0] + self.seconds - now
             self._sleep(delay)
             waited += delay
 
     def pause(self, seconds: float) -> None:
-        """Push the window forward after the server said 'slow down' despite us."""
+        """Hold every request for ``seconds`` after the server said 'slow down' despite us."""
         with self._lock:
-            now = self._clock()
-            self._events.extend([now + seconds - self.seconds] * max(0, self.limit - len(self._events)))
+            self._next_at = max(self._next_at, self._clock() + seconds)
 
 
 def _safe_path(url: str) -> str:
@@ -126,7 +138,7 @@ class CrmHttpClient:
         self.session = session or requests.Session()
         self.session.verify = verify
         self.stats = stats or RequestStats()
-        self.limiter = (SlidingWindowLimiter(self.policy.max_requests, self.policy.per_seconds)
+        self.limiter = (SlidingWindowLimiter(self.policy.max_requests, self.policy.per_seconds, self.policy.headroom)
                         if self.policy.max_requests else None)
 
     # ------------------------------------------------------------------ public

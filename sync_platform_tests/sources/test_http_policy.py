@@ -16,24 +16,36 @@ class FakeTime:
         self.now += seconds
 
 
-def test_limiter_spaces_requests_to_stay_under_the_ceiling():
+def test_limiter_paces_evenly_and_never_exceeds_the_window():
     t = FakeTime()
-    limiter = SlidingWindowLimiter(3, 10.0, clock=t.clock, sleep=t.sleep)
-    waits = [limiter.acquire() for _ in range(7)]
-    assert waits[:3] == [0.0, 0.0, 0.0]
-    assert waits[3] == pytest.approx(10.0) and t.now == pytest.approx(20.0)
-    # never more than 3 in any 10-second window
-    assert sum(waits) == pytest.approx(20.0)
+    limiter = SlidingWindowLimiter(5, 1.0, headroom=1.0, clock=t.clock, sleep=t.sleep)
+    sent = []
+    for _ in range(21):
+        limiter.acquire()
+        sent.append(t.now)
+    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    assert all(g == pytest.approx(0.2) for g in gaps), "evenly spaced, not bursts"
+    assert max(sum(1 for s in sent if start <= s < start + 1.0) for start in sent) <= 5
 
 
-def test_limiter_pause_pushes_the_window_forward():
+def test_headroom_keeps_the_pace_just_under_the_ceiling():
+    t = FakeTime()
+    limiter = SlidingWindowLimiter(100, 10.0, headroom=0.97, clock=t.clock, sleep=t.sleep)
+    for _ in range(1001):
+        limiter.acquire()
+    rate = 1000 / t.now
+    assert 9.6 < rate <= 9.71
+
+
+def test_limiter_pause_holds_the_next_request():
     t = FakeTime()
     limiter = SlidingWindowLimiter(2, 10.0, clock=t.clock, sleep=t.sleep)
     limiter.pause(5.0)
     assert limiter.acquire() == pytest.approx(5.0)
 
 
-@pytest.mark.parametrize("kwargs", [{"max_attempts": 0}, {"max_requests": 0}, {"max_requests": 5, "per_seconds": 0}])
+@pytest.mark.parametrize("kwargs", [{"max_attempts": 0}, {"max_requests": 0}, {"max_requests": 5, "per_seconds": 0},
+                                    {"headroom": 0}, {"headroom": 1.5}])
 def test_policy_rejects_nonsense(kwargs):
     with pytest.raises(ValueError):
         HttpPolicy(**kwargs)

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..arrow import columns_hint, to_arrow
 from ..auth import OAuthToken, TokenProvider
-from ..common import DELETED_AT, SyncReport
+from ..common import DELETED_AT, SyncReport, require_known
 from ..errors import CrmRequestError, ErrorKind
 from ..http import CrmHttpClient, HttpPolicy
 from .settings import CURSOR, OBJECTS, PAGE_SIZE
@@ -50,9 +50,7 @@ def dynamics_source(
         token_url: ``https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token``.
         scope: ``https://<org>.crm.dynamics.com/.default``.
     """
-    unknown = set(objects) - set(OBJECTS)
-    if unknown:
-        raise ValueError(f"unknown Dynamics object(s) {sorted(unknown)}; choose from {sorted(OBJECTS)}")
+    require_known("Dynamics", objects, OBJECTS)
     if not 1 <= page_size <= PAGE_SIZE:
         raise ValueError(f"page_size must be between 1 and {PAGE_SIZE}, got {page_size}")
     report = report or SyncReport("dynamics")
@@ -105,7 +103,7 @@ def _emit(live: list[dict], gone: list[dict], pk: str, columns: dict[str, str], 
     null_ts = pl.lit(None, pl.Datetime("us", "UTC"))
     extra_live = {DELETED_AT: null_ts, **({"_deleted": pl.lit(False)} if hard_delete else {})}
     if live:
-        arrow = to_arrow(live, columns, extra=extra_live)
+        arrow = to_arrow(live, columns, extra=extra_live, primary_key=pk)
         newest = max((v for v in arrow.column(CURSOR).to_pylist() if v is not None), default=None)
         report.resource(table).saw(arrow.num_rows, 0, newest)
         yield arrow
@@ -113,7 +111,7 @@ def _emit(live: list[dict], gone: list[dict], pk: str, columns: dict[str, str], 
         # Dataverse tells only the id of a deleted row: a tombstone stamped with the time we learnt it
         now = pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC"))
         tombstones = [{pk: row["id"], CURSOR: None} for row in gone]
-        arrow = to_arrow(tombstones, columns,
+        arrow = to_arrow(tombstones, columns, primary_key=pk,
                          extra={DELETED_AT: now, CURSOR: now, **({"_deleted": pl.lit(True)} if hard_delete else {})})
         report.resource(table).saw(arrow.num_rows, arrow.num_rows, None)
         yield arrow

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..arrow import columns_hint, to_arrow
 from ..auth import OAuthToken, StaticToken, TokenProvider
-from ..common import DELETED_AT, EPOCH, SyncReport
+from ..common import DELETED_AT, EPOCH, SyncReport, require_known
 from ..http import CrmHttpClient, HttpPolicy
 from .settings import LIST_PAGE, OBJECTS, SEARCH_CAP, SEARCH_PAGE
 
@@ -43,7 +43,7 @@ def hubspot_source(
     refresh_token: str | None = None,
     look_back_seconds: float = 300.0,
     requests_per_10s: int | None = 100,
-    search_per_second: int = 4,
+    search_per_second: int = 5,
     hard_delete: bool = False,
     objects: Sequence[str] = tuple(OBJECTS),
     policy: HttpPolicy | None = None,
@@ -57,11 +57,9 @@ def hubspot_source(
             ``client_id``/``client_secret``/``refresh_token`` for OAuth.
         requests_per_10s: client-side ceiling, set just under the portal's limit (100 on
             Free/Starter, 190 on Pro/Enterprise).
-        search_per_second: client-side ceiling of the search API (HubSpot allows about 5/s).
+        search_per_second: the search API's ceiling (HubSpot allows about 5/s), paced with headroom.
     """
-    unknown = set(objects) - set(OBJECTS)
-    if unknown:
-        raise ValueError(f"unknown HubSpot object(s) {sorted(unknown)}; choose from {sorted(OBJECTS)}")
+    require_known("HubSpot", objects, OBJECTS)
     report = report or SyncReport("hubspot")
     base = host.rstrip("/")
     if auth is None:
@@ -106,7 +104,7 @@ def _object_pages(clients: Clients, base: str, object_type: str, cursor: str, co
     all_columns = {ID: "string", **columns, "archived": "bool", "archived_at": "datetime"}
     for rows, deleted in _changed(clients, base, object_type, cursor, list(columns), start):
         extra = {DELETED_AT: pl.col("archived_at")} if deleted else {DELETED_AT: pl.lit(None, pl.Datetime("us", "UTC"))}
-        arrow = to_arrow(rows, all_columns, extra=extra).drop_columns(["archived_at"])
+        arrow = to_arrow(rows, all_columns, extra=extra, primary_key=ID).drop_columns(["archived_at"])
         stamps = arrow.column(cursor).to_pylist()
         newest = max((v for v in stamps if v is not None), default=None)
         report.resource(table).saw(arrow.num_rows, arrow.num_rows if deleted else 0, newest, stamps)
@@ -145,12 +143,19 @@ def _search_since(client: CrmHttpClient, base: str, object_type: str, cursor: st
                 break  # the next page would hit the cap: restart the window at the last stamp seen
         if last_stamp is None:
             return
-        if last_stamp == first_stamp:
-            # a whole window shares one stamp: page that stamp by id, then move past it
+        if last_stamp == first_stamp or _rows_at(client, url, cursor, last_stamp) > SEARCH_CAP - SEARCH_PAGE:
+            # more rows share this stamp than one window can page: read that stamp by id, move past it
             yield from _one_stamp_by_id(client, url, cursor, properties, last_stamp)
             lower = last_stamp + 1
         else:
-            lower = last_stamp
+            lower = last_stamp  # restart at the stamp the cap cut through (merge dedups its re-read)
+
+
+def _rows_at(client: CrmHttpClient, url: str, cursor: str, stamp: int) -> int:
+    """How many records carry exactly this stamp (one cheap probe: ``limit`` 1, read ``total``)."""
+    body = {"filterGroups": [{"filters": [{"propertyName": cursor, "operator": "EQ", "value": str(stamp)}]}],
+            "properties": ["hs_object_id"], "limit": 1}
+    return int(client.request("POST", url, json=body).json().get("total", 0))
 
 
 def _one_stamp_by_id(client: CrmHttpClient, url: str, cursor: str, properties: list[str], stamp: int

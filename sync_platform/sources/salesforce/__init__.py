@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from ..arrow import columns_hint, to_arrow
 from ..auth import OAuthToken, TokenProvider
-from ..common import DELETED_AT, EPOCH, SyncReport
+from ..common import DELETED_AT, EPOCH, SyncReport, require_known
 from ..http import CrmHttpClient, HttpPolicy
 from .settings import API_VERSION, CURSOR, OBJECTS, PAGE_SIZE
 
@@ -49,9 +49,7 @@ def salesforce_source(
         hard_delete: delete rows removed at the source instead of stamping ``deleted_at``.
         policy: retries, throttling and the daily budget reserve.
     """
-    unknown = set(objects) - set(OBJECTS)
-    if unknown:
-        raise ValueError(f"unknown Salesforce object(s) {sorted(unknown)}; choose from {sorted(OBJECTS)}")
+    require_known("Salesforce", objects, OBJECTS)
     report = report or SyncReport("salesforce")
     verify: str | bool = ca_file or True
     auth = auth or OAuthToken("salesforce", token_url or f"{instance_url.rstrip('/')}/services/oauth2/token",
@@ -87,7 +85,7 @@ def _sobject_pages(client: CrmHttpClient, base: str, sobject: str, columns: dict
     while True:
         records = page.get("records", [])
         deleted_at = pl.when(pl.col("IsDeleted")).then(pl.col(CURSOR)).otherwise(None)
-        arrow = to_arrow(records, columns, extra={DELETED_AT: deleted_at})
+        arrow = to_arrow(records, columns, extra={DELETED_AT: deleted_at}, primary_key="Id")
         stamps = arrow.column(CURSOR).to_pylist()
         newest = max((r for r in stamps if r is not None), default=None)
         report.resource(table).saw(arrow.num_rows, sum(1 for r in records if r.get("IsDeleted")), newest, stamps)
