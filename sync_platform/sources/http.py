@@ -136,7 +136,8 @@ class CrmHttpClient:
         self.auth = auth
         self.policy = policy or HttpPolicy()
         self.session = session or requests.Session()
-        self.session.verify = verify
+        # passed on every request: a session-level verify loses to REQUESTS_CA_BUNDLE in requests
+        self.verify = verify
         self.stats = stats or RequestStats()
         self.limiter = (SlidingWindowLimiter(self.policy.max_requests, self.policy.per_seconds, self.policy.headroom)
                         if self.policy.max_requests else None)
@@ -185,7 +186,7 @@ class CrmHttpClient:
             self.stats.requests += 1
             try:
                 response = self.session.request(method, url, params=params, json=json, headers=all_headers,
-                                                timeout=self.policy.timeout)
+                                                timeout=self.policy.timeout, verify=self.verify)
             except requests.Timeout:
                 raise RetryableError(self.crm, ErrorKind.TIMEOUT, "request timed out", method=method,
                                      path=path, attempts=attempt) from None

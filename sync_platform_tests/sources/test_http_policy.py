@@ -49,3 +49,19 @@ def test_limiter_pause_holds_the_next_request():
 def test_policy_rejects_nonsense(kwargs):
     with pytest.raises(ValueError):
         HttpPolicy(**kwargs)
+
+
+def test_the_sandbox_ca_is_trusted_even_when_requests_ca_bundle_is_set(tls_sandbox, monkeypatch):
+    """requests lets REQUESTS_CA_BUNDLE override a session's verify; the policy passes it per request."""
+    import certifi
+
+    from sync_platform.sources.auth import OAuthToken
+    from sync_platform.sources.http import CrmHttpClient
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    base = tls_sandbox.base_url
+    auth = OAuthToken("salesforce", f"{base}/services/oauth2/token", "sandbox-client", "sandbox-secret",
+                      verify=tls_sandbox.ca_file)
+    client = CrmHttpClient("salesforce", auth, HttpPolicy(max_attempts=1), verify=tls_sandbox.ca_file)
+    page = client.get_json(f"{base}/services/data/v59.0/query/", params={"q": "SELECT Id FROM Contact LIMIT 3"})
+    assert len(page["records"]) == 3
