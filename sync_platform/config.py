@@ -61,10 +61,19 @@ class CrmSyncConfig(BaseModel):
         return "0 0 * * *" if hours == 24 else ("0 * * * *" if hours == 1 else f"0 */{hours} * * *")
 
 
+class QualityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_rejected_share: float = Field(0.01, ge=0, le=1, description=(
+        "Blast-radius gate: above this share of rejected rows in a run, the canonical table is not "
+        "replaced and downstream assets stop."))
+
+
 class SyncConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     crms: dict[CrmName, CrmSyncConfig] = Field(default_factory=dict)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
 
     def crm(self, name: str) -> CrmSyncConfig:
         return self.crms.get(name) or CrmSyncConfig()  # type: ignore[call-arg]

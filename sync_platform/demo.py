@@ -34,7 +34,7 @@ class RunSummary:
     rows: dict[tuple[str, str], dict] = field(default_factory=dict)
 
 
-def _run_job(job_name: str) -> RunSummary:
+def _run_job(job_name: str, raise_on_error: bool = True) -> RunSummary:
     import dagster as dg
 
     from .definitions import defs
@@ -42,11 +42,11 @@ def _run_job(job_name: str) -> RunSummary:
     definitions = defs()
     job = definitions.resolve_job_def(job_name)
     started = time.monotonic()
-    result = job.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=True)
+    result = job.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=raise_on_error)
     summary = RunSummary(time.monotonic() - started)
     for event in result.get_asset_materialization_events():
         mat = event.materialization
-        crm, obj = mat.asset_key.path[1], mat.asset_key.path[2]
+        crm, obj = mat.asset_key.path[-2], mat.asset_key.path[-1]  # (crm, object) or ("canonical", entity)
         summary.rows[(crm, obj)] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     return summary
 
@@ -89,20 +89,35 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
         os.environ["SYNC_PLATFORM_SANDBOX_URL"] = server.base_url
         echo(f"CRM sandbox: {contacts:,} contacts per CRM at {server.base_url}")
         echo(f"Warehouse:   {demo_dir / 'warehouse.duckdb'} (DuckDB); Dagster home: {demo_dir / 'dagster_home'}")
-        echo("\n1/3 full sync of Salesforce, HubSpot and Dynamics 365 through Dagster (job sync_all) ...")
+        echo("\n1/4 full sync of Salesforce, HubSpot and Dynamics 365 through Dagster (job sync_all) ...")
         full = _run_job("sync_all")
         full_requests = {crm: admin.requests(crm=crm) for crm in ("salesforce", "hubspot", "dynamics")}
         echo(f"    done in {full.seconds:.1f} s")
-        echo("2/3 changing contacts in every CRM: "
+        echo("2/4 changing contacts in every CRM: "
              + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in CHANGES.items()))
         _make_changes(admin, contacts)
         admin.reset_stats()
-        echo("3/3 incremental sync (job sync_all) ...")
+        echo("3/4 incremental sync (job sync_all) ...")
         incremental = _run_job("sync_all")
         inc_requests = {crm: admin.requests(crm=crm) for crm in ("salesforce", "hubspot", "dynamics")}
-        echo(f"    done in {incremental.seconds:.1f} s\n")
+        echo(f"    done in {incremental.seconds:.1f} s")
+    echo("4/4 canonical model: mapping, golden ids, pandera quality gate (job canonical_build) ...")
+    canonical = _run_job("canonical_build", raise_on_error=False)  # a blocked gate is a result to show
+    echo(f"    done in {canonical.seconds:.1f} s\n")
     _print_summary(full, incremental, full_requests, inc_requests, echo)
-    return {"full": full.rows, "incremental": incremental.rows}
+    _print_canonical(canonical, echo)
+    echo("\nExplore it: DAGSTER_HOME=data/demo/dagster_home SYNC_PLATFORM_DATA_DIR=data/demo "
+         ".venv/bin/dagster dev -w workspace.yaml")
+    return {"full": full.rows, "incremental": incremental.rows, "canonical": canonical.rows}
+
+
+def _print_canonical(canonical: RunSummary, echo: Callable[[str], None]) -> None:
+    echo("")
+    echo(f"{'canonical':<14} {'rows in':>8} {'good':>8} {'quarantined':>11}  gate / rules broken")
+    for (_, entity), meta in sorted(canonical.rows.items()):
+        rules = ", ".join(f"{rule} {n}" for rule, n in (meta.get("rule_counts") or {}).items()) or "none"
+        echo(f"{entity:<14} {meta.get('rows_in', 0):>8,} {meta.get('rows_good', 0):>8,} "
+             f"{meta.get('rows_rejected', 0):>11,}  {meta.get('gate')} ({rules})")
 
 
 def _print_summary(full: RunSummary, inc: RunSummary, full_req: dict, inc_req: dict,
@@ -123,8 +138,6 @@ def _print_summary(full: RunSummary, inc: RunSummary, full_req: dict, inc_req: d
     echo("CRM rec/s: the full sync's throughput per CRM; HubSpot is paced by its search limit (about 5 requests/s).")
     echo("API requests   full sync: " + ", ".join(f"{c} {n}" for c, n in full_req.items())
          + "   incremental: " + ", ".join(f"{c} {n}" for c, n in inc_req.items()))
-    echo("Explore it: DAGSTER_HOME=data/demo/dagster_home SYNC_PLATFORM_DATA_DIR=data/demo "
-         ".venv/bin/dagster dev -w workspace.yaml")
 
 
 def _human(seconds: float) -> str:

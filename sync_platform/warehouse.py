@@ -13,11 +13,14 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dlt
 
 from .settings import load_settings
+
+if TYPE_CHECKING:
+    import polars as pl
 
 DUCKDB, POSTGRES = "duckdb", "postgres"
 
@@ -91,6 +94,21 @@ class Warehouse:
             cur = conn.cursor()
             cur.execute(sql.replace("?", self.placeholder), tuple(params))
             return cur.fetchall() if cur.description else []
+
+    def read_frame(self, sql: str) -> pl.DataFrame:
+        """A query's result as a polars frame (Arrow from DuckDB; DB-API rows from PostgreSQL)."""
+        import polars as pl
+
+        with self.connect() as conn:
+            if self.kind == DUCKDB:
+                return pl.from_arrow(conn.sql(sql).to_arrow_table())
+            return pl.read_database(sql, conn)
+
+    def write_frame(self, frame: pl.DataFrame, dataset: str, table: str, disposition: str = "replace") -> None:
+        """Write a frame through dlt (Arrow path), so DuckDB and PostgreSQL get the same table."""
+        pipeline = dlt.pipeline(pipeline_name=f"frames_{dataset}", destination=self.destination(),
+                                dataset_name=dataset, pipelines_dir=str(load_settings().data_dir / "dlt_pipelines"))
+        pipeline.run(frame.to_arrow(), table_name=table, write_disposition=disposition)
 
     def table_exists(self, schema: str, table: str) -> bool:
         rows = self.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",

@@ -1,1 +1,1 @@
-"""security (no Dagster imports)."""
+"""Security: PII redaction now; field encryption and webhook signatures come with their issues."""

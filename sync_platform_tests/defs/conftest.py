@@ -22,9 +22,13 @@ class SyncHarness:
     def run(self, crm: str, full_refresh: bool = False, raise_on_error: bool = True
             ) -> tuple[dg.ExecuteInProcessResult, dict[str, dict]]:
         """Run ``<crm>_sync`` (or its full refresh) and return per-object metadata values."""
+        return self.run_job(f"{crm}_full_refresh" if full_refresh else f"{crm}_sync", raise_on_error)
+
+    def run_job(self, name: str, raise_on_error: bool = True) -> tuple[dg.ExecuteInProcessResult, dict[str, dict]]:
+        """Run any job of the project; metadata values keyed by the asset key's last part."""
         from sync_platform.definitions import defs
 
-        job = defs().resolve_job_def(f"{crm}_full_refresh" if full_refresh else f"{crm}_sync")
+        job = defs().resolve_job_def(name)
         with dg.instance_for_test() as instance:
             result = job.execute_in_process(instance=instance, raise_on_error=raise_on_error)
         meta = {}

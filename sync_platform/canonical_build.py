@@ -1,0 +1,62 @@
+"""Build one canonical entity from every CRM's raw table: map, resolve identities, validate.
+
+Pure of Dagster: ``defs/canonical`` reads the raw tables, calls :func:`build_entity`, and decides
+from the outcome whether the canonical table may be replaced (the blast-radius gate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from .mapping.engine import MappedResult, apply_mapping
+from .mapping.identity import golden_account_ids, golden_contact_ids, link_golden_ids
+from .mapping.loader import Mapping
+from .quality.validate import ValidationOutcome, referential_failures, validate_entity
+
+# canonical entity -> (warehouse table, the parent it references: (entity, link column, golden id column))
+ENTITIES: dict[str, tuple[str, tuple[str, str, str] | None]] = {
+    "account": ("accounts", None),
+    "contact": ("contacts", ("account", "account_source_id", "account_id")),
+    "interaction": ("interactions", ("contact", "contact_source_id", "customer_id")),
+}
+GOLDEN = {"account": golden_account_ids, "contact": golden_contact_ids}
+
+
+@dataclass
+class EntityBuild:
+    entity: str
+    outcome: ValidationOutcome
+    mapped: dict[str, MappedResult] = field(default_factory=dict)
+
+    @property
+    def versions(self) -> dict[str, int]:
+        return {crm: m.mapping_version for crm, m in self.mapped.items()}
+
+
+def build_entity(entity: str, raw: dict[str, pl.DataFrame], mappings: dict[str, Mapping],
+                 parent: pl.DataFrame | None = None, parent_quarantined: pl.DataFrame | None = None) -> EntityBuild:
+    """Map each CRM's raw rows, add golden ids, validate, and check links to ``parent`` (canonical rows).
+
+    A link to a parent that exists at the source but sits in quarantine is not dangling
+    (``parent_quarantined`` keys): one bad contact email must not cascade into its cases.
+    """
+    mapped = {crm: apply_mapping(mappings[crm], entity, frame) for crm, frame in raw.items()}
+    frame = pl.concat([m.frame for m in mapped.values()], how="diagonal_relaxed") if mapped else pl.DataFrame()
+    if entity in GOLDEN and frame.height:
+        frame = GOLDEN[entity](frame)
+    _, link = ENTITIES[entity]
+    if link is not None and parent is not None and frame.height:
+        _, column, golden = link
+        if golden in parent.columns:
+            frame = link_golden_ids(frame, parent, column, golden)
+    required = {crm: mappings[crm].required_fields(entity) for crm in mapped}
+    outcome = validate_entity(entity, frame, required=required)
+    if link is not None and parent is not None and frame.height:
+        known = parent.select("source_system", "source_id", *(["deleted_at"] if "deleted_at" in parent.columns else []))
+        if parent_quarantined is not None and parent_quarantined.height:
+            known = pl.concat([known, parent_quarantined.select("source_system", "source_id")],
+                              how="diagonal_relaxed")
+        outcome = outcome.with_failures(referential_failures(frame, known, link[1]))
+    return EntityBuild(entity, outcome, mapped)

@@ -1,0 +1,113 @@
+"""Canonical entities: every CRM's raw rows mapped by YAML, identities resolved, quality-gated.
+
+Each asset reads the raw tables, builds the entity (``sync_platform.canonical_build``) and judges
+it with pandera. Rejected rows always go to ``ops.quarantine``. The ``quality_gate`` check is
+**blocking**: when the rejected share exceeds ``quality.max_rejected_share`` (default 1 %), the
+canonical table is *not* replaced (the previous good one stays), the check fails with ERROR so
+downstream assets do not run, and a ``canonical_blast_radius_exceeded`` alert event is emitted.
+Below the threshold the good rows replace the table and the check warns.
+"""
+
+import dagster as dg
+import polars as pl
+
+from sync_platform.canonical_build import ENTITIES, build_entity
+from sync_platform.config import load_sync_config
+from sync_platform.mapping.loader import load_mappings
+from sync_platform.quarantine import keys_of_latest_run, quarantine_rows, record
+from sync_platform.security.redaction import mask_value
+from sync_platform.warehouse import Warehouse
+
+from ..ingest.assets import WAREHOUSE_POOL
+
+ALERT = "canonical_blast_radius_exceeded"
+SAMPLE_ROWS = 20
+
+
+def _key(entity: str) -> dg.AssetKey:
+    return dg.AssetKey(["canonical", ENTITIES[entity][0]])
+
+
+def _failure_sample(failures: pl.DataFrame) -> str:
+    """A markdown table of failure cases with personal data masked (for the check's metadata)."""
+    lines = ["| source | id | rule | column | value |", "|---|---|---|---|---|"]
+    for row in failures.head(SAMPLE_ROWS).iter_rows(named=True):
+        lines.append(f"| {row['source_system']} | {row['source_id']} | {row['rule']} | {row['column']} | "
+                     f"{mask_value(row['column'], row['value'])} |")
+    return "\n".join(lines)
+
+
+def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
+    table, link = ENTITIES[entity]
+    key = _key(entity)
+    mappings = load_mappings()  # a malformed mapping fails here, naming file and key, before any data moves
+    deps = [dg.AssetKey(["raw", crm, m.entity(entity).table]) for crm, m in sorted(mappings.items())]
+    if link is not None:
+        deps.append(_key(link[0]))
+
+    @dg.asset(
+        key=key, deps=deps, group_name="canonical", kinds={"polars", "pandera", "duckdb"}, pool=WAREHOUSE_POOL,
+        tags={"layer": "canonical"}, owners=["team:data"],
+        description=f"Canonical {entity}s from every CRM: mapped by data/mappings/*.yaml, golden ids, "
+                    "pandera-validated; rejected rows quarantined.",
+        check_specs=[dg.AssetCheckSpec(
+            "quality_gate", asset=key, blocking=True,
+            description="Rejected share above quality.max_rejected_share blocks downstream and keeps the "
+                        "previous table; any rejected row warns.")],
+    )
+    def canonical_entity(context: dg.AssetExecutionContext):
+        warehouse = Warehouse.from_env()
+        current = load_mappings()
+        raw = {}
+        for crm, mapping in sorted(current.items()):
+            source = mapping.entity(entity).table
+            if warehouse.table_exists(f"raw_{crm}", source):
+                raw[crm] = warehouse.read_frame(f"SELECT * FROM raw_{crm}.{source}")
+        parent = parent_quarantined = None
+        if link is not None and warehouse.table_exists("canonical", ENTITIES[link[0]][0]):
+            parent = warehouse.read_frame(f"SELECT * FROM canonical.{ENTITIES[link[0]][0]}")
+            parent_quarantined = keys_of_latest_run(warehouse, link[0])
+        build = build_entity(entity, raw, current, parent, parent_quarantined)
+        outcome = build.outcome
+        threshold = load_sync_config().quality.max_rejected_share
+        blocked = outcome.rejected_share > threshold
+        quarantined = record(warehouse, quarantine_rows(outcome.failures, entity, build.versions, context.run_id))
+        if not blocked:
+            warehouse.write_frame(outcome.good, "canonical", table)
+        else:
+            context.log.error(f"ALERT {ALERT}: {outcome.rejected.height} of {outcome.rows} {entity} rows rejected "
+                              f"({outcome.rejected_share:.1%} > {threshold:.1%}); canonical.{table} kept as it was")
+            yield dg.AssetObservation(asset_key=key, metadata={
+                "alert": ALERT, "severity": "error", "rejected_share": outcome.rejected_share,
+                "threshold": threshold, "rule_counts": outcome.rule_counts()})
+        yield dg.MaterializeResult(asset_key=key, metadata={
+            "gate": "blocked: previous table kept" if blocked else "passed",
+            "rows_in": outcome.rows,
+            "rows_good": outcome.good.height,
+            "rows_rejected": outcome.rejected.height,
+            "rejected_share": round(outcome.rejected_share, 5),
+            "threshold": threshold,
+            "quarantined_cases": quarantined,
+            "rule_counts": outcome.rule_counts(),
+            "mapping_versions": build.versions,
+            "ignored_source_columns": {crm: m.ignored_count for crm, m in build.mapped.items()},
+            "conversion_failures": {crm: m.failure_counts() for crm, m in build.mapped.items()},
+            "sources": sorted(raw),
+        })
+        yield dg.AssetCheckResult(
+            asset_key=key, check_name="quality_gate", passed=outcome.rejected.height == 0,
+            severity=dg.AssetCheckSeverity.ERROR if blocked else dg.AssetCheckSeverity.WARN,
+            metadata={"rejected_share": round(outcome.rejected_share, 5), "threshold": threshold,
+                      "rows_rejected": outcome.rejected.height, "rule_counts": outcome.rule_counts(),
+                      "failure_cases": dg.MetadataValue.md(_failure_sample(outcome.failures)),
+                      "table_failures": outcome.table_failures.height})
+
+    return canonical_entity
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    assets = [build_canonical_asset(entity) for entity in ENTITIES]
+    job = dg.define_asset_job("canonical_build", selection=dg.AssetSelection.groups("canonical"),
+                              description="Rebuild the canonical model from the raw tables.")
+    return dg.Definitions(assets=assets, jobs=[job])

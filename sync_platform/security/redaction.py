@@ -1,0 +1,34 @@
+"""Masking of personal data in values that leave the warehouse's protected columns.
+
+Quarantine rows, check metadata and logs show *that* a value was wrong without showing the
+value itself: emails keep their first character and domain suffix, phones their last two digits.
+"""
+
+from __future__ import annotations
+
+import re
+
+PII_COLUMNS = frozenset({"email", "phone", "first_name", "last_name", "name", "full_name"})
+_EMAIL = re.compile(r"([^@\s])[^@\s]*@([^@\s])[^@\s]*?(\.[A-Za-z]{2,})?(?=\s|$)")
+_PHONE = re.compile(r"\(?\+?\d[\d\s().-]{5,}\d")
+
+
+def mask_value(column: str | None, value: object) -> str | None:
+    """The value as it may be shown: masked when the column holds PII or the text looks like it."""
+    if value is None:
+        return None
+    text = str(value)
+    if column in PII_COLUMNS:
+        if "@" in text:
+            return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}***{m.group(3) or ''}", text)
+        digits = re.sub(r"\D", "", text)
+        if len(digits) >= 6:
+            return f"***{digits[-2:]}"
+        return f"{text[:1]}***" if text else text
+    return redact_text(text)
+
+
+def redact_text(text: str) -> str:
+    """Mask every email address and phone-number-like run in free text."""
+    text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}***{m.group(3) or ''}", text)
+    return _PHONE.sub(lambda m: "***" + re.sub(r"\D", "", m.group(0))[-2:], text)

@@ -1,0 +1,1 @@
+"""Tests of the canonical mapping layer: model, mapping files, engine, normalizers, identity."""

@@ -1,0 +1,1 @@
+"""Tests of the quality gates of the canonical tables."""
