@@ -127,5 +127,67 @@ def dlq_replay(crm: Annotated[str | None, typer.Option(help="Only this CRM.")] =
         raise typer.Exit(code=1)
 
 
+mapping_cli = typer.Typer(help="Field mappings (data/mappings/*.yaml).", no_args_is_help=True)
+app.add_typer(mapping_cli, name="mapping")
+
+
+@mapping_cli.command("check")
+def mapping_check(
+    directory: Annotated[Path | None, typer.Option(help="Mappings folder (default: data/mappings).")] = None,
+) -> None:
+    """Validate every mapping file; exit 1 naming the file, key and problem of the first bad one."""
+    from sync_platform.mapping.loader import MappingError, load_mappings
+
+    try:
+        mappings = load_mappings(directory)
+    except MappingError as exc:
+        typer.echo(f"invalid mapping: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    if not mappings:
+        typer.echo("no mapping files found", err=True)
+        raise typer.Exit(code=1)
+    for crm, mapping in sorted(mappings.items()):
+        typer.echo(f"ok  {mapping.file}  (crm {crm}, version {mapping.version})")
+
+
+quarantine_cli = typer.Typer(help="Rows the quality gates rejected, with the rule they broke.", no_args_is_help=True)
+app.add_typer(quarantine_cli, name="quarantine")
+
+
+@quarantine_cli.command("list")
+def quarantine_list(
+    entity: Annotated[str | None, typer.Option(help="contact, account or interaction.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many entries, newest first.")] = 50,
+) -> None:
+    """Show the newest quarantined rows (values masked)."""
+    from sync_platform.quarantine import latest
+    from sync_platform.warehouse import Warehouse
+
+    rows = latest(Warehouse.from_env(), entity, limit)
+    if rows.is_empty():
+        typer.echo("quarantine is empty")
+        return
+    for r in rows.iter_rows(named=True):
+        released = f"  released {r['released_at']:%Y-%m-%d}" if r["released_at"] else ""
+        typer.echo(f"{r['quarantined_at']:%Y-%m-%d %H:%M}  {r['entity']:<11} {r['source_system']:<10} "
+                   f"{r['source_id']:<38} {r['rule']:<26} {r['column']}={r['value_masked']}{released}")
+
+
+@quarantine_cli.command("release")
+def quarantine_release(
+    source_system: Annotated[str, typer.Argument(help="salesforce, hubspot or dynamics.")],
+    source_id: Annotated[str, typer.Argument(help="The record's id in that CRM.")],
+) -> None:
+    """Mark a record's quarantine entries reviewed. It re-enters the canonical model once it passes."""
+    from sync_platform.quarantine import release
+    from sync_platform.warehouse import Warehouse
+
+    released = release(Warehouse.from_env(), source_system, source_id)
+    if not released:
+        typer.echo(f"no open quarantine entries for {source_system} {source_id}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"released {released} entr{'y' if released == 1 else 'ies'} for {source_system} {source_id}")
+
+
 if __name__ == "__main__":
     app()

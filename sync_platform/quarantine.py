@@ -59,3 +59,14 @@ def keys_of_latest_run(warehouse: Warehouse, entity: str) -> pl.DataFrame:
     return warehouse.read_frame(
         f"SELECT DISTINCT source_system, source_id FROM {DATASET}.{TABLE} WHERE entity = '{entity}' AND run_id = "
         f"(SELECT run_id FROM {DATASET}.{TABLE} WHERE entity = '{entity}' ORDER BY quarantined_at DESC LIMIT 1)")
+
+
+def release(warehouse: Warehouse, source_system: str, source_id: str) -> int:
+    """Mark a record's open entries reviewed; returns how many."""
+    if not warehouse.table_exists(DATASET, TABLE):
+        return 0
+    where = "source_system = ? AND source_id = ? AND released_at IS NULL"
+    count = warehouse.query(f"SELECT count(*) FROM {DATASET}.{TABLE} WHERE {where}", (source_system, source_id))
+    warehouse.query(f"UPDATE {DATASET}.{TABLE} SET released_at = ? WHERE {where}",
+                    (datetime.now(UTC), source_system, source_id))
+    return int(count[0][0])

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 
+import phonenumbers
+
 PII_COLUMNS = frozenset({"email", "phone", "first_name", "last_name", "name", "full_name"})
 _EMAIL = re.compile(r"([^@\s])[^@\s]*@([^@\s])[^@\s]*?(\.[A-Za-z]{2,})?(?=\s|$)")
-_PHONE = re.compile(r"\(?\+?\d[\d\s().-]{5,}\d")
 
 
 def mask_value(column: str | None, value: object) -> str | None:
@@ -28,7 +29,16 @@ def mask_value(column: str | None, value: object) -> str | None:
     return redact_text(text)
 
 
-def redact_text(text: str) -> str:
-    """Mask every email address and phone-number-like run in free text."""
+def redact_text(text: str, region: str = "US") -> str:
+    """Mask every email address and phone number in free text.
+
+    Phone numbers are found by ``phonenumbers``' matcher (valid numbers only), not a digit regex
+    that would also eat run ids, dates and counts; a cheap digit count skips most lines.
+    """
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}***{m.group(3) or ''}", text)
-    return _PHONE.sub(lambda m: "***" + re.sub(r"\D", "", m.group(0))[-2:], text)
+    if sum(ch.isdigit() for ch in text) < 7:
+        return text
+    for match in reversed(list(phonenumbers.PhoneNumberMatcher(text, region))):
+        digits = re.sub(r"\D", "", match.raw_string)
+        text = text[:match.start] + "***" + digits[-2:] + text[match.end:]
+    return text

@@ -28,8 +28,9 @@ def _salesforce_contacts(**overrides: list) -> pl.DataFrame:
     stamp = datetime(2025, 3, 1, 12, tzinfo=UTC)
     columns = {
         "id": ["003Sb0000000001AAA", "003Sb0000000002AAA"], "owner_id": ["005Sb0000000001AAA"] * 2,
-        "created_date": [stamp, stamp], "last_modified_date": [stamp, stamp], "system_modstamp": [stamp, stamp],
-        "is_deleted": [False, True], "first_name": ["  Ada ", None], "last_name": ["Lovelace", "van  der Berg"],
+        "created_date": [stamp, stamp], "last_modified_date": [stamp, stamp],
+        "system_modstamp": [stamp, stamp], "is_deleted": [False, True],
+        "first_name": ["  Ada ", None], "last_name": ["Lovelace", "van  der Berg"],
         "email": ["  Ada.Lovelace@Example.COM ", "x at y"], "phone": ["(415) 555-0123", "not a phone"],
         "title": ["CTO", None], "account_id": ["001Sb0000000001AAA", None], "lead_source": ["Web", "Other"],
         "customer_status__c": ["Active", None], "has_opted_out_of_email": [None, True],
@@ -98,7 +99,8 @@ def test_each_crm_vocabulary_lands_on_the_canonical_enums(mappings: dict[str, Ma
     assert pairs == {(1, "high"), (2, "medium"), (3, "low")}
 
 
-def test_phones_of_every_crm_format_reach_e164(mappings: dict[str, Mapping], population: SandboxState) -> None:
+def test_phones_of_every_crm_format_reach_e164(mappings: dict[str, Mapping],
+                                                population: SandboxState) -> None:
     for crm in ROLE_TABLES:
         raw = raw_frame(population, crm, "contacts")
         source = mappings[crm].entity("contact").fields["phone"].source
@@ -122,8 +124,9 @@ def test_unknown_source_columns_are_ignored_and_counted(mappings: dict[str, Mapp
 def test_missing_source_column_fails_naming_file_and_key(mappings: dict[str, Mapping]) -> None:
     with pytest.raises(MappingError) as caught:
         apply_mapping(mappings["salesforce"], "contact", _salesforce_contacts().drop("customer_status__c"))
-    assert str(caught.value) == (f"{mappings['salesforce'].file}: entities.contact.fields.lifecycle_stage.source: "
-                                 "column 'customer_status__c' is not in the raw contacts table")
+    assert str(caught.value) == (
+        f"{mappings['salesforce'].file}: entities.contact.fields.lifecycle_stage.source: "
+        "column 'customer_status__c' is not in the raw contacts table")
 
 
 def test_value_map_gap_is_found_in_the_data(mappings: dict[str, Mapping]) -> None:
@@ -132,8 +135,9 @@ def test_value_map_gap_is_found_in_the_data(mappings: dict[str, Mapping]) -> Non
     assert [(g.file, g.key, g.source_column, g.values) for g in gaps] == [
         (mappings["salesforce"].file, "entities.contact.fields.lifecycle_stage.values", "customer_status__c",
          {"Partner": 1})]
-    with pytest.raises(MappingError, match=r"salesforce\.yaml: entities\.contact\.fields\.lifecycle_stage\.values: "
-                                           r"value map lacks values found in column 'customer_status__c': 'Partner'"):
+    expected = (r"salesforce\.yaml: entities\.contact\.fields\.lifecycle_stage\.values: "
+                r"value map lacks values found in column 'customer_status__c': 'Partner'")
+    with pytest.raises(MappingError, match=expected):
         check_value_maps(mappings["salesforce"], "contact", raw, strict=True)
     result = apply_mapping(mappings["salesforce"], "contact", raw)
     assert result.frame["lifecycle_stage"].to_list() == ["customer", None]  # not defaulted: flagged
@@ -160,13 +164,15 @@ def test_integer_codes_are_looked_up_as_text(mappings: dict[str, Mapping], popul
 
 def test_string_dates_are_parsed_with_the_mapping_format_and_misparses_are_flagged() -> None:
     doc = _document("salesforce")
-    doc["entities"]["contact"]["fields"]["created_at"] = {"source": "created_date", "format": "%d/%m/%Y %H:%M"}
+    doc["entities"]["contact"]["fields"]["created_at"] = {"source": "created_date",
+                                                          "format": "%d/%m/%Y %H:%M"}
     mapping = parse_mapping(doc, "dated.yaml")
     raw = _salesforce_contacts(created_date=["01/03/2025 09:30", "2025-03-01T09:30:00Z"])
     result = apply_mapping(mapping, "contact", raw)
     assert result.frame["created_at"].to_list() == [datetime(2025, 3, 1, 9, 30, tzinfo=UTC), None]
     assert result.conversion_failures.select("field", "raw_value", "problem").rows() == [
-        ("phone", "not a phone", "invalid_phone"), ("created_at", "2025-03-01T09:30:00Z", "conversion_failed")]
+        ("phone", "not a phone", "invalid_phone"),
+        ("created_at", "2025-03-01T09:30:00Z", "conversion_failed")]
 
 
 def test_soft_deletes_propagate_and_tombstones_keep_their_key(mappings: dict[str, Mapping],
@@ -178,10 +184,11 @@ def test_soft_deletes_propagate_and_tombstones_keep_their_key(mappings: dict[str
         assert deleted.height == 2
         assert deleted["source_id"].to_list() == raw.filter(pl.col("deleted_at").is_not_null())[
             mappings[crm].entity("contact").source_id].to_list()
-    tombstones = apply_mapping(mappings["dynamics"], "contact", raw_frame(edited_population, "dynamics", "contacts")
-                               ).frame.filter(pl.col("deleted_at").is_not_null())
+    raw = raw_frame(edited_population, "dynamics", "contacts")
+    tombstones = apply_mapping(mappings["dynamics"], "contact", raw).frame.filter(
+        pl.col("deleted_at").is_not_null())
     assert tombstones["email"].null_count() == 2  # Dataverse said only "deleted"
-    assert tombstones["lifecycle_stage"].to_list() == ["other", "other"]  # defaults keep required fields filled
+    assert tombstones["lifecycle_stage"].to_list() == ["other", "other"]  # defaults fill required fields
     assert tombstones["updated_at"].to_list() == tombstones["deleted_at"].to_list()
 
 

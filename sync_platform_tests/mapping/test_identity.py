@@ -24,7 +24,8 @@ ORDER = {crm: i for i, crm in enumerate(ROLE_TABLES)}
 
 
 def _canonical(state: SandboxState, mappings: dict[str, Mapping], entity: str) -> pl.DataFrame:
-    return pl.concat([apply_mapping(mappings[crm], entity, raw).frame for crm, raw in raw_frames(state, entity).items()])
+    return pl.concat([apply_mapping(mappings[crm], entity, raw).frame
+                      for crm, raw in raw_frames(state, entity).items()])
 
 
 def _predicted_pairs(frame: pl.DataFrame, id_column: str) -> pl.DataFrame:
@@ -49,7 +50,8 @@ def contacts(population: SandboxState, mappings: dict[str, Mapping]) -> pl.DataF
 def test_contact_precision_and_recall_on_the_generators_cross_crm_pairs(
         contacts: pl.DataFrame, population: SandboxState, record_property: pytest.RecordProperty) -> None:
     truth = true_cross_crm_pairs(population, "contact")
-    precision, recall = _precision_recall(_predicted_pairs(golden_contact_ids(contacts), "customer_id"), truth)
+    predicted = _predicted_pairs(golden_contact_ids(contacts), "customer_id")
+    precision, recall = _precision_recall(predicted, truth)
     record_property("contact_precision", round(precision, 4))
     record_property("contact_recall", round(recall, 4))
     # 4 % of sandbox contacts have no email, 0.5 % an invalid one, 3 % another person's (a within-CRM
@@ -72,7 +74,8 @@ def test_rules_are_pluggable(contacts: pl.DataFrame, population: SandboxState) -
     strict = MatchRule("email_and_last_name", pl.when(pl.col("email").str.contains(EMAIL_PATTERN)).then(
         pl.concat_str(pl.col("email"), pl.lit("|"), pl.col("last_name").str.to_lowercase())))
     truth = true_cross_crm_pairs(population, "contact")
-    default_precision, _ = _precision_recall(_predicted_pairs(golden_contact_ids(contacts), "customer_id"), truth)
+    default_pairs = _predicted_pairs(golden_contact_ids(contacts), "customer_id")
+    default_precision, _ = _precision_recall(default_pairs, truth)
     precision, recall = _precision_recall(
         _predicted_pairs(golden_contact_ids(contacts, rules=[strict]), "customer_id"), truth)
     assert precision > default_precision and precision >= 0.99
@@ -90,8 +93,8 @@ def test_golden_ids_are_stable_across_runs_and_row_order(contacts: pl.DataFrame)
 
 def _contacts(rows: list[tuple[str, str, str | None]]) -> pl.DataFrame:
     stamp = datetime(2025, 1, 1, tzinfo=UTC)
-    return pl.DataFrame([{"source_system": s, "source_id": i, "email": e, "last_name": "X", "deleted_at": None,
-                          "updated_at": stamp} for s, i, e in rows],
+    return pl.DataFrame([{"source_system": s, "source_id": i, "email": e, "last_name": "X",
+                          "deleted_at": None, "updated_at": stamp} for s, i, e in rows],
                         schema_overrides={"deleted_at": pl.Datetime("us", "UTC")})
 
 
@@ -110,7 +113,8 @@ def test_email_match_links_across_and_within_crms_and_unusable_emails_stand_alon
 def test_accounts_without_domain_match_on_normalized_name() -> None:
     frame = pl.DataFrame({"source_system": ["salesforce", "hubspot", "dynamics", "dynamics"],
                           "source_id": ["1", "2", "3", "4"], "domain": [None, None, None, None],
-                          "name": ["Acme Inc.", "ACME, inc", "Acme", "Acme Labs"]}, schema_overrides={"domain": pl.String})
+                          "name": ["Acme Inc.", "ACME, inc", "Acme", "Acme Labs"]},
+                         schema_overrides={"domain": pl.String})
     ids = golden_account_ids(frame)["account_id"].to_list()
     assert ids[0] == ids[1] == ids[2] != ids[3]
 
@@ -133,9 +137,10 @@ def test_duplicate_report_counts_groups_within_and_across_crms() -> None:
 
 
 def test_deleted_records_are_not_duplicates() -> None:
-    frame = golden_contact_ids(_contacts([("salesforce", "a", "ada@example.com"), ("hubspot", "1", "ada@example.com")]))
-    frame = frame.with_columns(pl.when(pl.col("source_id") == "1").then(pl.lit(datetime(2025, 2, 1, tzinfo=UTC)))
-                               .alias("deleted_at"))
+    frame = golden_contact_ids(_contacts([("salesforce", "a", "ada@example.com"),
+                                          ("hubspot", "1", "ada@example.com")]))
+    deleted = pl.lit(datetime(2025, 2, 1, tzinfo=UTC))
+    frame = frame.with_columns(pl.when(pl.col("source_id") == "1").then(deleted).alias("deleted_at"))
     assert duplicate_report(frame).groups.is_empty()
 
 
@@ -148,7 +153,8 @@ def test_links_resolve_to_golden_ids(population: SandboxState, mappings: dict[st
     account_of = linked.select("source_system", "source_id", "account_source_id", "account_id")
     pairs = true_cross_crm_pairs(population, "contact").join(
         account_of, left_on=["source_system_a", "source_id_a"], right_on=["source_system", "source_id"]).join(
-        account_of, left_on=["source_system_b", "source_id_b"], right_on=["source_system", "source_id"], suffix="_b")
+        account_of, left_on=["source_system_b", "source_id_b"], right_on=["source_system", "source_id"],
+        suffix="_b")
     assert (pairs["account_source_id"] != pairs["account_source_id_b"]).any()
     assert (pairs["account_id"] == pairs["account_id_b"]).all()
     interactions = link_golden_ids(_canonical(population, mappings, "interaction"),

@@ -29,7 +29,8 @@ def test_required_and_sensitive_fields_combine_model_and_mapping(mappings: dict[
     assert mappings["salesforce"].required_fields("contact") == (
         "lifecycle_stage", "email_opt_out", "updated_at", "last_name")
     assert "last_name" not in mappings["hubspot"].required_fields("contact")  # HubSpot contacts may lack one
-    assert set(mappings["hubspot"].sensitive_fields("contact")) == {"email", "first_name", "last_name", "phone"}
+    sensitive = set(mappings["hubspot"].sensitive_fields("contact"))
+    assert sensitive == {"email", "first_name", "last_name", "phone"}
 
 
 def test_fingerprint_changes_with_content_even_under_the_same_version(tmp_path: Path) -> None:
@@ -65,10 +66,12 @@ MALFORMED = {
         f"{CONTACT}.fields.emial", "unknown canonical field 'emial' of contact"),
     "unknown cast type": (
         _set(f"{CONTACT}.fields.created_at.type", "datetme"),
-        f"{CONTACT}.fields.created_at.type", "Input should be 'string', 'integer', 'float', 'boolean' or 'datetime'"),
+        f"{CONTACT}.fields.created_at.type",
+        "Input should be 'string', 'integer', 'float', 'boolean' or 'datetime'"),
     "cast the canonical type cannot take": (
         _set(f"{CONTACT}.fields.created_at.type", "boolean"),
-        f"{CONTACT}.fields.created_at.type", "bad type: cannot turn boolean into created_at, which is datetime"),
+        f"{CONTACT}.fields.created_at.type",
+        "bad type: cannot turn boolean into created_at, which is datetime"),
     "default of the wrong type": (
         _set(f"{CONTACT}.fields.email_opt_out.default", "no"),
         f"{CONTACT}.fields.email_opt_out.default", "bad type: email_opt_out is boolean, got 'no'"),
@@ -86,7 +89,8 @@ MALFORMED = {
         f"{CONTACT}.fields.lifecycle_stage.values", "a value map needs a source column to read"),
     "value map onto a value outside the enum": (
         _set("entities.interaction.fields.status.values.Closed", "done"),
-        "entities.interaction.fields.status.values.Closed", "'done' is not a status (one of: open, pending, closed)"),
+        "entities.interaction.fields.status.values.Closed",
+        "'done' is not a status (one of: open, pending, closed)"),
     "source column the CRM source does not write": (
         _set(f"{CONTACT}.fields.email.source", "email_address"),
         f"{CONTACT}.fields.email.source", "column 'email_address' is not in raw_salesforce.contacts"),
@@ -148,7 +152,7 @@ def test_duplicate_yaml_key_is_an_error_not_a_silent_override(tmp_path: Path) ->
 def test_two_files_for_one_crm_are_refused(tmp_path: Path) -> None:
     for name in ("salesforce.yaml", "salesforce_v2.yaml"):
         (tmp_path / name).write_text(yaml.safe_dump(SALESFORCE))
-    with pytest.raises(MappingError, match="salesforce_v2.yaml: crm: salesforce is already mapped by"):
+    with pytest.raises(MappingError, match=r"salesforce_v2\.yaml: crm: salesforce is already mapped by"):
         load_mappings(tmp_path)
 
 

@@ -22,7 +22,8 @@ def test_email_is_trimmed_and_lower_cased_blank_is_null() -> None:
 
 
 def test_name_is_trimmed_with_inner_spaces_collapsed_and_case_kept() -> None:
-    assert _apply("name", ["  Ada ", "van   der\tBerg", "McDonald", ""]) == ["Ada", "van der Berg", "McDonald", None]
+    names = ["  Ada ", "van   der\tBerg", "McDonald", ""]
+    assert _apply("name", names) == ["Ada", "van der Berg", "McDonald", None]
 
 
 def test_domain_is_the_bare_host() -> None:
@@ -53,19 +54,22 @@ def test_phone_e164(raw: str | None, e164: str | None) -> None:
 
 
 def test_phone_region_applies_to_numbers_without_country_code() -> None:
-    assert _apply("phone_e164", ["020 7946 0958", "+1 415 555 0123"], region="GB") == ["+442079460958", "+14155550123"]
+    phones = ["020 7946 0958", "+1 415 555 0123"]
+    assert _apply("phone_e164", phones, region="GB") == ["+442079460958", "+14155550123"]
 
 
 def _random_phone(r: random.Random) -> str:
     def digits(n: int) -> str:
         return "".join(str(r.randint(0, 9)) for _ in range(n))
     area, mid, end = r.randint(100, 999), r.randint(100, 999), r.randint(0, 9999)
+    code = r.choice(["1", "44", "49", "33", "39", "7", "81", "353", "971", "800"])
     shapes = [
         f"({area}) {mid}-{end:04d}", f"+1 {area} {mid} {end:04d}", f"{area}.{mid}.{end:04d}",
-        f"+{r.choice(['1', '44', '49', '33', '39', '7', '81', '353', '971', '800'])} {digits(r.randint(4, 12))}",
+        f"+{code} {digits(r.randint(4, 12))}",
         f"+44 (0){digits(10)}", f"00{r.choice(['44', '49', '1'])}{digits(9)}", f"1 {area} {mid} {end:04d}",
-        f"0{digits(r.randint(6, 11))}", f"{area}-{mid}-{end:04d} x{r.randint(1, 999)}", digits(r.randint(1, 20)),
-        "+" + digits(r.randint(1, 18)), f"011 44 20 {digits(8)}", f"{mid}-{end:04d}", f"{area}\t{mid}\t{end:04d}",
+        f"0{digits(r.randint(6, 11))}", f"{area}-{mid}-{end:04d} x{r.randint(1, 999)}",
+        digits(r.randint(1, 20)), "+" + digits(r.randint(1, 18)), f"011 44 20 {digits(8)}",
+        f"{mid}-{end:04d}", f"{area}\t{mid}\t{end:04d}",
         r.choice(["n/a", "  ", "call me", "1-800-FLOWERS", "+", "++1 415 555 0123", "415\u00a0555\u00a00123",
                   "\uff0b1 415 555 0123", "\u0664\u0661\u0665\u0665\u0665\u0665\u0660\u0661\u0662\u0663"]),
     ]

@@ -50,16 +50,17 @@ def test_each_broken_rule_is_a_row_naming_rule_column_and_value(canonical: dict[
     contacts = canonical["contact"].filter(pl.col("deleted_at").is_null())
     clean = validate_entity("contact", contacts).good.filter(pl.col("source_system") == "salesforce").head(8)
     ids = clean["source_id"].to_list()
+    def on(row: int, column: str, value: object) -> pl.Expr:
+        return pl.when(pl.col("source_id") == ids[row]).then(pl.lit(value)).otherwise(column).alias(column)
+
     broken = clean.with_columns(
-        pl.when(pl.col("source_id") == ids[0]).then(pl.lit("ada at example.com")).otherwise("email").alias("email"),
-        pl.when(pl.col("source_id") == ids[1]).then(pl.lit("(415) 555-0123")).otherwise("phone").alias("phone"),
-        pl.when(pl.col("source_id") == ids[2]).then(pl.lit("vip")).otherwise("lifecycle_stage")
-        .alias("lifecycle_stage"),
-        pl.when(pl.col("source_id") == ids[3]).then(None).otherwise("updated_at").alias("updated_at"),
-        pl.when(pl.col("source_id") == ids[4]).then(pl.lit(datetime(2030, 1, 1, tzinfo=UTC)))
-        .otherwise("created_at").alias("created_at"),
-        pl.when(pl.col("source_id") == ids[5]).then(None).otherwise("last_name").alias("last_name"),
-        pl.when(pl.col("source_id") == ids[7]).then(pl.lit(ids[6])).otherwise("source_id").alias("source_id"),
+        on(0, "email", "ada at example.com"),
+        on(1, "phone", "(415) 555-0123"),
+        on(2, "lifecycle_stage", "vip"),
+        on(3, "updated_at", None),
+        on(4, "created_at", datetime(2030, 1, 1, tzinfo=UTC)),
+        on(5, "last_name", None),
+        on(7, "source_id", ids[6]),
     )
     outcome = validate_entity("contact", broken, _required(mappings, "contact"))
     _assert_partition(outcome, broken)
@@ -81,7 +82,8 @@ def test_each_broken_rule_is_a_row_naming_rule_column_and_value(canonical: dict[
 def test_mapping_required_fields_apply_to_their_crm_only(canonical: dict[str, pl.DataFrame],
                                                           mappings: dict[str, Mapping]) -> None:
     live = canonical["contact"].filter(pl.col("deleted_at").is_null())
-    sample = pl.concat([live.filter(pl.col("source_system") == crm).head(1) for crm in ("salesforce", "hubspot")])
+    sample = pl.concat([live.filter(pl.col("source_system") == crm).head(1)
+                        for crm in ("salesforce", "hubspot")])
     outcome = validate_entity("contact", sample.with_columns(pl.lit(None, pl.String).alias("last_name")),
                               _required(mappings, "contact"))
     assert outcome.rejected["source_system"].to_list() == ["salesforce"]
@@ -89,7 +91,8 @@ def test_mapping_required_fields_apply_to_their_crm_only(canonical: dict[str, pl
 
 
 def test_interaction_cross_field_rules(canonical: dict[str, pl.DataFrame]) -> None:
-    cases = validate_entity("interaction", canonical["interaction"]).good.filter(pl.col("status") == "closed").head(2)
+    good = validate_entity("interaction", canonical["interaction"]).good
+    cases = good.filter(pl.col("status") == "closed").head(2)
     first, second = cases["source_id"].to_list()
     broken = cases.with_columns(
         pl.when(pl.col("source_id") == first).then(None).otherwise("closed_at").alias("closed_at"),
@@ -104,16 +107,19 @@ def test_interaction_cross_field_rules(canonical: dict[str, pl.DataFrame]) -> No
 
 def test_a_table_wide_failure_rejects_every_row(canonical: dict[str, pl.DataFrame]) -> None:
     contacts = canonical["contact"].head(50)
-    for broken in (contacts.drop("updated_at"), contacts.with_columns(pl.col("email_opt_out").cast(pl.Int64))):
+    wrong_dtype = contacts.with_columns(pl.col("email_opt_out").cast(pl.Int64))
+    for broken in (contacts.drop("updated_at"), wrong_dtype):
         outcome = validate_entity("contact", broken)
         assert outcome.good.is_empty() and outcome.rejected.height == 50
         assert not outcome.table_failures.is_empty()
     missing = validate_entity("contact", contacts.drop("updated_at"))
-    assert ("column_in_dataframe", "updated_at") in set(missing.table_failures.select("rule", "column").iter_rows())
+    table_rules = set(missing.table_failures.select("rule", "column").iter_rows())
+    assert ("column_in_dataframe", "updated_at") in table_rules
 
 
 def test_deleted_rows_need_only_their_key(canonical: dict[str, pl.DataFrame]) -> None:
-    tombstones = canonical["contact"].filter(pl.col("deleted_at").is_not_null() & (pl.col("source_system") == "dynamics"))
+    tombstones = canonical["contact"].filter(
+        pl.col("deleted_at").is_not_null() & (pl.col("source_system") == "dynamics"))
     assert tombstones.height == 2 and tombstones["email"].null_count() == 2
     assert validate_entity("contact", tombstones).good.height == 2
     keyless = tombstones.with_columns(pl.lit("").alias("source_id"))
@@ -131,7 +137,7 @@ def test_referential_integrity(canonical: dict[str, pl.DataFrame]) -> None:
     edited = contacts.with_columns(
         pl.when(pl.col("source_system") == "hubspot").then(
             pl.when(pl.col("source_id") == dangling_id).then(pl.lit("999999"))
-            .when(pl.col("source_id") == cross_crm_id).then(pl.lit(salesforce_account))  # exists, in another CRM
+            .when(pl.col("source_id") == cross_crm_id).then(pl.lit(salesforce_account))  # another CRM's
             .when(pl.col("source_id") == unlinked_id).then(None)
             .otherwise("account_source_id"))
         .otherwise("account_source_id").alias("account_source_id"))
@@ -154,7 +160,8 @@ def test_a_link_to_a_deleted_parent_dangles_unless_allowed(canonical: dict[str, 
     failures = referential_failures(interactions, contacts, "contact_source_id", rule="contact_exists")
     assert sorted(failures["source_id"]) == sorted(linked["source_id"])
     assert set(failures["rule"]) == {"contact_exists"}
-    assert referential_failures(interactions, contacts, "contact_source_id", allow_deleted_parents=True).is_empty()
+    tolerant = referential_failures(interactions, contacts, "contact_source_id", allow_deleted_parents=True)
+    assert tolerant.is_empty()
 
 
 def _swapped_mapping(mappings: dict[str, Mapping]) -> Mapping:
