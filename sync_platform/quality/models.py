@@ -44,6 +44,8 @@ class CanonicalModel(TombstoneModel):
 
 
 class _CreatedModel(CanonicalModel):
+    """Contacts and accounts: created in the CRM no later than their last change."""
+
     created_at: UtcDatetime = pa.Field(nullable=True)
 
     @pa.dataframe_check(name="created_not_after_updated")
