@@ -13,6 +13,7 @@ import polars as pl
 
 from sync_platform.canonical_build import ENTITIES, build_entity
 from sync_platform.config import load_sync_config
+from sync_platform.mapping.identity import duplicate_report
 from sync_platform.mapping.loader import load_mappings
 from sync_platform.quarantine import keys_of_latest_run, quarantine_rows, record
 from sync_platform.security.redaction import mask_value
@@ -105,9 +106,49 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
     return canonical_entity
 
 
+DUPLICATE_SOURCES = {"contacts": "customer_id", "accounts": "account_id"}
+
+
+@dg.asset(
+    key=["canonical", "duplicates"], deps=[_key("contact"), _key("account")], group_name="canonical",
+    kinds={"polars", "duckdb"}, pool=WAREHOUSE_POOL, tags={"layer": "canonical"}, owners=["team:data"],
+)
+def canonical_duplicates(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """Who is in here twice, inside one CRM or across CRMs: the first question of an integration audit.
+
+    Groups live records by golden id (contacts: normalized email; accounts: domain, then name) and
+    writes ``canonical.duplicate_groups`` (one row per group) and ``canonical.duplicate_summary``.
+    """
+    warehouse = Warehouse.from_env()
+    groups, summaries, counts = [], [], {}
+    for table, id_column in DUPLICATE_SOURCES.items():
+        if not warehouse.table_exists("canonical", table):
+            continue
+        report = duplicate_report(warehouse.read_frame(f"SELECT * FROM canonical.{table}"), id_column)
+        groups.append(report.groups.select(
+            pl.lit(table).alias("entity"), pl.col(id_column).alias("golden_id"), "records",
+            pl.col("systems").list.join("+").alias("systems"), "within_crm", "cross_crm"))
+        summaries.append(report.summary.with_columns(pl.lit(table).alias("entity")))
+        counts[table] = report.counts()
+    all_groups = pl.concat(groups) if groups else pl.DataFrame()
+    summary = pl.concat(summaries) if summaries else pl.DataFrame()
+    if not all_groups.is_empty():
+        warehouse.write_frame(all_groups, "canonical", "duplicate_groups")
+        warehouse.write_frame(summary, "canonical", "duplicate_summary")
+    lines = ["| entity | scope | groups | records |", "|---|---|---|---|"]
+    lines += [f"| {r['entity']} | {r['scope']} | {r['groups']} | {r['records']} |" for r in summary.iter_rows(named=True)]
+    return dg.MaterializeResult(metadata={
+        "duplicate_groups": all_groups.height,
+        "cross_crm_groups": int(all_groups["cross_crm"].sum()) if all_groups.height else 0,
+        "within_crm_groups": int(all_groups["within_crm"].sum()) if all_groups.height else 0,
+        "by_scope": counts,
+        "summary": dg.MetadataValue.md("\n".join(lines)),
+    })
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
-    assets = [build_canonical_asset(entity) for entity in ENTITIES]
+    assets = [*(build_canonical_asset(entity) for entity in ENTITIES), canonical_duplicates]
     job = dg.define_asset_job("canonical_build", selection=dg.AssetSelection.groups("canonical"),
                               description="Rebuild the canonical model from the raw tables.")
     return dg.Definitions(assets=assets, jobs=[job])

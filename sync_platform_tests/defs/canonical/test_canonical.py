@@ -35,6 +35,11 @@ def test_the_canonical_model_builds_from_all_three_crms(synced):
     assert rows[0] == contacts["rows_good"] and rows[1] < rows[0] and rows[2] == 3, "golden ids link CRMs"
     quarantined = synced.rows("SELECT rule, value_masked FROM ops.quarantine WHERE entity = 'contact'")
     assert quarantined and all("@" not in v or "***" in v for _, v in quarantined), "PII masked in quarantine"
+    duplicates = meta["duplicates"]
+    assert duplicates["cross_crm_groups"] > 0 and duplicates["within_crm_groups"] > 0
+    stored = synced.rows("SELECT count(*), sum(CASE WHEN cross_crm THEN 1 ELSE 0 END) FROM canonical.duplicate_groups "
+                         "WHERE entity = 'contacts'")[0]
+    assert stored[0] > 0 and stored[1] == duplicates["by_scope"]["contacts"]["cross:any"]
     evaluations = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
     assert evaluations["contacts"].severity.value == "WARN" and not evaluations["contacts"].passed
 
