@@ -69,11 +69,53 @@ class QualityConfig(BaseModel):
         "replaced and downstream assets stop."))
 
 
+class ReconcileConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schedule_cron: str = Field("0 3 * * *", description="When the reconciliation cycle runs (UTC cron).")
+    drift_threshold: float = Field(0.005, ge=0, le=1, description=(
+        "Drift share (differing / source records) above which the drift check fails with ERROR; "
+        "any non-zero drift below it warns."))
+    thresholds: dict[CrmName, dict[str, float]] = Field(default_factory=dict, description=(
+        "Per CRM and raw table overrides, e.g. {salesforce: {contacts: 0.01}}."))
+    auto_remediate: bool = Field(True, description=(
+        "Re-fetch differing records right after each cycle; false: alert and wait for a person to "
+        "launch the remediation job."))
+    identical_cursor_share: float = Field(0.2, gt=0, le=1, description=(
+        "An implausible share of live records sharing one cursor value (a mass overwrite)."))
+    probe_sample: int = Field(200, ge=0, le=10_000, description=(
+        "Records re-read by id after each incremental sync to see activity the cursor missed (0: off)."))
+    zero_change_runs: int = Field(2, ge=1, le=100, description=(
+        "Consecutive successful syncs with no change, while the probe sees activity, before alerting."))
+
+    @field_validator("schedule_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(value):
+            raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _shares(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for crm, tables in value.items():
+            for table, share in tables.items():
+                if not 0 <= share <= 1:
+                    raise ValueError(f"{crm}.{table}: a drift threshold is a share between 0 and 1, got {share}")
+        return value
+
+    def threshold(self, crm: str, table: str) -> float:
+        return self.thresholds.get(crm, {}).get(table, self.drift_threshold)  # type: ignore[call-overload]
+
+
 class SyncConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     crms: dict[CrmName, CrmSyncConfig] = Field(default_factory=dict)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
 
     def crm(self, name: str) -> CrmSyncConfig:
         return self.crms.get(name) or CrmSyncConfig()  # type: ignore[call-arg]

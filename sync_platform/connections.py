@@ -37,16 +37,20 @@ def _sandbox_kwargs(crm: str, base: str) -> dict[str, Any]:
             "scope": f"https://{sandbox.dynamics_org}.crm.dynamics.com/.default"}
 
 
+def _policy(cfg: CrmSyncConfig) -> HttpPolicy:
+    """The HTTP policy every request to this CRM follows: ingestion, listings and repairs alike."""
+    return HttpPolicy(max_attempts=cfg.max_attempts, backoff_initial=cfg.backoff_initial_seconds,
+                      backoff_max=cfg.backoff_max_seconds, max_requests=cfg.requests_per_window,
+                      per_seconds=cfg.window_seconds, budget_reserve=cfg.budget_reserve)
+
+
 def build_source(crm: str, cfg: CrmSyncConfig, report: SyncReport | None = None, placeholder: bool = False):
     """A fresh dlt source for one CRM (a new object per run: dagster-dlt cannot reuse one)."""
     from .sources.dynamics import dynamics_source
     from .sources.hubspot import hubspot_source
     from .sources.salesforce import salesforce_source
 
-    policy = HttpPolicy(max_attempts=cfg.max_attempts, backoff_initial=cfg.backoff_initial_seconds,
-                        backoff_max=cfg.backoff_max_seconds,
-                        max_requests=cfg.requests_per_window, per_seconds=cfg.window_seconds,
-                        budget_reserve=cfg.budget_reserve)
+    policy = _policy(cfg)
     base = "http://placeholder.invalid" if placeholder else sandbox_url()
     kwargs: dict[str, Any] = _sandbox_kwargs(crm, base) if base else {}
     common = {"policy": policy, "report": report, "hard_delete": cfg.hard_delete}
@@ -58,4 +62,21 @@ def build_source(crm: str, cfg: CrmSyncConfig, report: SyncReport | None = None,
                               **common, **kwargs)
     if crm == "dynamics":
         return dynamics_source(**pages, **common, **kwargs)
+    raise ValueError(f"unknown CRM {crm!r}")
+
+
+def build_listing_source(crm: str, cfg: CrmSyncConfig, fields: dict[str, list[str]],
+                         report: SyncReport | None = None):
+    """A reconciliation listing of one CRM: ``fields`` maps table -> CRM field names to list."""
+    from .sources.listing import dynamics_listing, hubspot_listing, salesforce_listing
+
+    base = sandbox_url()
+    kwargs: dict[str, Any] = _sandbox_kwargs(crm, base) if base else {}
+    common = {"policy": _policy(cfg), "report": report, "fields": fields}
+    if crm == "salesforce":
+        return salesforce_listing(**common, **kwargs)
+    if crm == "hubspot":
+        return hubspot_listing(**common, **kwargs)
+    if crm == "dynamics":
+        return dynamics_listing(**common, **kwargs)
     raise ValueError(f"unknown CRM {crm!r}")

@@ -21,6 +21,7 @@ from .settings import load_settings
 
 # the objects the demo edits, and how many of each change it makes per CRM
 CHANGES = {"updated_by_users": 40, "updated_by_automation": 15, "deleted": 8, "created": 12}
+FROZEN_SHARE = 0.01  # the incident: an admin script edits 1 % of Salesforce contacts, no timestamp moves
 CREATE_FIELDS = {
     "salesforce": lambda n: {"LastName": f"Demo{n}", "Email": f"demo{n}@example.com"},
     "hubspot": lambda n: {"lastname": f"Demo{n}", "email": f"demo{n}@example.com"},
@@ -89,26 +90,47 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
         os.environ["SYNC_PLATFORM_SANDBOX_URL"] = server.base_url
         echo(f"CRM sandbox: {contacts:,} contacts per CRM at {server.base_url}")
         echo(f"Warehouse:   {demo_dir / 'warehouse.duckdb'} (DuckDB); Dagster home: {demo_dir / 'dagster_home'}")
-        echo("\n1/4 full sync of Salesforce, HubSpot and Dynamics 365 through Dagster (job sync_all) ...")
+        echo("\n1/6 full sync of Salesforce, HubSpot and Dynamics 365 through Dagster (job sync_all) ...")
         full = _run_job("sync_all")
         full_requests = {crm: admin.requests(crm=crm) for crm in ("salesforce", "hubspot", "dynamics")}
         echo(f"    done in {full.seconds:.1f} s")
-        echo("2/4 changing contacts in every CRM: "
+        echo("2/6 changing contacts in every CRM: "
              + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in CHANGES.items()))
         _make_changes(admin, contacts)
         admin.reset_stats()
-        echo("3/4 incremental sync (job sync_all) ...")
+        echo("3/6 incremental sync (job sync_all) ...")
         incremental = _run_job("sync_all")
         inc_requests = {crm: admin.requests(crm=crm) for crm in ("salesforce", "hubspot", "dynamics")}
         echo(f"    done in {incremental.seconds:.1f} s")
-    echo("4/4 canonical model: mapping, golden ids, pandera quality gate (job canonical_build) ...")
+        frozen = max(1, int(contacts * FROZEN_SHARE))
+        echo(f"4/6 the incident: a script edits {frozen} Salesforce contacts without moving any timestamp; "
+             "reconciling every CRM (job reconcile_and_repair) ...")
+        admin.touch("salesforce", "Contact", frozen, mode="frozen", start=1, stride=max(1, contacts // frozen))
+        reconciled = _run_job("reconcile_and_repair", raise_on_error=False)
+        echo(f"    done in {reconciled.seconds:.1f} s")
+    echo("5/6 canonical model: mapping, golden ids, pandera quality gate (job canonical_build) ...")
     canonical = _run_job("canonical_build", raise_on_error=False)  # a blocked gate is a result to show
     echo(f"    done in {canonical.seconds:.1f} s\n")
     _print_summary(full, incremental, full_requests, inc_requests, echo)
+    _print_reconcile(reconciled, echo)
     _print_canonical(canonical, echo)
     echo("\nExplore it: DAGSTER_HOME=data/demo/dagster_home SYNC_PLATFORM_DATA_DIR=data/demo "
          ".venv/bin/dagster dev -w workspace.yaml")
-    return {"full": full.rows, "incremental": incremental.rows, "canonical": canonical.rows}
+    return {"full": full.rows, "incremental": incremental.rows, "reconcile": reconciled.rows,
+            "canonical": canonical.rows}
+
+
+def _print_reconcile(reconciled: RunSummary, echo: Callable[[str], None]) -> None:
+    echo("")
+    echo(f"{'reconcile':<22} {'source':>8} {'missing':>7} {'extra':>6} {'stale':>6} {'diverged':>8} {'drift':>7}"
+         "  after repair")
+    after = {crm: meta for (_, crm), meta in reconciled.rows.items() if "remaining_drift" in meta}
+    for (crm, obj), meta in sorted(reconciled.rows.items()):
+        if "source_records" not in meta:
+            continue
+        left = (after.get(crm) or {}).get("remaining_drift", {}).get(obj, 0)
+        echo(f"{crm + '.' + obj:<22} {meta['source_records']:>8,} {meta['missing']:>7} {meta['extra']:>6} "
+             f"{meta['stale']:>6} {meta['diverged']:>8} {meta['drift_pct']:>6.2f}%  {left} differing")
 
 
 def _print_canonical(canonical: RunSummary, echo: Callable[[str], None]) -> None:

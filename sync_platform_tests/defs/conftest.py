@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,10 +15,12 @@ from sync_platform.warehouse import Warehouse
 
 
 class SyncHarness:
-    def __init__(self, server: SandboxServer, admin: SandboxAdminClient, data_dir: Path) -> None:
+    def __init__(self, server: SandboxServer, admin: SandboxAdminClient, data_dir: Path,
+                 instance: dg.DagsterInstance) -> None:
         self.server = server
         self.admin = admin
         self.data_dir = data_dir
+        self.instance = instance  # one instance per test: run history carries over, as in production
 
     def run(self, crm: str, full_refresh: bool = False, raise_on_error: bool = True
             ) -> tuple[dg.ExecuteInProcessResult, dict[str, dict]]:
@@ -29,13 +32,34 @@ class SyncHarness:
         from sync_platform.definitions import defs
 
         job = defs().resolve_job_def(name)
-        with dg.instance_for_test() as instance:
-            result = job.execute_in_process(instance=instance, raise_on_error=raise_on_error)
+        result = job.execute_in_process(instance=self.instance, raise_on_error=raise_on_error)
+        return result, self._metadata(result)
+
+    def run_assets(self, *keys: str, raise_on_error: bool = True
+                   ) -> tuple[dg.ExecuteInProcessResult, dict[str, dict]]:
+        """Materialize assets by key (``"reconcile/salesforce/contacts"``); metadata keyed by the full path."""
+        from sync_platform.definitions import defs
+
+        job = defs().resolve_implicit_global_asset_job_def()
+        selection = [dg.AssetKey.from_user_string(k) for k in keys]
+        result = job.execute_in_process(instance=self.instance, asset_selection=selection,
+                                        raise_on_error=raise_on_error)
+        return result, {"/".join(k.path): v for k, v in self._metadata(result, full=True).items()}
+
+    def checks(self, result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+        """Check evaluations of a run keyed by ``asset/path:check_name``."""
+        return {f"{'/'.join(e.asset_key.path)}:{e.check_name}": e
+                for e in (ev.event_specific_data for ev in result.all_events if ev.event_type_value ==
+                          "ASSET_CHECK_EVALUATION")}
+
+    @staticmethod
+    def _metadata(result: dg.ExecuteInProcessResult, full: bool = False) -> dict:
         meta = {}
         for event in result.get_asset_materialization_events():
             mat = event.materialization
-            meta[mat.asset_key.path[-1]] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-        return result, meta
+            meta[mat.asset_key if full else mat.asset_key.path[-1]] = {
+                k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+        return meta
 
     def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
         return Warehouse.from_env().query(sql, params)
@@ -44,6 +68,7 @@ class SyncHarness:
 @pytest.fixture
 def harness_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., SyncHarness]]:
     servers: list[SandboxServer] = []
+    instances = contextlib.ExitStack()
 
     def make(contacts: int = 500, **config: object) -> SyncHarness:
         server = SandboxServer(SandboxConfig(contacts=contacts, seed=11, **config)).start()
@@ -51,9 +76,11 @@ def harness_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
         monkeypatch.setenv("SYNC_PLATFORM_DATA_DIR", str(tmp_path / "data"))
         monkeypatch.setenv("SYNC_PLATFORM_SANDBOX_URL", server.base_url)
         monkeypatch.delenv("SYNC_PLATFORM_WAREHOUSE", raising=False)
-        return SyncHarness(server, SandboxAdminClient(server.base_url), tmp_path / "data")
+        instance = instances.enter_context(dg.instance_for_test())
+        return SyncHarness(server, SandboxAdminClient(server.base_url), tmp_path / "data", instance)
 
     yield make
+    instances.close()
     for server in servers:
         server.stop()
 

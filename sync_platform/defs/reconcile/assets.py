@@ -1,0 +1,179 @@
+"""Reconciliation assets: does the warehouse still agree with each CRM, and if not, repair it.
+
+``["reconcile", crm, object]`` lists the CRM (ids, cursor, hash of the mapped fields) and
+classifies every difference with the raw table: missing, extra, stale, diverged. Each carries a
+``drift_threshold`` check (ERROR above the configured share, WARN on any drift) and raises or
+resolves alerts for drift and for cursor anomalies (the frozen-timestamp incident is
+``content_changed_cursor_unchanged``). ``["remediate", crm]`` re-fetches exactly the differing ids,
+marks ids the CRM no longer has as deleted, re-reconciles and records every repair in the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from sync_platform.alerts import AlertBook, Finding
+from sync_platform.audit import AuditEntry, AuditLog
+from sync_platform.config import CRMS, load_sync_config
+from sync_platform.reconcile.cycle import TargetResult, now, run_cycle, targets
+from sync_platform.reconcile.remediation import remediate
+from sync_platform.warehouse import Warehouse
+
+from ..ingest.assets import WAREHOUSE_POOL
+
+ERROR_ANOMALIES = {"content_changed_cursor_unchanged", "cursor_moved_backwards"}
+
+
+def reconcile_key(crm: str, table: str) -> dg.AssetKey:
+    return dg.AssetKey(["reconcile", crm, table])
+
+
+def _findings(result: TargetResult) -> list[Finding]:
+    t = result.target
+    scope = f"reconcile:{t.crm}:{t.table}"
+    found = []
+    drift = sum(result.diff.counts.values())
+    if drift:
+        found.append(Finding(
+            key=f"{scope}:drift", severity="error" if result.status == "error" else "warning",
+            finding="drift_above_threshold" if result.status == "error" else "drift",
+            message=f"{t.crm}.{t.table}: {drift} of {result.diff.source_records} records differ "
+                    f"({result.diff.drift_share:.2%}, threshold {result.threshold:.2%})",
+            crm=t.crm, asset=t.asset_path, details={"counts": result.diff.counts, "sample_ids": result.sample_ids()}))
+    for anomaly in result.anomalies:
+        found.append(Finding(
+            key=f"{scope}:{anomaly.name}", severity="error" if anomaly.name in ERROR_ANOMALIES else "warning",
+            finding=anomaly.name, message=f"{t.crm}.{t.table}: {anomaly.name}: {anomaly.count} records. {anomaly.detail}",
+            crm=t.crm, asset=t.asset_path, details={"count": anomaly.count, "example_ids": anomaly.example_ids}))
+    return found
+
+
+def _metadata(result: TargetResult) -> dict:
+    diff = result.diff
+    top = result.top_fields
+    return {
+        "source_records": diff.source_records,
+        "warehouse_records": diff.warehouse_records,
+        **{f"{cls}": int(diff.counts.get(cls, 0)) for cls in ("missing", "extra", "stale", "diverged")},
+        "drift_pct": round(100 * diff.drift_share, 4),
+        "threshold_pct": round(100 * result.threshold, 4),
+        "status": result.status,
+        "compared_fields": list(result.target.fields),
+        "top_fields": dg.MetadataValue.md(
+            "| field | differing |\n|---|---|\n" + "\n".join(f"| {r[0]} | {r[1]} |" for r in top.head(10).rows()))
+        if not top.is_empty() else "none",
+        "sample_ids": result.sample_ids(),
+        "anomalies": {a.name: a.count for a in result.anomalies},
+    }
+
+
+def _check(result: TargetResult, key: dg.AssetKey) -> dg.AssetCheckResult:
+    drift = sum(result.diff.counts.values())
+    return dg.AssetCheckResult(
+        asset_key=key, check_name="drift_threshold", passed=drift == 0,
+        severity=dg.AssetCheckSeverity.ERROR if result.status == "error" else dg.AssetCheckSeverity.WARN,
+        metadata={"drift_pct": round(100 * result.diff.drift_share, 4),
+                  "threshold_pct": round(100 * result.threshold, 4), "differing": drift,
+                  "counts": result.diff.counts})
+
+
+def _cycle(crm: str, run_id: str, only: list[str] | None = None) -> tuple[list[TargetResult], dict]:
+    config = load_sync_config()
+    rc = config.reconcile
+    warehouse = Warehouse.from_env()
+    started = now()
+    results, report = run_cycle(crm, config.crm(crm), run_id, warehouse, rc.threshold,
+                                {"identical_share": rc.identical_cursor_share}, only=only)
+    book = AlertBook(warehouse)
+    for result in results:
+        book.report(f"reconcile:{crm}:{result.target.table}", _findings(result))
+    AuditLog(warehouse).record(*(AuditEntry(
+        run_id=run_id, step="reconcile", crm=crm, entity=r.target.table, started_at=started, ended_at=r.checked_at,
+        records_read=r.diff.source_records, status="success" if r.status != "error" else "partial",
+        details={"counts": r.diff.counts, "drift_share": r.diff.drift_share, "threshold": r.threshold})
+        for r in results))
+    return results, report.stats.as_metadata()
+
+
+def build_reconcile_assets(crm: str) -> dg.AssetsDefinition:
+    wanted = targets(crm)
+    specs = [dg.AssetSpec(
+        key=reconcile_key(crm, t.table), deps=[dg.AssetKey(["raw", crm, t.table])], group_name="reconcile",
+        kinds={"polars", "duckdb"}, owners=["team:data"], tags={"layer": "reconcile"},
+        description=f"{crm} {t.table} listed at the source and compared with the warehouse: missing, extra, "
+                    f"stale and diverged records, drift share, cursor anomalies.") for t in wanted]
+    checks = [dg.AssetCheckSpec("drift_threshold", asset=spec.key,
+                                description="ERROR when drift exceeds the configured share; WARN on any drift.")
+              for spec in specs]
+
+    @dg.multi_asset(name=f"reconcile_{crm}", specs=specs, check_specs=checks, pool=WAREHOUSE_POOL, can_subset=True)
+    def reconcile_crm(context: dg.AssetExecutionContext) -> Iterator:
+        selected = [key.path[-1] for key in context.selected_asset_keys]
+        results, requests = _cycle(crm, context.run_id, only=selected)
+        for result in results:
+            key = reconcile_key(crm, result.target.table)
+            yield dg.MaterializeResult(asset_key=key, metadata={**_metadata(result), "listing_requests": requests})
+            yield _check(result, key)
+
+    return reconcile_crm
+
+
+def build_remediation_asset(crm: str) -> dg.AssetsDefinition:
+    wanted = targets(crm)
+
+    @dg.asset(
+        key=["remediate", crm], deps=[reconcile_key(crm, t.table) for t in wanted], group_name="reconcile",
+        kinds={"dlt", "duckdb"}, owners=["team:data"], pool=WAREHOUSE_POOL, tags={"layer": "reconcile"},
+        check_specs=[dg.AssetCheckSpec("drift_after_remediation", asset=["remediate", crm],
+                                       description="Every repaired id agrees with the CRM afterwards.")],
+    )
+    def remediate_crm(context: dg.AssetExecutionContext) -> Iterator:
+        """Re-fetch exactly the ids the last reconciliation found different, then re-reconcile."""
+        warehouse = Warehouse.from_env()
+        started = now()
+        outcome = remediate(crm, warehouse)
+        context.log.info(f"{crm}: re-fetched {outcome.fetched}, marked deleted {outcome.marked_deleted}")
+        results, requests = _cycle(crm, context.run_id, only=list(outcome.requested)) if outcome.touched else ([], {})
+        remaining = {r.target.table: sum(r.diff.counts.values()) for r in results}
+        AuditLog(warehouse).record(*(AuditEntry(
+            run_id=context.run_id, step="remediate", crm=crm, entity=table, started_at=started, ended_at=now(),
+            records_read=outcome.requested.get(table, 0), updated=outcome.fetched.get(table, 0),
+            deleted=outcome.marked_deleted.get(table, 0),
+            status="success" if not remaining.get(table) else "partial",
+            details={"requested": outcome.requested.get(table, 0), "remaining_drift": remaining.get(table, 0)})
+            for table in outcome.requested))
+        repaired_left = {t: n for t, n in outcome.still_different(results).items() if n}
+        yield dg.MaterializeResult(metadata={
+            "requested": outcome.requested, "fetched": outcome.fetched, "marked_deleted": outcome.marked_deleted,
+            "remaining_drift": remaining, "repaired_ids_still_different": repaired_left, "requests": requests})
+        yield dg.AssetCheckResult(check_name="drift_after_remediation", passed=not repaired_left,
+                                  metadata={"repaired_ids_still_different": repaired_left})
+
+    return remediate_crm
+
+
+RECONCILE_SELECTION = dg.AssetSelection.groups("reconcile") - dg.AssetSelection.key_prefixes(["remediate"])
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    crms = [crm for crm in CRMS if load_sync_config().crm(crm).enabled]
+    reconcile_assets = [build_reconcile_assets(crm) for crm in crms]
+    remediation_assets = [build_remediation_asset(crm) for crm in crms]
+    rc = load_sync_config().reconcile
+    reconcile_job = dg.define_asset_job(
+        "reconcile", selection=RECONCILE_SELECTION,
+        description="List every CRM and compare it with the warehouse (no repair).")
+    repair_job = dg.define_asset_job(
+        "reconcile_and_repair", selection=dg.AssetSelection.groups("reconcile"),
+        description="Reconcile, re-fetch every differing record, re-reconcile.")
+    remediate_job = dg.define_asset_job(
+        "remediate", selection=dg.AssetSelection.key_prefixes(["remediate"]),
+        description="Re-fetch the records the last reconciliation found different (launch after reviewing it).")
+    schedule = dg.ScheduleDefinition(
+        name="reconcile_daily", cron_schedule=rc.schedule_cron, execution_timezone="UTC",
+        job=repair_job if rc.auto_remediate else reconcile_job)
+    return dg.Definitions(assets=[*reconcile_assets, *remediation_assets],
+                          jobs=[reconcile_job, repair_job, remediate_job], schedules=[schedule])

@@ -1,0 +1,188 @@
+"""One reconciliation cycle of a CRM: list the source, compare with the raw tables, keep the result.
+
+The listing (``sources.listing``) is loaded by dlt into ``reconcile_<crm>.<table>``, next to the
+raw tables, so both sides share types and can be compared in one process (polars, below) or
+inside the warehouse (``reconcile.sql``) when they outgrow one. The compared fields are the ones
+the CRM's mapping reads: a field nobody maps cannot corrupt the canonical model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dlt
+import polars as pl
+
+from ..config import CrmSyncConfig
+from ..connections import build_listing_source
+from ..mapping.loader import load_mappings
+from ..mapping.raw_schema import raw_column, raw_table
+from ..settings import load_settings
+from ..sources.common import DELETED_AT, SyncReport
+from ..sources.listing import listing_columns
+from ..warehouse import Warehouse
+from .diff import Diff, classify, content_hash
+
+DIFFERENCES = ("reconcile", "differences")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One raw table under reconciliation, with its columns as the CRM and as dlt name them."""
+
+    crm: str
+    table: str
+    entity: str
+    crm_key: str
+    crm_cursor: str
+    crm_fields: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return raw_column(self.crm_key)
+
+    @property
+    def cursor(self) -> str:
+        return raw_column(self.crm_cursor)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(raw_column(f) for f in self.crm_fields)
+
+    @property
+    def asset_path(self) -> str:
+        return f"raw/{self.crm}/{self.table}"
+
+
+def targets(crm: str) -> list[Target]:
+    """Every entity the CRM's mapping reads, comparing the mapped fields (not key, cursor or deletes)."""
+    mapping = load_mappings()[crm]
+    found = []
+    for entity, spec in sorted(mapping.entities.items()):
+        raw = raw_table(crm, spec.table)
+        if raw is None:
+            continue
+        key, cursor, _ = listing_columns(crm, spec.table, [])
+        mapped = spec.source_columns
+        fields = tuple(sorted(f for f in raw.fields if raw_column(f) in mapped and f not in (key, cursor)))
+        found.append(Target(crm, spec.table, entity, key, cursor, fields))
+    return found
+
+
+def listing_dataset(crm: str) -> str:
+    return f"reconcile_{crm}"
+
+
+def list_source(crm: str, cfg: CrmSyncConfig, wanted: list[Target], warehouse: Warehouse) -> SyncReport:
+    """Load a fresh listing of ``wanted`` into ``reconcile_<crm>`` (replacing the previous one)."""
+    report = SyncReport(crm)
+    source = build_listing_source(crm, cfg, {t.table: list(t.crm_fields) for t in wanted}, report=report)
+    pipeline = dlt.pipeline(pipeline_name=f"reconcile_{crm}", destination=warehouse.destination(),
+                            dataset_name=listing_dataset(crm),
+                            pipelines_dir=str(load_settings().data_dir / "dlt_pipelines"))
+    pipeline.run(source)
+    return report
+
+
+def _side(warehouse: Warehouse, target: Target, schema: str, live_only: bool) -> pl.DataFrame:
+    columns = ", ".join(f'"{c}"' for c in (target.key, target.cursor, *target.fields))
+    where = f" WHERE {DELETED_AT} IS NULL" if live_only else ""
+    if not warehouse.table_exists(schema, target.table):
+        frame = pl.DataFrame(schema={"id": pl.String, "cursor": pl.Datetime("us", "UTC"),
+                                     **{f: pl.String for f in target.fields}})
+    else:
+        frame = warehouse.read_frame(f"SELECT {columns} FROM {schema}.{target.table}{where}")
+        frame = frame.rename({target.key: "id", target.cursor: "cursor"})
+    return frame
+
+
+def compare(warehouse: Warehouse, target: Target) -> tuple[Diff, pl.DataFrame, pl.DataFrame]:
+    """Classify every difference between the listing and the raw table's live rows.
+
+    Returns the diff and both sides (id, cursor, fields), for field-level reporting.
+    """
+    source = _side(warehouse, target, listing_dataset(target.crm), live_only=False)
+    raw = _side(warehouse, target, f"raw_{target.crm}", live_only=True)
+    fields = list(target.fields)
+    diff = classify(
+        source.select("id", _utc("cursor"), content_hash(source, fields)),
+        raw.select("id", _utc("cursor"), content_hash(raw, fields)),
+    )
+    return diff, source, raw
+
+
+def _utc(column: str) -> pl.Expr:
+    return pl.col(column).cast(pl.Datetime("us", "UTC"))
+
+
+def save_differences(warehouse: Warehouse, target: Target, diff: Diff, run_id: str, checked_at: datetime) -> None:
+    """Replace this target's rows in ``reconcile.differences`` (the ids remediation re-fetches)."""
+    schema, table = DIFFERENCES
+    if warehouse.table_exists(schema, table):
+        warehouse.query(f"DELETE FROM {schema}.{table} WHERE crm = ? AND object = ?", (target.crm, target.table))
+    if diff.differences.is_empty():
+        return
+    frame = diff.differences.select(
+        pl.lit(target.crm).alias("crm"), pl.lit(target.table).alias("object"), pl.lit(target.entity).alias("entity"),
+        "id", "class", _utc("source_cursor"), _utc("warehouse_cursor"),
+        pl.lit(checked_at).alias("checked_at"), pl.lit(run_id).alias("run_id"))
+    warehouse.write_frame(frame, schema, table, disposition="append")
+
+
+def pending_differences(warehouse: Warehouse, crm: str, table: str | None = None) -> pl.DataFrame:
+    schema, name = DIFFERENCES
+    if not warehouse.table_exists(schema, name):
+        return pl.DataFrame(schema={"object": pl.String, "id": pl.String, "class": pl.String})
+    where = f"crm = '{crm}'" + (f" AND object = '{table}'" if table else "")
+    return warehouse.read_frame(f'SELECT object, id, "class" FROM {schema}.{name} WHERE {where}')
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class TargetResult:
+    """What one cycle found for one raw table."""
+
+    target: Target
+    diff: Diff
+    threshold: float
+    top_fields: pl.DataFrame
+    anomalies: list
+    checked_at: datetime
+
+    @property
+    def status(self) -> str:
+        if self.diff.drift_share > self.threshold:
+            return "error"
+        return "warn" if sum(self.diff.counts.values()) else "ok"
+
+    def sample_ids(self, per_class: int = 5) -> dict[str, list[str]]:
+        frame = self.diff.differences
+        return {cls: frame.filter(pl.col("class") == cls)["id"].head(per_class).to_list()
+                for cls in frame["class"].unique().sort().to_list()} if not frame.is_empty() else {}
+
+
+def run_cycle(crm: str, cfg: CrmSyncConfig, run_id: str, warehouse: Warehouse, thresholds, anomaly_options: dict,
+              only: list[str] | None = None) -> tuple[list[TargetResult], SyncReport]:
+    """List the CRM, compare every target, save differences and the drift history."""
+    from .diff import cursor_anomalies, field_differences
+    from .history import append_history
+
+    wanted = [t for t in targets(crm) if only is None or t.table in only]
+    report = list_source(crm, cfg, wanted, warehouse)
+    results = []
+    for target in wanted:
+        diff, source, raw = compare(warehouse, target)
+        checked_at = now()
+        save_differences(warehouse, target, diff, run_id, checked_at)
+        differing = diff.differences.filter(pl.col("class").is_in(["stale", "diverged"]))["id"].head(1000)
+        top = field_differences(source.filter(pl.col("id").is_in(differing.implode())),
+                                raw.filter(pl.col("id").is_in(differing.implode())), list(target.fields))
+        anomalies = cursor_anomalies(diff, source.select("id", _utc("cursor")), checked_at, **anomaly_options)
+        result = TargetResult(target, diff, thresholds(crm, target.table), top, anomalies, checked_at)
+        append_history(warehouse, crm, target.table, diff, result.threshold, result.status, run_id, checked_at)
+        results.append(result)
+    return results, report

@@ -1,0 +1,82 @@
+"""Remediation: re-fetch exactly the records reconciliation found different, by id.
+
+Missing, stale and diverged ids are read again by id (SOQL ``Id IN``, HubSpot batch read,
+Dataverse ``In`` filter, chunked) and merged into the raw tables through the ingestion
+pipeline's schema, so the repair is idempotent. An id the CRM no longer returns at all was
+deleted there without the delete reaching us: its raw row is soft-deleted (or removed, with
+``hard_delete``). The incremental cursor is not touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ..config import load_sync_config
+from ..repair import fetch_ids_into_warehouse
+from ..sources.common import DELETED_AT
+from ..warehouse import Warehouse
+from .cycle import TargetResult, pending_differences, targets
+
+CHUNK = 500
+
+
+@dataclass
+class Remediation:
+    requested: dict[str, int] = field(default_factory=dict)
+    fetched: dict[str, int] = field(default_factory=dict)
+    marked_deleted: dict[str, int] = field(default_factory=dict)
+    ids: dict[str, set[str]] = field(default_factory=dict)
+
+    @property
+    def touched(self) -> bool:
+        return any(self.requested.values())
+
+    def still_different(self, results: Iterable[TargetResult]) -> dict[str, int]:
+        """How many of the repaired ids the re-reconciliation still finds different, per table."""
+        out = {}
+        for result in results:
+            repaired = self.ids.get(result.target.table, set())
+            if repaired:
+                ids = result.diff.differences["id"]
+                out[result.target.table] = int(ids.is_in(list(repaired)).sum())
+        return out
+
+
+def remediate(crm: str, warehouse: Warehouse) -> Remediation:
+    """Repair every pending difference of ``crm`` recorded by the last reconciliation."""
+    pending = pending_differences(warehouse, crm)
+    outcome = Remediation()
+    if pending.is_empty():
+        return outcome
+    by_table = {table: group["id"].to_list()
+                for (table,), group in pending.group_by("object", maintain_order=True)}
+    outcome.requested = {t: len(ids) for t, ids in by_table.items()}
+    outcome.ids = {t: set(ids) for t, ids in by_table.items()}
+    fetched = fetch_ids_into_warehouse(crm, by_table, warehouse)
+    outcome.fetched = dict(fetched.fetched)
+    keys = {t.table: t.key for t in targets(crm)}
+    hard = load_sync_config().crm(crm).hard_delete
+    for table, ids in fetched.not_found.items():
+        outcome.marked_deleted[table] = mark_deleted(warehouse, crm, table, keys[table], ids, hard)
+    return outcome
+
+
+def mark_deleted(warehouse: Warehouse, crm: str, table: str, key: str, ids: Iterable[str], hard: bool) -> int:
+    """Soft-delete (or delete) raw rows whose records the CRM no longer has."""
+    ids = list(ids)
+    done = 0
+    stamp = datetime.now(UTC)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        marks = ", ".join("?" for _ in chunk)
+        where = f'"{key}" IN ({marks}) AND {DELETED_AT} IS NULL'
+        count = warehouse.query(f"SELECT count(*) FROM raw_{crm}.{table} WHERE {where}", chunk)[0][0]
+        if hard:
+            warehouse.query(f"DELETE FROM raw_{crm}.{table} WHERE {where}", chunk)
+        else:
+            warehouse.query(f"UPDATE raw_{crm}.{table} SET {DELETED_AT} = ? WHERE {where}", [stamp, *chunk])
+        done += int(count)
+    return done
+

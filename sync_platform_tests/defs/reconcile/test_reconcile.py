@@ -1,0 +1,159 @@
+"""Reconciliation, remediation, the activity probe and the zero-change sensor, end to end.
+
+Everything runs through Dagster against the sandbox over HTTP: drift is seeded with the
+sandbox's admin API the way it happens in production (a record created with an old stamp, a
+delete or an edit that does not move the cursor, a late commit older than the look-back).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from sync_platform.alerts import AlertBook
+from sync_platform.config import DEFAULT_PATH
+from sync_platform.defs.reconcile.probe import FINDING, zero_change_alerts
+from sync_platform.warehouse import Warehouse
+
+CONTACTS = "reconcile/salesforce/contacts"
+
+
+@pytest.fixture
+def sync_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Write a sync.yaml with overrides and point the platform at it."""
+    def write(**reconcile: object) -> None:
+        data = yaml.safe_load(DEFAULT_PATH.read_text())
+        data["reconcile"].update(reconcile)
+        path = tmp_path / "sync.yaml"
+        path.write_text(yaml.safe_dump(data))
+        monkeypatch.setenv("SYNC_PLATFORM_CONFIG", str(path))
+    return write
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _seed_drift(harness, per_class: dict[str, int], offset: int) -> dict[str, list[str]]:
+    """Seed each drift class on Salesforce contacts; ``offset`` keeps rounds on different records."""
+    admin = harness.admin
+    old = _iso(datetime.now(UTC) - timedelta(days=30))
+    ids = harness.rows("SELECT id FROM raw_salesforce.contacts WHERE deleted_at IS NULL ORDER BY id")
+    pool = [r[0] for r in ids][offset:]
+    seeded: dict[str, list[str]] = {"missing": admin.create(
+        "salesforce", "Contact", [{"LastName": f"Late{n}"} for n in range(per_class["missing"])], stamp=old)}
+    take = iter(pool)
+    seeded["extra"] = [next(take) for _ in range(per_class["extra"])]
+    admin.delete("salesforce", "Contact", seeded["extra"], mode="frozen")
+    seeded["diverged"] = [next(take) for _ in range(per_class["diverged"])]
+    admin.update("salesforce", "Contact", seeded["diverged"], {"Title": "Edited by a script"}, mode="frozen")
+    stale = []
+    while len(stale) < per_class["stale"]:
+        record_id = next(take)
+        stamp = datetime.fromisoformat(admin.get("salesforce", "Contact", record_id)["SystemModstamp"]
+                                       .replace("Z", "+00:00"))
+        if stamp < datetime.now(UTC) - timedelta(days=2):  # a late commit, older than the look-back window
+            admin.update("salesforce", "Contact", [record_id], {"Title": "Late commit"}, stamp=_iso(stamp + timedelta(days=1)))
+            stale.append(record_id)
+    seeded["stale"] = stale
+    return seeded
+
+
+def test_seeded_drift_warns_below_and_fails_above_the_threshold_and_is_repaired(harness_factory, sync_config):
+    sync_config(auto_remediate=True, probe_sample=0)
+    harness = harness_factory(contacts=2000)
+    harness.run("salesforce")
+    result, meta = harness.run_assets(CONTACTS)
+    assert meta[CONTACTS]["missing"] + meta[CONTACTS]["extra"] + meta[CONTACTS]["stale"] + \
+        meta[CONTACTS]["diverged"] == 0
+    assert harness.checks(result)[f"{CONTACTS}:drift_threshold"].passed
+
+    for offset, per_class, severity in ((0, {"missing": 2, "extra": 1, "stale": 1, "diverged": 2},
+                                         dg.AssetCheckSeverity.WARN),
+                                        (100, {"missing": 4, "extra": 4, "stale": 4, "diverged": 4},
+                                         dg.AssetCheckSeverity.ERROR)):
+        seeded = _seed_drift(harness, per_class, offset)
+        _, synced = harness.run("salesforce")  # the cursor cannot see any of it
+        assert synced["contacts"]["rows_inserted"] == 0 and synced["contacts"]["rows_updated"] == 0
+
+        result, meta = harness.run_assets(CONTACTS)
+        found = meta[CONTACTS]
+        assert {c: found[c] for c in per_class} == per_class
+        check = harness.checks(result)[f"{CONTACTS}:drift_threshold"]
+        assert not check.passed and check.severity == severity
+        differing = set(harness.rows("SELECT id FROM reconcile.differences WHERE object = 'contacts'"))
+        assert {r[0] for r in differing} == {i for ids in seeded.values() for i in ids}
+
+        result, meta = harness.run_assets("remediate/salesforce")
+        assert meta["remediate/salesforce"]["remaining_drift"]["contacts"] == 0
+        assert harness.checks(result)["remediate/salesforce:drift_after_remediation"].passed
+        titles = dict(harness.rows("SELECT id, title FROM raw_salesforce.contacts WHERE id IN ({})".format(
+            ", ".join("?" for _ in seeded["diverged"])), tuple(seeded["diverged"])))
+        assert set(titles.values()) == {"Edited by a script"}
+        gone = harness.rows("SELECT count(*) FROM raw_salesforce.contacts WHERE deleted_at IS NOT NULL AND id IN "
+                            "({})".format(", ".join("?" for _ in seeded["extra"])), tuple(seeded["extra"]))
+        assert gone[0][0] == len(seeded["extra"])
+
+    audit = Warehouse.from_env().query("SELECT step, count(*) FROM ops.audit_log WHERE crm = 'salesforce' "
+                                       "AND step IN ('reconcile', 'remediate') GROUP BY step ORDER BY step")
+    assert dict(audit)["remediate"] >= 2
+
+
+def _sensor(harness) -> None:
+    from sync_platform.definitions import defs
+
+    zero_change_alerts(dg.build_sensor_context(instance=harness.instance, definitions=defs()))
+
+
+def _open(finding: str) -> list:
+    return [a for a in AlertBook(Warehouse.from_env(), sinks=[]).open_alerts() if a.finding == finding]
+
+
+def test_the_frozen_cursor_incident_is_found_alerted_repaired_and_resolved(harness_factory, sync_config):
+    """An admin script edits 1 % of contacts without moving any timestamp: syncs keep 'succeeding' with 0."""
+    sync_config(auto_remediate=True, probe_sample=1000, zero_change_runs=2)
+    harness = harness_factory(contacts=1000)
+    harness.run("salesforce")
+    edited = harness.admin.touch("salesforce", "Contact", count=10, stride=97, mode="frozen")["ids"]
+
+    for _ in range(2):
+        _, meta = harness.run("salesforce")
+        assert meta["contacts"]["rows_updated"] == 0 and meta["contacts"]["rows_inserted"] == 0
+        assert meta["salesforce"]["differing"]["contacts"] == 10  # the probe after every sync
+    _sensor(harness)
+    [alert] = _open(FINDING)
+    assert alert.crm == "salesforce" and "frozen" in alert.message
+
+    result, meta = harness.run_assets(CONTACTS, "remediate/salesforce")
+    assert meta[CONTACTS]["diverged"] == 10 and meta[CONTACTS]["anomalies"]["content_changed_cursor_unchanged"] == 10
+    cycle = harness.rows("SELECT diverged, status FROM reconcile.drift_history WHERE crm = 'salesforce' AND "
+                         "entity = 'contacts' ORDER BY checked_at")
+    assert cycle[0][0] == 10 and cycle[-1][0] == 0  # found, then repaired
+    assert harness.checks(result)["remediate/salesforce:drift_after_remediation"].passed
+    resolved = Warehouse.from_env().query(
+        "SELECT finding, resolved_at IS NOT NULL FROM ops.alerts WHERE key LIKE 'reconcile:salesforce:contacts:%'")
+    assert ("content_changed_cursor_unchanged", True) in resolved
+    repaired = harness.rows("SELECT count(*) FROM raw_salesforce.contacts WHERE id IN ({})".format(
+        ", ".join("?" for _ in edited)) + " AND title LIKE 'edited%'", tuple(edited))
+    assert repaired[0][0] == 10
+
+    _, meta = harness.run("salesforce")  # the probe is clean again, so the zero-change alert clears
+    assert meta["salesforce"]["differing"]["contacts"] == 0
+    _sensor(harness)
+    assert _open(FINDING) == []
+
+
+def test_an_idle_crm_never_raises_the_zero_change_alert(harness_factory, sync_config):
+    sync_config(probe_sample=100, zero_change_runs=2)
+    harness = harness_factory(contacts=300)
+    for _ in range(3):
+        _, meta = harness.run("salesforce")
+        assert meta["salesforce"]["differing_total"] == 0
+    _, meta = harness.run("salesforce")
+    assert meta["contacts"]["rows_updated"] == 0
+    _sensor(harness)
+    assert _open(FINDING) == []
