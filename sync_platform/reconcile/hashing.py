@@ -57,6 +57,14 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def epoch_ms_sql(column: str, dialect: str = DUCKDB) -> str:
+    """SQL for a TIMESTAMP (naive = UTC) or TIMESTAMPTZ as UTC epoch milliseconds, floored, BIGINT."""
+    if dialect == DUCKDB:
+        us = f"epoch_us({column})"
+        return f"(({us} - (({us} % 1000) + 1000) % 1000) // 1000)"
+    return f"CAST(floor(extract(epoch FROM {column}) * 1000) AS BIGINT)"
+
+
 def _text_sql(column: str, kind: str, dialect: str) -> str:
     """SQL for one non-null value's canonical text."""
     text = "VARCHAR" if dialect == DUCKDB else "TEXT"
@@ -72,12 +80,8 @@ def _text_sql(column: str, kind: str, dialect: str) -> str:
         return (f"CASE WHEN {x} = trunc({x}) AND abs({x}) < {_EXACT_FLOAT_INT} "
                 f"THEN CAST(CAST({x} AS BIGINT) AS {text}) ELSE CAST({x} AS {text}) END")
     if kind in (DATETIME, DATE):
-        if dialect == DUCKDB:
-            ts = f"CAST({column} AS TIMESTAMP)" if kind == DATE else column
-            us = f"epoch_us({ts})"
-            return f"CAST(({us} - (({us} % 1000) + 1000) % 1000) // 1000 AS VARCHAR)"
         ts = f"CAST({column} AS TIMESTAMP)" if kind == DATE else column
-        return f"CAST(CAST(floor(extract(epoch FROM {ts}) * 1000) AS BIGINT) AS TEXT)"
+        return f"CAST({epoch_ms_sql(ts, dialect)} AS {text})"
     raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
 
 
