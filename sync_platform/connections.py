@@ -9,6 +9,7 @@ vars (``SOURCES__SALESFORCE__INSTANCE_URL``, ``SOURCES__SALESFORCE__CLIENT_SECRE
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .config import CrmSyncConfig
@@ -50,10 +51,9 @@ def build_source(crm: str, cfg: CrmSyncConfig, report: SyncReport | None = None,
     from .sources.hubspot import hubspot_source
     from .sources.salesforce import salesforce_source
 
-    policy = _policy(cfg)
     base = "http://placeholder.invalid" if placeholder else sandbox_url()
     kwargs: dict[str, Any] = _sandbox_kwargs(crm, base) if base else {}
-    common = {"policy": policy, "report": report, "hard_delete": cfg.hard_delete}
+    common = {"policy": _policy(cfg), "report": report, "hard_delete": cfg.hard_delete}
     pages = {"page_size": cfg.page_size} if cfg.page_size else {}
     if crm == "salesforce":
         return salesforce_source(look_back_seconds=cfg.look_back_seconds, **pages, **common, **kwargs)
@@ -62,6 +62,32 @@ def build_source(crm: str, cfg: CrmSyncConfig, report: SyncReport | None = None,
                               **common, **kwargs)
     if crm == "dynamics":
         return dynamics_source(**pages, **common, **kwargs)
+    raise ValueError(f"unknown CRM {crm!r}")
+
+
+def build_by_id_source(crm: str, cfg: CrmSyncConfig, ids: Mapping[str, Sequence[str]],
+                       report: SyncReport | None = None):
+    """A dlt source reading only the given records (``{table: [id, ...]}``) of one CRM.
+
+    Same source name, tables, hints and merge keys as ``build_source``, so it loads into the
+    same schema through the same pipeline; it has no incremental, so the saved cursors stay put.
+    Ids the CRM no longer returns end up in ``report.resource(table).not_found``.
+    """
+    from .sources.dynamics import dynamics_by_id_source
+    from .sources.hubspot import hubspot_by_id_source
+    from .sources.salesforce import salesforce_by_id_source
+
+    base = sandbox_url()
+    kwargs: dict[str, Any] = _sandbox_kwargs(crm, base) if base else {}
+    common = {"ids": {table: list(values) for table, values in ids.items()}, "policy": _policy(cfg),
+              "report": report, "hard_delete": cfg.hard_delete}
+    pages = {"page_size": cfg.page_size} if cfg.page_size else {}
+    if crm == "salesforce":
+        return salesforce_by_id_source(**pages, **common, **kwargs)
+    if crm == "hubspot":
+        return hubspot_by_id_source(**common, **kwargs)
+    if crm == "dynamics":
+        return dynamics_by_id_source(**pages, **common, **kwargs)
     raise ValueError(f"unknown CRM {crm!r}")
 
 

@@ -47,8 +47,8 @@ from .dialect import Dialect, SandboxError, form_or_json
 from .faults import Fault
 from .formats import json_response, odata_datetime, parse_datetime_ms
 from .limits import LimitDecision
-from .odata import (Column, Compare, Literal, Node, ODataError, Predicate, Prop, comparable, compile_filter,
-                    conjuncts, parse_filter, parse_key)
+from .odata import (Column, Compare, Literal, Node, ODataError, Predicate, Prop, QueryFunction, comparable,
+                    compile_filter, conjuncts, parse_filter, parse_key)
 from .schema import (BOOLEAN, DATETIME, EMAIL, ID, INT, PHONE, PICKLIST, REFERENCE, STRING, TEXT, URL, FieldSpec,
                      ObjectSpec)
 from .state import SandboxState
@@ -255,8 +255,9 @@ class _AlternateKeys:
 class Scan:
     """How a query reads the store: its order, and the bounds its filter lets it skip to.
 
-    ``order``: ``lookup`` (primary key equality), ``index`` (GUID order), ``stamp``
-    (modifiedon at whole seconds, then GUID) or ``sort`` (anything else: a full scan).
+    ``order``: ``lookup`` (primary key equality), ``lookups`` (primary key ``In(...)``, in
+    GUID order), ``index`` (GUID order), ``stamp`` (modifiedon at whole seconds, then GUID) or
+    ``sort`` (anything else: a full scan).
     """
 
     order: str
@@ -265,6 +266,18 @@ class Scan:
     min_stamp: int | None = None  # stored stamps below it cannot match
     stop_stamp: int | None = None  # stored stamps at or above it cannot match
     lookup: str | None = None
+    lookups: tuple[str, ...] = ()
+
+
+def _pk_in(term: Node, pk: str) -> tuple[str, ...] | None:
+    """The ids of a ``Microsoft.Dynamics.CRM.In(PropertyName='<pk>', PropertyValues=[...])`` term."""
+    if not (isinstance(term, QueryFunction) and term.name == "Microsoft.Dynamics.CRM.In"):
+        return None
+    params = dict(term.params)
+    name, values = params.get("PropertyName"), params.get("PropertyValues")
+    if not (isinstance(name, Literal) and name.value == pk and isinstance(values, tuple)):
+        return None
+    return tuple(str(v.value) for v in values)
 
 
 def _ceil_second(ms: int) -> int:
@@ -616,8 +629,11 @@ class DynamicsDialect(Dialect):
             if (isinstance(term, Compare) and term.op == "eq" and isinstance(term.left, Prop)
                     and term.left.name == pk and isinstance(term.right, Literal) and term.right.kind == "guid"):
                 return Scan("lookup", lookup=term.right.value)
-        low, stop = _stamp_bounds(terms, stamp)
         names = [name for name, _ in orderby]
+        ids = next((found for term in terms if (found := _pk_in(term, pk)) is not None), None)
+        if ids is not None and (not orderby or orderby == ((pk, False),)):
+            return Scan("lookups", lookups=ids)
+        low, stop = _stamp_bounds(terms, stamp)
         directions = {d for _, d in orderby}
         if not orderby or names == [pk]:
             return Scan("index", descending=bool(orderby) and orderby[0][1], min_stamp=low)
@@ -632,6 +648,13 @@ class DynamicsDialect(Dialect):
             found = store.get_by_id(scan.lookup or "")
             if after is None and found is not None and _live(found[1]) and predicate(found[1]):
                 yield found[0], found[1]
+            return
+        if scan.order == "lookups":
+            found = (store.get_by_id(value) for value in scan.lookups)
+            for i in sorted({hit[0] for hit in found if hit is not None}):
+                rec = store.get(i)
+                if (after is None or i > after) and _live(rec) and predicate(rec):
+                    yield i, rec
             return
         if scan.order == "index":
             yield from ((i, r) for i, r in _by_index(store, after, scan.min_stamp, scan.descending) if predicate(r))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +21,19 @@ def require_known(crm: str, objects: Sequence[str], known: Mapping[str, object])
         raise ValueError(f"unknown {crm} object(s) {sorted(unknown)}; choose from {sorted(known)}")
 
 
+def chunks(ids: Sequence[str], size: int) -> Iterator[list[str]]:
+    """Ids in request-sized groups, duplicates dropped, order kept."""
+    unique = list(dict.fromkeys(str(i) for i in ids if i is not None and str(i)))
+    for start in range(0, len(unique), size):
+        yield unique[start:start + size]
+
+
+def by_id_tables(crm: str, ids: Mapping[str, Sequence[str]], known: Mapping[str, object]) -> list[str]:
+    """The tables a by-id read covers (those given ids), failing on unknown names like the sources do."""
+    require_known(crm, list(ids), known)
+    return [table for table in known if ids.get(table)]
+
+
 @dataclass
 class ResourceReport:
     """What one resource saw in one run (pages, newest change), for lag and metadata."""
@@ -34,6 +47,7 @@ class ResourceReport:
     previous_high_water: datetime | None = None
     started_at: float | None = None  # monotonic, for the CRM's records/s
     last_page_at: float | None = None
+    not_found: set[str] = field(default_factory=set)  # by-id reads: ids the CRM no longer returns at all
 
     def start(self, start: datetime | None, look_back_seconds: float = 0.0) -> None:
         self.started_at = time.monotonic()

@@ -317,3 +317,17 @@ def test_unsupported_queries_and_unknown_segments(api: httpx.Client) -> None:
     _assert_error(api.get(next_link.replace("$skiptoken=", "$skiptoken=x")), 400)  # edited by hand
     _assert_error(api.get(next_link.replace("/contacts?", "/contacts?$orderby=lastname&")), 400)  # other query
     _assert_error(api.get("/contacts", params={"$deltatoken": "0!13/45/2026 99:00:00"}), 400, "0x80044352")
+
+
+def test_in_on_the_primary_key_reads_just_those_rows_in_guid_order_and_pages(api: httpx.Client,
+                                                                            admin: SandboxAdminClient) -> None:
+    rows, _ = _pages(api, "/contacts", {"$select": "lastname,statecode"})
+    wanted = [r["contactid"] for r in rows[5:40:3]] + [rows[2]["contactid"].upper()]
+    admin.delete("dynamics", "contacts", [rows[8]["contactid"]])
+    values = ",".join(f"'{g}'" for g in reversed(wanted))
+    got, bodies = _pages(api, "/contacts", {
+        "$select": "lastname", "$filter": f"Microsoft.Dynamics.CRM.In(PropertyName='contactid',PropertyValues=[{values}])"
+        " and statecode eq 0"}, {"Prefer": "odata.maxpagesize=4"})
+    expected = [r["contactid"] for r in rows if r["contactid"] in {w.lower() for w in wanted}
+                and r["contactid"] != rows[8]["contactid"] and r["statecode"] == 0]
+    assert [r["contactid"] for r in got] == expected and len(bodies) > 1

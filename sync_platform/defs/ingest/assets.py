@@ -8,21 +8,19 @@ so the next run starts from the same place.
 """
 
 
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import dagster as dg
-import dlt
 from dagster_dlt import DagsterDltResource, dlt_assets
 
 from sync_platform.config import CRMS, load_sync_config
 from sync_platform.connections import build_source
 from sync_platform.dead_letters import DeadLetterQueue
+from sync_platform.pipelines import build_pipeline, crm_error, dataset
 from sync_platform.settings import load_settings
 from sync_platform.sources.common import DELETED_AT, SyncReport
-from sync_platform.sources.errors import CrmRequestError
 from sync_platform.warehouse import Warehouse
 
 from .translator import CrmTranslator
@@ -35,19 +33,6 @@ HUBSPOT_CURSORS = {"contacts": "lastmodifieddate", "companies": "hs_lastmodified
 class IngestConfig(dg.Config):
     full_refresh: bool = False
     """Drop the saved cursors and re-read everything (merge keeps it idempotent)."""
-
-
-def dataset(crm: str) -> str:
-    return f"raw_{crm}"
-
-
-def build_pipeline(crm: str, warehouse: Warehouse) -> dlt.Pipeline:
-    # Arrow loads skip dlt's row normalizer, which would otherwise stamp each row with its load id;
-    # the id is what makes "rows this run wrote" exact (and gives every raw row its lineage)
-    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
-    settings = load_settings()
-    return dlt.pipeline(pipeline_name=f"sync_{crm}", destination=warehouse.destination(), dataset_name=dataset(crm),
-                        pipelines_dir=str(settings.data_dir / "dlt_pipelines"))
 
 
 def cursor_column(crm: str, table: str) -> str:
@@ -96,7 +81,7 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
         try:
             results = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline, **kwargs))
         except Exception as exc:
-            cause = _crm_error(exc)
+            cause = crm_error(exc)
             if cause is None:
                 raise
             DeadLetterQueue(warehouse).add_failure(cause, tables, context.run_id)
@@ -109,18 +94,6 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
             yield _enrich(result, crm, warehouse, report, before, elapsed, load_ids)
 
     return crm_raw_assets
-
-
-def _crm_error(exc: BaseException) -> CrmRequestError | None:
-    """dlt wraps extraction errors (PipelineStepFailed → ResourceExtractionError): find ours."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, CrmRequestError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def _rows_written(warehouse: Warehouse, crm: str, table: str, load_ids: list[str]) -> int:

@@ -5,13 +5,17 @@ stepped back by a look-back window. Search refuses to page past 10,000 results, 
 restarts its window at the last stamp it saw before reaching the cap (re-reading that stamp;
 merge on ``id`` dedups); if more than a window's worth of records share one stamp it pages that
 stamp by id instead. Archived records come from the list endpoint with ``archived=true``.
+
+``hubspot_by_id_source`` reads given ids through ``batch/read`` (100 per call; the ones not
+live are asked again with ``archived=true``) into the same tables with the same hints, without
+touching the incremental cursor.
 """
 
 # No `from __future__ import annotations` here: dlt finds the incremental parameter by its
 # runtime annotation, and a string annotation silently turns every run into a full read.
 
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -21,9 +25,9 @@ import pyarrow as pa
 
 from ..arrow import columns_hint, to_arrow
 from ..auth import OAuthToken, StaticToken, TokenProvider
-from ..common import DELETED_AT, EPOCH, SyncReport, require_known
+from ..common import DELETED_AT, EPOCH, SyncReport, by_id_tables, chunks, require_known
 from ..http import CrmHttpClient, HttpPolicy
-from .settings import LIST_PAGE, OBJECTS, SEARCH_CAP, SEARCH_PAGE
+from .settings import BATCH_READ, LIST_PAGE, OBJECTS, SEARCH_CAP, SEARCH_PAGE
 
 ID = "id"
 
@@ -62,6 +66,48 @@ def hubspot_source(
     require_known("HubSpot", objects, OBJECTS)
     report = report or SyncReport("hubspot")
     base = host.rstrip("/")
+    clients = _clients(base, access_token, client_id, client_secret, refresh_token, requests_per_10s,
+                       search_per_second, policy, report, auth)
+    for table in objects:
+        object_type, cursor, columns = OBJECTS[table]
+        yield _resource(_object_pages, table, hard_delete)(
+            clients, base, object_type, cursor, columns, report, table,
+            dlt.sources.incremental(cursor, initial_value=EPOCH, lag=look_back_seconds, range_start="closed"))
+
+
+@dlt.source(name="hubspot", max_table_nesting=0)
+def hubspot_by_id_source(
+    ids: Mapping[str, Sequence[str]],
+    host: str = "https://api.hubapi.com",
+    access_token: str | None = dlt.secrets.value,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    refresh_token: str | None = None,
+    requests_per_10s: int | None = 100,
+    hard_delete: bool = False,
+    policy: HttpPolicy | None = None,
+    report: SyncReport | None = None,
+    auth: TokenProvider | None = None,
+) -> Iterator:
+    """The given records (``{"contacts": [id, ...]}``) into the incremental source's tables.
+
+    Same source name, so the same dlt schema; no incremental, so the saved cursor stays put.
+    Ids HubSpot returns neither live nor archived land in ``report.resource(table).not_found``.
+    """
+    tables = by_id_tables("HubSpot", ids, OBJECTS)
+    report = report or SyncReport("hubspot")
+    base = host.rstrip("/")
+    clients = _clients(base, access_token, client_id, client_secret, refresh_token, requests_per_10s, 1,
+                       policy, report, auth)
+    for table in tables:
+        object_type, cursor, columns = OBJECTS[table]
+        yield _resource(_object_by_id, table, hard_delete)(
+            clients.list, base, object_type, cursor, columns, list(ids[table]), report, table)
+
+
+def _clients(base: str, access_token: str | None, client_id: str | None, client_secret: str | None,
+             refresh_token: str | None, requests_per_10s: int | None, search_per_second: int,
+             policy: HttpPolicy | None, report: SyncReport, auth: TokenProvider | None) -> Clients:
     if auth is None:
         if client_id and client_secret and refresh_token:
             auth = OAuthToken("hubspot", f"{base}/oauth/v1/token", client_id, client_secret,
@@ -75,15 +121,30 @@ def hubspot_source(
     # search has its own, tighter limit: a second client with its own limiter, same counters
     search = CrmHttpClient("hubspot", auth, replace(policy, max_requests=max(1, int(search_per_second)),
                                                     per_seconds=1.0), stats=report.stats)
-    for table in objects:
-        object_type, cursor, columns = OBJECTS[table]
-        hints = columns_hint({ID: "string", **columns, "archived": "bool"}, ID)
-        hints[DELETED_AT] = {"data_type": "timestamp", "nullable": True}
-        if hard_delete:
-            hints["archived"]["hard_delete"] = True
-        yield dlt.resource(_object_pages, name=table, primary_key=ID, write_disposition="merge", columns=hints)(
-            Clients(client, search), base, object_type, cursor, columns, report, table,
-            dlt.sources.incremental(cursor, initial_value=EPOCH, lag=look_back_seconds, range_start="closed"))
+    return Clients(client, search)
+
+
+def _resource(pages, table: str, hard_delete: bool):
+    """One table's dlt resource: the incremental and the by-id reads must declare it identically."""
+    _, _, columns = OBJECTS[table]
+    hints = columns_hint({ID: "string", **columns, "archived": "bool"}, ID)
+    hints[DELETED_AT] = {"data_type": "timestamp", "nullable": True}
+    if hard_delete:
+        hints["archived"]["hard_delete"] = True
+    return dlt.resource(pages, name=table, primary_key=ID, write_disposition="merge", columns=hints)
+
+
+def _page(rows: list[dict], deleted: bool, cursor: str, columns: dict[str, str], report: SyncReport, table: str,
+          with_stamps: bool = True) -> pa.Table:
+    """Flattened records as Arrow; archived ones get ``deleted_at`` = their archive time."""
+    all_columns = {ID: "string", **columns, "archived": "bool", "archived_at": "datetime"}
+    extra = {DELETED_AT: pl.col("archived_at")} if deleted else {DELETED_AT: pl.lit(None, pl.Datetime("us", "UTC"))}
+    arrow = to_arrow(rows, all_columns, extra=extra, primary_key=ID).drop_columns(["archived_at"])
+    stamps = arrow.column(cursor).to_pylist()
+    newest = max((v for v in stamps if v is not None), default=None)
+    report.resource(table).saw(arrow.num_rows, arrow.num_rows if deleted else 0, newest,
+                               stamps if with_stamps else None)
+    return arrow
 
 
 def _flatten(obj: dict, cursor: str) -> dict:
@@ -101,15 +162,32 @@ def _object_pages(clients: Clients, base: str, object_type: str, cursor: str, co
                   report: SyncReport, table: str, updated: dlt.sources.incremental) -> Iterator[pa.Table]:
     start: datetime = updated.start_value or EPOCH
     report.resource(table).start(start, updated.lag or 0.0)
-    all_columns = {ID: "string", **columns, "archived": "bool", "archived_at": "datetime"}
     for rows, deleted in _changed(clients, base, object_type, cursor, list(columns), start):
-        extra = {DELETED_AT: pl.col("archived_at")} if deleted else {DELETED_AT: pl.lit(None, pl.Datetime("us", "UTC"))}
-        arrow = to_arrow(rows, all_columns, extra=extra, primary_key=ID).drop_columns(["archived_at"])
-        stamps = arrow.column(cursor).to_pylist()
-        newest = max((v for v in stamps if v is not None), default=None)
-        report.resource(table).saw(arrow.num_rows, arrow.num_rows if deleted else 0, newest, stamps)
+        arrow = _page(rows, deleted, cursor, columns, report, table)
         if arrow.num_rows:
             yield arrow
+
+
+def _object_by_id(client: CrmHttpClient, base: str, object_type: str, cursor: str, columns: dict[str, str],
+                  ids: list[str], report: SyncReport, table: str) -> Iterator[pa.Table]:
+    resource = report.resource(table)
+    resource.start(None)
+    url = f"{base}/crm/v3/objects/{object_type}/batch/read"
+    valid = [i for i in dict.fromkeys(ids) if i.isdigit()]
+    resource.not_found.update(i for i in ids if not i.isdigit())  # HubSpot record ids are numeric
+    for group in chunks(valid, BATCH_READ):
+        missing = group
+        for archived in (False, True):
+            body = {"inputs": [{"id": i} for i in missing], "properties": list(columns)}
+            page = client.request("POST", url, json=body, params={"archived": "true"} if archived else None).json()
+            rows = [_flatten(r, cursor) for r in page.get("results", [])]
+            if rows:
+                yield _page(rows, archived, cursor, columns, report, table, with_stamps=False)
+            found = {row[ID] for row in rows}
+            missing = [i for i in missing if i not in found]  # a 207 names these in "errors"
+            if not missing:
+                break
+        resource.not_found.update(missing)
 
 
 def _changed(clients: Clients, base: str, object_type: str, cursor: str, properties: list[str],

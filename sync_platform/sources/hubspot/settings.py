@@ -4,6 +4,7 @@ from ..arrow import BOOL, DATETIME, STRING
 
 SEARCH_PAGE = 200  # search maximum
 LIST_PAGE = 100  # list maximum
+BATCH_READ = 100  # batch/read maximum inputs per call
 SEARCH_CAP = 10_000  # search refuses to page past this many results: never truncate silently
 
 OBJECTS: dict[str, tuple[str, str, dict[str, str]]] = {
