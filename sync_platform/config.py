@@ -108,6 +108,39 @@ class ReconcileConfig(BaseModel):
 
     def threshold(self, crm: str, table: str) -> float:
         return self.thresholds.get(crm, {}).get(table, self.drift_threshold)  # type: ignore[call-overload]
+AlertSinkName = Literal["log", "webhook", "email"]
+
+
+class AlertsConfig(BaseModel):
+    """Where alerts go and when the monitor raises them (``sync_platform/alerts``, ``defs/monitor``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sinks: list[AlertSinkName] = Field(default_factory=lambda: ["log", "webhook", "email"], description=(
+        "Notification sinks. 'webhook' is active only when SYNC_PLATFORM_ALERT_WEBHOOK_URL is set (a secret)."))
+    webhook_timeout_seconds: float = Field(5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(3, ge=1, le=10)
+    email_to: list[str] = Field(default_factory=lambda: ["sync-oncall@localhost"])
+    email_from: str = "sync-platform@localhost"
+    freshness_slo_factor: float = Field(2.0, ge=1, le=100, description=(
+        "Freshness SLO of a raw asset = this × its CRM's schedule_minutes."))
+    freshness_slo_minutes: int | None = Field(None, ge=1, le=7 * 1440, description=(
+        "Override: one SLO in minutes for every raw and canonical asset."))
+    dead_letter_max_depth: int = Field(0, ge=0, description=(
+        "Pending dead letters per CRM above this raise a warning (0: any pending dead letter)."))
+    dead_letter_error_depth: int = Field(100, ge=0, description="Above this depth the alert is an error.")
+    error_rate_max: float = Field(0.5, ge=0, le=1, description=(
+        "Alert when failed / total of a CRM's recent <crm>_sync runs exceeds this."))
+    error_rate_runs: int = Field(10, ge=1, le=1000, description="How many recent runs the error rate looks at.")
+    error_rate_min_runs: int = Field(3, ge=1, le=1000, description="No error-rate verdict on fewer runs.")
+
+    @field_validator("dead_letter_error_depth")
+    @classmethod
+    def _error_above_warning(cls, depth: int, info) -> int:
+        warning = info.data.get("dead_letter_max_depth", 0)
+        if depth < warning:
+            raise ValueError(f"must be at least dead_letter_max_depth ({warning}), got {depth}")
+        return depth
 
 
 class SyncConfig(BaseModel):
@@ -116,6 +149,7 @@ class SyncConfig(BaseModel):
     crms: dict[CrmName, CrmSyncConfig] = Field(default_factory=dict)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     def crm(self, name: str) -> CrmSyncConfig:
         return self.crms.get(name) or CrmSyncConfig()  # type: ignore[call-arg]

@@ -275,6 +275,20 @@ def admin_routes(state: SandboxState) -> list[Route]:
                 "salesforce_used": state.limits_salesforce.headers()["Sforce-Limit-Info"],
                 "dynamics_per_5min": cfg.dynamics_per_5min}
 
+    async def alert_webhooks(request: Request):
+        """A Slack-style webhook receiver: the platform's alert sink posts here in tests and the demo."""
+        if request.method == "POST":
+            body = await body_of(request)
+            with state.lock:
+                state.alert_webhooks.append(body)
+                return {"ok": True, "received": len(state.alert_webhooks)}
+        with state.lock:
+            if request.method == "DELETE":
+                cleared = len(state.alert_webhooks)
+                state.alert_webhooks.clear()
+                return {"cleared": cleared}
+            return {"alerts": list(state.alert_webhooks)}
+
     async def reset(request: Request):
         body = await body_of(request)
         state.reset(contacts=body.get("contacts"), seed=body.get("seed"))
@@ -288,6 +302,7 @@ def admin_routes(state: SandboxState) -> list[Route]:
         Route(f"{p}/stats", wrap(stats), methods=["GET", "DELETE"]),
         Route(f"{p}/limits", wrap(limits), methods=["GET", "PUT"]),
         Route(f"{p}/reset", wrap(reset), methods=["POST"]),
+        Route(f"{p}/webhooks/alerts", wrap(alert_webhooks), methods=["GET", "POST", "DELETE"]),
         Route(p + "/{crm}/tokens", wrap(tokens), methods=["POST"]),
         Route(p + "/{crm}/{obj}/records", wrap(create), methods=["POST"]),
         Route(p + "/{crm}/{obj}/records", wrap(update), methods=["PATCH"]),

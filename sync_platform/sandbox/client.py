@@ -72,6 +72,13 @@ class SandboxAdminClient:
     def set_limits(self, **limits: Any) -> dict:
         return self._call("PUT", "/limits", limits)
 
+    def alerts(self) -> list[dict]:
+        """Alert webhook bodies the sandbox received (``POST /__sandbox/webhooks/alerts``), oldest first."""
+        return self._call("GET", "/webhooks/alerts")["alerts"]
+
+    def clear_alerts(self) -> int:
+        return self._call("DELETE", "/webhooks/alerts")["cleared"]
+
     def close(self) -> None:
         self._http.close()
 

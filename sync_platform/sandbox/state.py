@@ -50,6 +50,7 @@ class SandboxState:
         self.faults = FaultInjector(self.clock)
         self.stats = RequestStats()
         self.base_url = ""  # set by the server once bound
+        self.alert_webhooks: list[dict] = []  # bodies POSTed to /__sandbox/webhooks/alerts
         self._build()
 
     def _build(self) -> None:
