@@ -95,13 +95,19 @@ class Warehouse:
             cur.execute(sql.replace("?", self.placeholder), tuple(params))
             return cur.fetchall() if cur.description else []
 
-    def read_frame(self, sql: str) -> pl.DataFrame:
-        """A query's result as a polars frame (Arrow from DuckDB; DB-API rows from PostgreSQL)."""
+    def read_frame(self, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
+        """A query's result as a polars frame (Arrow from DuckDB; DB-API rows from PostgreSQL).
+
+        ``?`` placeholders work on both engines, as in ``query``.
+        """
         import polars as pl
 
         with self.connect() as conn:
             if self.kind == DUCKDB:
-                return pl.from_arrow(conn.sql(sql).to_arrow_table())
+                return pl.from_arrow(conn.sql(sql, params=list(params) or None).to_arrow_table())
+            if params:
+                return pl.read_database(sql.replace("?", self.placeholder), conn,
+                                        execute_options={"parameters": tuple(params)})
             return pl.read_database(sql, conn)
 
     def write_frame(self, frame: pl.DataFrame, dataset: str, table: str, disposition: str = "replace") -> None:

@@ -22,7 +22,8 @@ from ..settings import load_settings
 from ..sources.common import DELETED_AT, SyncReport
 from ..sources.listing import listing_columns
 from ..warehouse import Warehouse
-from .diff import Diff, classify, content_hash
+from .diff import Diff, classify
+from .hashing import content_hash
 
 DIFFERENCES = ("reconcile", "differences")
 
@@ -85,16 +86,21 @@ def list_source(crm: str, cfg: CrmSyncConfig, wanted: list[Target], warehouse: W
     return report
 
 
-def _side(warehouse: Warehouse, target: Target, schema: str, live_only: bool) -> pl.DataFrame:
-    columns = ", ".join(f'"{c}"' for c in (target.key, target.cursor, *target.fields))
-    where = f" WHERE {DELETED_AT} IS NULL" if live_only else ""
+def read_side(warehouse: Warehouse, target: Target, schema: str, live_only: bool,
+              ids: list[str] | None = None) -> pl.DataFrame:
+    """(id, cursor, compared fields) of one side, optionally only ``ids``; empty when the table is not there."""
     if not warehouse.table_exists(schema, target.table):
-        frame = pl.DataFrame(schema={"id": pl.String, "cursor": pl.Datetime("us", "UTC"),
-                                     **{f: pl.String for f in target.fields}})
-    else:
-        frame = warehouse.read_frame(f"SELECT {columns} FROM {schema}.{target.table}{where}")
-        frame = frame.rename({target.key: "id", target.cursor: "cursor"})
-    return frame
+        return pl.DataFrame(schema={"id": pl.String, "cursor": pl.Datetime("us", "UTC"),
+                                    **{f: pl.String for f in target.fields}})
+    columns = ", ".join(f'"{c}"' for c in (target.key, target.cursor, *target.fields))
+    where = [f"{DELETED_AT} IS NULL"] if live_only else []
+    params: list[str] = []
+    if ids is not None:
+        where.append(f'"{target.key}" IN ({", ".join("?" for _ in ids) or "NULL"})')
+        params = list(ids)
+    sql = f"SELECT {columns} FROM {schema}.{target.table}" + (f" WHERE {' AND '.join(where)}" if where else "")
+    frame = warehouse.read_frame(sql, params)
+    return frame.rename({target.key: "id", target.cursor: "cursor"})
 
 
 def compare(warehouse: Warehouse, target: Target) -> tuple[Diff, pl.DataFrame, pl.DataFrame]:
@@ -102,8 +108,8 @@ def compare(warehouse: Warehouse, target: Target) -> tuple[Diff, pl.DataFrame, p
 
     Returns the diff and both sides (id, cursor, fields), for field-level reporting.
     """
-    source = _side(warehouse, target, listing_dataset(target.crm), live_only=False)
-    raw = _side(warehouse, target, f"raw_{target.crm}", live_only=True)
+    source = read_side(warehouse, target, listing_dataset(target.crm), live_only=False)
+    raw = read_side(warehouse, target, f"raw_{target.crm}", live_only=True)
     fields = list(target.fields)
     diff = classify(
         source.select("id", _utc("cursor"), content_hash(source, fields)),
@@ -168,8 +174,8 @@ class TargetResult:
 def run_cycle(crm: str, cfg: CrmSyncConfig, run_id: str, warehouse: Warehouse, thresholds, anomaly_options: dict,
               only: list[str] | None = None) -> tuple[list[TargetResult], SyncReport]:
     """List the CRM, compare every target, save differences and the drift history."""
-    from .diff import cursor_anomalies, field_differences
-    from .history import append_history
+    from .anomalies import cursor_anomalies
+    from .diff import field_differences
 
     wanted = [t for t in targets(crm) if only is None or t.table in only]
     report = list_source(crm, cfg, wanted, warehouse)
@@ -183,6 +189,19 @@ def run_cycle(crm: str, cfg: CrmSyncConfig, run_id: str, warehouse: Warehouse, t
                                 raw.filter(pl.col("id").is_in(differing.implode())), list(target.fields))
         anomalies = cursor_anomalies(diff, source.select("id", _utc("cursor")), checked_at, **anomaly_options)
         result = TargetResult(target, diff, thresholds(crm, target.table), top, anomalies, checked_at)
-        append_history(warehouse, crm, target.table, diff, result.threshold, result.status, run_id, checked_at)
+        record_history(warehouse, crm, target.table, diff, result.threshold, result.status, run_id, checked_at)
         results.append(result)
     return results, report
+
+
+HISTORY = ("reconcile", "drift_history")
+
+
+def record_history(warehouse: Warehouse, crm: str, table: str, diff: Diff, threshold: float, status: str,
+                   run_id: str, checked_at: datetime) -> None:
+    """Append one point to ``reconcile.drift_history`` (the trend the report and ``status`` show)."""
+    row = {"checked_at": checked_at, "crm": crm, "entity": table, "source_records": diff.source_records,
+           "warehouse_records": diff.warehouse_records,
+           **{cls: int(diff.counts.get(cls, 0)) for cls in ("missing", "extra", "stale", "diverged")},
+           "drift_share": float(diff.drift_share), "threshold": float(threshold), "status": status, "run_id": run_id}
+    warehouse.write_frame(pl.DataFrame([row]), *HISTORY, disposition="append")

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import dlt
 import polars as pl
+import pyarrow as pa
 
 from ..config import CrmSyncConfig
 from ..connections import build_by_id_source
-from ..settings import load_settings
+from ..mapping.raw_schema import raw_column
 from ..sources.common import DELETED_AT, SyncReport
 from ..warehouse import Warehouse
-from .cycle import Target, _side, targets
-from .diff import classify, content_hash
+from .cycle import Target, read_side, targets
+from .diff import classify
+from .hashing import content_hash
 
 HISTORY = ("reconcile", "probe_history")
 
@@ -34,8 +35,25 @@ class ProbeResult:
     example_ids: list[str]
 
 
-def probe_dataset(crm: str) -> str:
-    return f"probe_{crm}"
+def _pages_by_table(source) -> dict[str, list[pa.Table]]:
+    """Run the by-id source in memory: a sample is small, and nothing of it belongs in the warehouse."""
+    pages: dict[str, list[pa.Table]] = {}
+    for name, resource in source.selected_resources.items():
+        pages[name] = [item for item in resource if isinstance(item, pa.Table)]
+    return pages
+
+
+def _fetched(pages: list[pa.Table], target: Target) -> pl.DataFrame:
+    """The fetched live records as (id, cursor, fields) with the raw table's column names."""
+    columns = (target.crm_key, target.crm_cursor, *target.crm_fields)
+    if not pages:
+        return pl.DataFrame(schema={"id": pl.String, "cursor": pl.Datetime("us", "UTC"),
+                                    **{raw_column(f): pl.String for f in target.crm_fields}})
+    frame = pl.concat([pl.from_arrow(p) for p in pages], how="diagonal_relaxed")
+    if DELETED_AT in frame.columns:
+        frame = frame.filter(pl.col(DELETED_AT).is_null())
+    return frame.select(columns).rename({target.crm_key: "id", target.crm_cursor: "cursor",
+                                         **{f: raw_column(f) for f in target.crm_fields}})
 
 
 def sample_ids(warehouse: Warehouse, crm: str, target: Target, size: int) -> list[str]:
@@ -47,17 +65,14 @@ def sample_ids(warehouse: Warehouse, crm: str, target: Target, size: int) -> lis
 
 
 def probe(crm: str, cfg: CrmSyncConfig, warehouse: Warehouse, size: int) -> tuple[list[ProbeResult], SyncReport]:
-    """Sample each target, fetch the sample by id into ``probe_<crm>``, count records that differ."""
+    """Sample each target, fetch the sample by id (in memory), count records that differ."""
     wanted = targets(crm)
     samples = {t.table: sample_ids(warehouse, crm, t, size) for t in wanted}
     report = SyncReport(crm)
     if not any(samples.values()):
         return [ProbeResult(t.table, 0, 0, []) for t in wanted], report
     source = build_by_id_source(crm, cfg, {t: ids for t, ids in samples.items() if ids}, report=report)
-    pipeline = dlt.pipeline(pipeline_name=f"probe_{crm}", destination=warehouse.destination(),
-                            dataset_name=probe_dataset(crm),
-                            pipelines_dir=str(load_settings().data_dir / "dlt_pipelines"))
-    pipeline.run(source, write_disposition="replace")
+    fetched_pages = _pages_by_table(source)
     results = []
     for target in wanted:
         ids = samples[target.table]
@@ -65,8 +80,8 @@ def probe(crm: str, cfg: CrmSyncConfig, warehouse: Warehouse, size: int) -> tupl
             results.append(ProbeResult(target.table, 0, 0, []))
             continue
         sampled = pl.Series(ids, dtype=pl.String).implode()
-        fetched = _side(warehouse, target, probe_dataset(crm), live_only=True).filter(pl.col("id").is_in(sampled))
-        raw = _side(warehouse, target, f"raw_{crm}", live_only=True).filter(pl.col("id").is_in(sampled))
+        fetched = _fetched(fetched_pages.get(target.table, []), target).filter(pl.col("id").is_in(sampled))
+        raw = read_side(warehouse, target, f"raw_{crm}", live_only=True, ids=ids)
         fields = list(target.fields)
         diff = classify(fetched.select("id", "cursor", content_hash(fetched, fields)),
                         raw.select("id", "cursor", content_hash(raw, fields)))

@@ -8,7 +8,6 @@ resolves alerts for drift and for cursor anomalies (the frozen-timestamp inciden
 marks ids the CRM no longer has as deleted, re-reconciles and records every repair in the audit log.
 """
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 

@@ -8,7 +8,6 @@ their cursor moving; an idle CRM (nothing found) never pages anyone. It resolves
 syncs see changes again or the probe comes back clean.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -41,7 +41,9 @@ def _iso(moment: datetime) -> str:
 def _seed_drift(harness, per_class: dict[str, int], offset: int) -> dict[str, list[str]]:
     """Seed each drift class on Salesforce contacts; ``offset`` keeps rounds on different records."""
     admin = harness.admin
-    old = _iso(datetime.now(UTC) - timedelta(days=30))
+    # the sandbox's generated history ends on 2025-12-31: anything stamped well before that is older
+    # than the saved cursor minus the look-back window, so the incremental sync cannot see it
+    old = "2025-06-01T00:00:00.000Z"
     ids = harness.rows("SELECT id FROM raw_salesforce.contacts WHERE deleted_at IS NULL ORDER BY id")
     pool = [r[0] for r in ids][offset:]
     seeded: dict[str, list[str]] = {"missing": admin.create(
@@ -56,7 +58,7 @@ def _seed_drift(harness, per_class: dict[str, int], offset: int) -> dict[str, li
         record_id = next(take)
         stamp = datetime.fromisoformat(admin.get("salesforce", "Contact", record_id)["SystemModstamp"]
                                        .replace("Z", "+00:00"))
-        if stamp < datetime.now(UTC) - timedelta(days=2):  # a late commit, older than the look-back window
+        if stamp < datetime(2025, 12, 1, tzinfo=UTC):  # a late commit, older than the look-back window
             admin.update("salesforce", "Contact", [record_id], {"Title": "Late commit"}, stamp=_iso(stamp + timedelta(days=1)))
             stale.append(record_id)
     seeded["stale"] = stale
