@@ -2,33 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import dagster as dg
-import psycopg2
-import pytest
 
 from sync_platform.instance import ensure_dagster_home
 from sync_platform.warehouse import Warehouse
-
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture
-def postgres_db() -> Iterator[str]:
-    name = f"sync_platform_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(ADMIN_DSN)
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        cur = admin.cursor()
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.close()
-
 
 def test_one_materialization_end_to_end_on_postgres(harness, postgres_db, tmp_path, monkeypatch):
     monkeypatch.setenv("SYNC_PLATFORM_WAREHOUSE", "postgres")

@@ -159,3 +159,19 @@ def test_an_idle_crm_never_raises_the_zero_change_alert(harness_factory, sync_co
     assert meta["contacts"]["rows_updated"] == 0
     _sensor(harness)
     assert _open(FINDING) == []
+
+
+def test_reconcile_and_repair_on_postgres(harness_factory, sync_config, postgres_db, monkeypatch):
+    """The production path: listing, comparison and repair against the real PostgreSQL server."""
+    sync_config(probe_sample=50)
+    harness = harness_factory(contacts=300)
+    monkeypatch.setenv("SYNC_PLATFORM_WAREHOUSE", "postgres")
+    monkeypatch.setenv("SYNC_PLATFORM_POSTGRES_DSN", postgres_db)
+    harness.run("salesforce")
+    edited = harness.admin.touch("salesforce", "Contact", count=3, stride=50, mode="frozen")["ids"]
+    _, meta = harness.run_assets(CONTACTS)
+    assert (meta[CONTACTS]["diverged"], meta[CONTACTS]["source_records"]) == (3, 300)
+    assert sorted(meta[CONTACTS]["sample_ids"]["diverged"]) == sorted(edited)
+    _, meta = harness.run_assets("remediate/salesforce")
+    assert meta["remediate/salesforce"]["remaining_drift"] == {"contacts": 0}
+    assert Warehouse.from_env().kind == "postgres"
