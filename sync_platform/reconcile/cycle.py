@@ -22,8 +22,11 @@ from ..settings import load_settings
 from ..sources.common import DELETED_AT, SyncReport
 from ..sources.listing import listing_columns
 from ..warehouse import Warehouse
-from .diff import Diff, classify
+from .anomalies import Anomaly, cursor_anomalies
+from .diff import Diff, classify, field_differences
 from .hashing import content_hash
+from .history import drift_row, drift_status, record_drift
+from .report import EntityReport
 
 DIFFERENCES = ("reconcile", "differences")
 
@@ -156,52 +159,42 @@ class TargetResult:
     diff: Diff
     threshold: float
     top_fields: pl.DataFrame
-    anomalies: list
+    anomalies: list[Anomaly]
     checked_at: datetime
 
     @property
     def status(self) -> str:
-        if self.diff.drift_share > self.threshold:
-            return "error"
-        return "warn" if sum(self.diff.counts.values()) else "ok"
+        return drift_status(self.diff.drift_share, self.threshold)
 
     def sample_ids(self, per_class: int = 5) -> dict[str, list[str]]:
-        frame = self.diff.differences
-        return {cls: frame.filter(pl.col("class") == cls)["id"].head(per_class).to_list()
-                for cls in frame["class"].unique().sort().to_list()} if not frame.is_empty() else {}
+        return self.diff.sample_ids(per_class)
+
+    def to_report(self) -> EntityReport:
+        return EntityReport(self.target.crm, self.target.table, self.diff, self.threshold, self.top_fields,
+                            self.anomalies)
+
+
+def evaluate(warehouse: Warehouse, target: Target, threshold: float, anomaly_options: dict) -> TargetResult:
+    """Compare the loaded listing with the raw table: diff, top offending fields, cursor anomalies."""
+    diff, source, raw = compare(warehouse, target)
+    checked_at = now()
+    differing = pl.Series(diff.ids("stale", "diverged")[:1000], dtype=pl.String).implode()
+    top = field_differences(source.filter(pl.col("id").is_in(differing)), raw.filter(pl.col("id").is_in(differing)),
+                            list(target.fields))
+    anomalies = cursor_anomalies(diff, source.select("id", _utc("cursor")), checked_at, **anomaly_options)
+    return TargetResult(target, diff, threshold, top, anomalies, checked_at)
 
 
 def run_cycle(crm: str, cfg: CrmSyncConfig, run_id: str, warehouse: Warehouse, thresholds, anomaly_options: dict,
               only: list[str] | None = None) -> tuple[list[TargetResult], SyncReport]:
-    """List the CRM, compare every target, save differences and the drift history."""
-    from .anomalies import cursor_anomalies
-    from .diff import field_differences
-
+    """List the CRM, compare every target, save the differences and the drift history."""
     wanted = [t for t in targets(crm) if only is None or t.table in only]
     report = list_source(crm, cfg, wanted, warehouse)
     results = []
     for target in wanted:
-        diff, source, raw = compare(warehouse, target)
-        checked_at = now()
-        save_differences(warehouse, target, diff, run_id, checked_at)
-        differing = diff.differences.filter(pl.col("class").is_in(["stale", "diverged"]))["id"].head(1000)
-        top = field_differences(source.filter(pl.col("id").is_in(differing.implode())),
-                                raw.filter(pl.col("id").is_in(differing.implode())), list(target.fields))
-        anomalies = cursor_anomalies(diff, source.select("id", _utc("cursor")), checked_at, **anomaly_options)
-        result = TargetResult(target, diff, thresholds(crm, target.table), top, anomalies, checked_at)
-        record_history(warehouse, crm, target.table, diff, result.threshold, result.status, run_id, checked_at)
+        result = evaluate(warehouse, target, thresholds(crm, target.table), anomaly_options)
+        save_differences(warehouse, target, result.diff, run_id, result.checked_at)
+        record_drift(warehouse, [drift_row(result.diff, crm, target.table, result.threshold,
+                                           checked_at=result.checked_at, run_id=run_id)])
         results.append(result)
     return results, report
-
-
-HISTORY = ("reconcile", "drift_history")
-
-
-def record_history(warehouse: Warehouse, crm: str, table: str, diff: Diff, threshold: float, status: str,
-                   run_id: str, checked_at: datetime) -> None:
-    """Append one point to ``reconcile.drift_history`` (the trend the report and ``status`` show)."""
-    row = {"checked_at": checked_at, "crm": crm, "entity": table, "source_records": diff.source_records,
-           "warehouse_records": diff.warehouse_records,
-           **{cls: int(diff.counts.get(cls, 0)) for cls in ("missing", "extra", "stale", "diverged")},
-           "drift_share": float(diff.drift_share), "threshold": float(threshold), "status": status, "run_id": run_id}
-    warehouse.write_frame(pl.DataFrame([row]), *HISTORY, disposition="append")
