@@ -176,7 +176,7 @@ class AlertBook:
                     delivered.add(sink.name)
                 except AlertDeliveryError as exc:
                     errors.append(str(exc))
-                except Exception as exc:  # a broken sink must not lose the notice nor stop the others
+                except Exception as exc:  # noqa: BLE001  (a broken sink must not lose the notice nor stop the others)
                     errors.append(f"{sink.name}: {type(exc).__name__}")
             if errors:
                 remaining += 1

@@ -64,7 +64,8 @@ def gather_status(instance, warehouse: Warehouse, now: datetime | None = None) -
     config = load_sync_config()
     crms = [crm for crm in CRMS if config.crm(crm).enabled]
     raw_keys = [tuple(k.path) for k in instance.get_asset_keys(prefix=["raw"]) if len(k.path) == 3]
-    metrics = collect_sync_metrics(instance, sorted(raw_keys), now, dead_letter_depths(warehouse))
+    depths = dead_letter_depths(warehouse)
+    metrics = collect_sync_metrics(instance, sorted(raw_keys), now, depths)
     out = []
     for crm in crms:
         status = CrmStatus(crm, objects=[m for m in metrics if m.crm == crm])
@@ -74,7 +75,7 @@ def gather_status(instance, warehouse: Warehouse, now: datetime | None = None) -
             status.last_sync_at = max(m.synced_at for m in synced)  # type: ignore[type-var]
             lags = [m.lag_s for m in synced if m.lag_s is not None]
             status.lag_s = max(lags) if lags else None
-        status.dead_letters = sum(m.dead_letters_pending for m in status.objects)
+        status.dead_letters = sum(n for (name, _), n in depths.items() if name == crm)
         out.append(status)
     return StatusReport(now, out, latest_drift(warehouse), AlertBook(warehouse, sinks=[]).open_alerts())
 
@@ -93,12 +94,14 @@ def _ago(now: datetime, then: datetime | None) -> str:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return f"{seconds:.0f}s" if seconds < 120 else (f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h")
+    if seconds < 7200:
+        return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h" if seconds < 172_800 else f"{seconds / 86400:.1f}d"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
     return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 

@@ -8,7 +8,12 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from sync_platform.monitor.metrics import collect_sync_metrics, dead_letter_depths, per_crm_totals, record_sync_metrics
+from sync_platform.monitor.metrics import (
+    collect_sync_metrics,
+    dead_letter_depths,
+    per_crm_totals,
+    record_sync_metrics,
+)
 from sync_platform.warehouse import Warehouse
 
 from ..ingest.assets import WAREHOUSE_POOL

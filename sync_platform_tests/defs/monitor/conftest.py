@@ -47,7 +47,7 @@ class Monitor:
 
     def tick(self, sensor: str, at: datetime) -> str:
         """Evaluate a sensor once at ``at``; returns its skip message (what the UI shows for the tick)."""
-        definition = self.defs.get_sensor_def(sensor)
+        definition = self.defs.resolve_sensor_def(sensor)
         with freeze_time(at):
             context = dg.build_sensor_context(instance=self.instance, definitions=self.defs)
             return definition.evaluate_tick(context).skip_message or ""
