@@ -85,6 +85,27 @@ def demo(
     run_demo(contacts, echo=typer.echo)
 
 
+@app.command()
+def status() -> None:
+    """Per CRM: last run, last sync, lag, dead letters and drift; then the open alerts."""
+    import dagster as dg
+
+    from sync_platform.instance import ensure_dagster_home
+    from sync_platform.monitor.status import gather_status, render
+    from sync_platform.warehouse import Warehouse
+
+    ensure_dagster_home(load_settings().dagster_home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            report = gather_status(instance, Warehouse.from_env())
+    except Exception as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        typer.echo("the DuckDB warehouse is locked by a running sync; try again in a moment", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(render(report))
+
+
 dlq = typer.Typer(help="Dead letters: CRM requests that failed for good, kept with the reason.", no_args_is_help=True)
 app.add_typer(dlq, name="dlq")
 

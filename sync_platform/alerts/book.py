@@ -176,7 +176,7 @@ class AlertBook:
                     delivered.add(sink.name)
                 except AlertDeliveryError as exc:
                     errors.append(str(exc))
-                except Exception as exc:  # a broken sink must not lose the notice nor stop the others
+                except Exception as exc:  # noqa: BLE001  (a broken sink must not lose the notice nor stop the others)
                     errors.append(f"{sink.name}: {type(exc).__name__}")
             if errors:
                 remaining += 1
@@ -208,9 +208,9 @@ class AlertBook:
     def alerts(self, key: str | None = None, limit: int = 100) -> list[Alert]:
         """Open and resolved alerts, newest first."""
         where, params = ("key = ?", (key,)) if key else ("TRUE", ())
-        return self._select(where, params, f"ORDER BY last_seen DESC, id LIMIT {int(limit)}")
+        return self._select(where, params, f"ORDER BY last_seen DESC, key LIMIT {int(limit)}")
 
-    def _select(self, where: str, params: tuple, order: str = "ORDER BY first_seen, id") -> list[Alert]:
+    def _select(self, where: str, params: tuple, order: str = "ORDER BY first_seen, key") -> list[Alert]:
         if not self.warehouse.table_exists("ops", "alerts"):
             return []
         rows = self.warehouse.query(f"SELECT {_COLUMNS} FROM {TABLE} WHERE {where} {order}", params)

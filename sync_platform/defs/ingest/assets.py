@@ -133,7 +133,7 @@ def _enrich(result: dg.MaterializeResult, crm: str, warehouse: Warehouse, report
         "crm_records_per_s": round(report.records_per_second(), 1),
         "cursor_high_water": high_water.isoformat() if high_water else "none",
         "lag_s": round(lag, 1) if lag is not None else -1.0,
-        **{f"source_{k}": v for k, v in report.stats.as_metadata().items() if k != "errors_by_kind"},
+        **{f"source_{k}": v for k, v in report.stats.as_metadata().items()},  # errors_by_kind: the taxonomy
         "dead_letters_pending": DeadLetterQueue(warehouse).depth(crm),
     })
     return dg.MaterializeResult(asset_key=result.asset_key, metadata=metadata)

@@ -1,1 +1,1 @@
-"""Dagster definitions of the monitor domain."""
+"""Dagster definitions of the monitor domain: freshness checks, alert sensors, sync metrics."""

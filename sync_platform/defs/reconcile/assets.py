@@ -31,19 +31,19 @@ def reconcile_key(crm: str, table: str) -> dg.AssetKey:
 
 def _findings(result: TargetResult) -> list[Finding]:
     t = result.target
-    scope = f"reconcile:{t.crm}:{t.table}"
+    scope = f"reconcile:{t.crm}:{t.table}:"
     found = []
     drift = sum(result.diff.counts.values())
     if drift:
         found.append(Finding(
-            key=f"{scope}:drift", severity="error" if result.status == "error" else "warning",
+            key=f"{scope}drift", severity="error" if result.status == "error" else "warning",
             finding="drift_above_threshold" if result.status == "error" else "drift",
             message=f"{t.crm}.{t.table}: {drift} of {result.diff.source_records} records differ "
                     f"({result.diff.drift_share:.2%}, threshold {result.threshold:.2%})",
             crm=t.crm, asset=t.asset_path, details={"counts": result.diff.counts, "sample_ids": result.sample_ids()}))
     for anomaly in result.anomalies:
         found.append(Finding(
-            key=f"{scope}:{anomaly.name}", severity="error" if anomaly.name in ERROR_ANOMALIES else "warning",
+            key=f"{scope}{anomaly.name}", severity="error" if anomaly.name in ERROR_ANOMALIES else "warning",
             finding=anomaly.name, message=f"{t.crm}.{t.table}: {anomaly.name}: {anomaly.count} records. {anomaly.detail}",
             crm=t.crm, asset=t.asset_path, details={"count": anomaly.count, "example_ids": anomaly.example_ids}))
     return found
@@ -87,7 +87,7 @@ def _cycle(crm: str, run_id: str, only: list[str] | None = None) -> tuple[list[T
                                 {"identical_share": rc.identical_cursor_share}, only=only)
     book = AlertBook(warehouse)
     for result in results:
-        book.report(f"reconcile:{crm}:{result.target.table}", _findings(result))
+        book.report(f"reconcile:{crm}:{result.target.table}:", _findings(result))
     AuditLog(warehouse).record(*(AuditEntry(
         run_id=run_id, step="reconcile", crm=crm, entity=r.target.table, started_at=started, ended_at=r.checked_at,
         records_read=r.diff.source_records, status="success" if r.status != "error" else "partial",

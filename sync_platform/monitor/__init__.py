@@ -1,0 +1,1 @@
+"""Monitoring logic (no Dagster objects): freshness, dead letters, error rate, quality gate, metrics, status."""
