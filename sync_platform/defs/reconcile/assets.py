@@ -16,7 +16,9 @@ import dagster as dg
 from sync_platform.alerts import AlertBook, Finding
 from sync_platform.audit import AuditEntry, AuditLog
 from sync_platform.config import CRMS, load_sync_config
-from sync_platform.reconcile.cycle import TargetResult, now, run_cycle, targets
+from sync_platform.reconcile.cycle import TargetResult, evaluate, listing_dataset, now, run_cycle, targets
+from sync_platform.reconcile.history import read_history
+from sync_platform.reconcile.report import report_markdown, write_report
 from sync_platform.reconcile.remediation import remediate
 from sync_platform.warehouse import Warehouse
 
@@ -153,6 +155,42 @@ def build_remediation_asset(crm: str) -> dg.AssetsDefinition:
     return remediate_crm
 
 
+def build_report_asset(crms: list[str]) -> dg.AssetsDefinition:
+    deps = [reconcile_key(crm, t.table) for crm in crms for t in targets(crm)]
+    deps += [dg.AssetKey(["remediate", crm]) for crm in crms]
+
+    @dg.asset(key=["reconcile", "report"], deps=deps, group_name="reconcile", kinds={"html", "polars"},
+              owners=["team:data"], pool=WAREHOUSE_POOL, tags={"layer": "reconcile"})
+    def reconcile_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """Do all systems agree? Counts per class, drift vs threshold, top fields, sample ids and the trend.
+
+        Re-evaluates the latest listings against the raw tables as they are now (after any repair),
+        so the report shows the current state while the chart shows the history, spike and repair.
+        Written as markdown here and as a standalone HTML page under ``data/reports/``.
+        """
+        warehouse = Warehouse.from_env()
+        rc = load_sync_config().reconcile
+        entries = []
+        for crm in crms:
+            for target in targets(crm):
+                if warehouse.table_exists(listing_dataset(crm), target.table):
+                    entries.append(evaluate(warehouse, target, rc.threshold(crm, target.table),
+                                            {"identical_share": rc.identical_cursor_share}).to_report())
+        history = read_history(warehouse)
+        checked_at = now()
+        path = write_report(entries, history, checked_at)
+        context.log.info(f"reconciliation report: {path}")
+        return dg.MaterializeResult(metadata={
+            "report": dg.MetadataValue.md(report_markdown(entries, history, checked_at)),
+            "html": dg.MetadataValue.path(str(path)),
+            "entities": len(entries),
+            "differing": sum(e.diff.differing for e in entries),
+            "status": max((e.status for e in entries), key=["ok", "warn", "error"].index, default="ok"),
+        })
+
+    return reconcile_report
+
+
 RECONCILE_SELECTION = dg.AssetSelection.groups("reconcile") - dg.AssetSelection.key_prefixes(["remediate"])
 
 
@@ -169,10 +207,10 @@ def defs() -> dg.Definitions:
         "reconcile_and_repair", selection=dg.AssetSelection.groups("reconcile"),
         description="Reconcile, re-fetch every differing record, re-reconcile.")
     remediate_job = dg.define_asset_job(
-        "remediate", selection=dg.AssetSelection.key_prefixes(["remediate"]),
+        "remediate", selection=dg.AssetSelection.key_prefixes(["remediate"]) | dg.AssetSelection.assets(["reconcile", "report"]),
         description="Re-fetch the records the last reconciliation found different (launch after reviewing it).")
     schedule = dg.ScheduleDefinition(
         name="reconcile_daily", cron_schedule=rc.schedule_cron, execution_timezone="UTC",
         job=repair_job if rc.auto_remediate else reconcile_job)
-    return dg.Definitions(assets=[*reconcile_assets, *remediation_assets],
+    return dg.Definitions(assets=[*reconcile_assets, *remediation_assets, build_report_asset(crms)],
                           jobs=[reconcile_job, repair_job, remediate_job], schedules=[schedule])

@@ -130,8 +130,12 @@ def test_the_frozen_cursor_incident_is_found_alerted_repaired_and_resolved(harne
     [alert] = _open(FINDING)
     assert alert.crm == "salesforce" and "frozen" in alert.message
 
-    result, meta = harness.run_assets(CONTACTS, "remediate/salesforce")
+    result, meta = harness.run_assets(CONTACTS, "remediate/salesforce", "reconcile/report")
     assert meta[CONTACTS]["diverged"] == 10 and meta[CONTACTS]["anomalies"]["content_changed_cursor_unchanged"] == 10
+    report = meta["reconcile/report"]
+    assert report["differing"] == 0 and report["status"] == "ok"  # the report shows the state after the repair
+    html = Path(report["html"]).read_text()
+    assert "data:image/png;base64," in html and "salesforce/contacts" in html
     cycle = harness.rows("SELECT diverged, status FROM reconcile.drift_history WHERE crm = 'salesforce' AND "
                          "entity = 'contacts' ORDER BY checked_at")
     assert cycle[0][0] == 10 and cycle[-1][0] == 0  # found, then repaired
