@@ -69,11 +69,19 @@ class QualityConfig(BaseModel):
         "replaced and downstream assets stop."))
 
 
+class AuditConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    retention_days: int = Field(400, ge=1, description=(
+        "Audit-log entries older than this are deleted by the daily ops/audit_retention asset."))
+
+
 class SyncConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     crms: dict[CrmName, CrmSyncConfig] = Field(default_factory=dict)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     def crm(self, name: str) -> CrmSyncConfig:
         return self.crms.get(name) or CrmSyncConfig()  # type: ignore[call-arg]
