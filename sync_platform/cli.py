@@ -210,5 +210,40 @@ def quarantine_release(
     typer.echo(f"released {released} entr{'y' if released == 1 else 'ies'} for {source_system} {source_id}")
 
 
+audit_cli = typer.Typer(help="The audit trail: what every sync step read, changed and how it ended.",
+                        no_args_is_help=True)
+app.add_typer(audit_cli, name="audit")
+
+
+@audit_cli.command("list")
+def audit_list(
+    step: Annotated[str | None, typer.Option(help="ingest, canonical, reconcile, retention, ...")] = None,
+    crm: Annotated[str | None, typer.Option(help="Only this CRM.")] = None,
+    entity: Annotated[str | None, typer.Option(help="Only this object or entity (contacts, contact, ...).")]
+    = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many entries, newest first.")] = 20,
+    details: Annotated[bool, typer.Option("--details", help="Also print each entry's details (redacted JSON).")]
+    = False,
+) -> None:
+    """Show the newest audit-log entries (values redacted)."""
+    from sync_platform.audit import AuditLog
+    from sync_platform.warehouse import Warehouse
+
+    rows = AuditLog(Warehouse.from_env()).entries(step=step, crm=crm, entity=entity, limit=limit)
+    if rows.is_empty():
+        typer.echo("no audit entries")
+        return
+    for r in rows.iter_rows(named=True):
+        seconds = (r["ended_at"] - r["started_at"]).total_seconds()
+        error = f"  error={r['error_class']}" if r["error_class"] else ""
+        changed = json.loads(r["changed_fields"])
+        fields = "  changed " + ", ".join(f"{k}={v}" for k, v in changed.items()) if changed else ""
+        typer.echo(f"{r['started_at']:%Y-%m-%d %H:%M:%S}  {r['step']:<10} {r['crm'] or '-':<10} {r['entity']:<13} "
+                   f"{r['status']:<8} read={r['records_read']} ins={r['inserted']} upd={r['updated']} "
+                   f"del={r['deleted']} rej={r['rejected']} {seconds:.1f}s{error}{fields}")
+        if details:
+            typer.echo(f"    {r['details']}")
+
+
 if __name__ == "__main__":
     app()

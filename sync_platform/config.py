@@ -141,6 +141,11 @@ class AlertsConfig(BaseModel):
         if depth < warning:
             raise ValueError(f"must be at least dead_letter_max_depth ({warning}), got {depth}")
         return depth
+class AuditConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    retention_days: int = Field(400, ge=1, description=(
+        "Audit-log entries older than this are deleted by the daily ops/audit_retention asset."))
 
 
 class SyncConfig(BaseModel):
@@ -150,6 +155,7 @@ class SyncConfig(BaseModel):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     def crm(self, name: str) -> CrmSyncConfig:
         return self.crms.get(name) or CrmSyncConfig()  # type: ignore[call-arg]

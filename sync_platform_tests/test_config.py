@@ -30,3 +30,12 @@ def test_malformed_config_fails_at_load_naming_file_and_field(tmp_path: Path, bo
 def test_the_committed_config_is_valid():
     config = load_sync_config()
     assert set(config.crms) == {"salesforce", "hubspot", "dynamics"}
+
+
+def test_audit_retention_defaults_to_400_days_and_must_be_positive(tmp_path: Path):
+    assert load_sync_config(tmp_path / "absent.yaml").audit.retention_days == 400
+    assert load_sync_config().audit.retention_days == 400
+    path = tmp_path / "sync.yaml"
+    path.write_text("audit:\n  retention_days: 0\n")
+    with pytest.raises(ConfigError, match="audit.retention_days"):
+        load_sync_config(path)

@@ -6,15 +6,23 @@ it with pandera. Rejected rows always go to ``ops.quarantine``. The ``quality_ga
 canonical table is *not* replaced (the previous good one stays), the check fails with ERROR so
 downstream assets do not run, and a ``canonical_blast_radius_exceeded`` alert event is emitted.
 Below the threshold the good rows replace the table and the check warns.
+
+Every run writes one ``ops.audit_log`` entry per entity (step ``canonical``): rows read, inserted,
+updated and deleted against the previous table, rejected, and per column how many rows changed.
 """
+
+from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
 
+from sync_platform.audit import AuditEntry, AuditLog
+from sync_platform.audit_changes import KEY, ChangeSummary, pii_columns, summarize_changes
 from sync_platform.canonical_build import ENTITIES, build_entity
 from sync_platform.config import load_sync_config
 from sync_platform.mapping.identity import duplicate_report
-from sync_platform.mapping.loader import load_mappings
+from sync_platform.mapping.loader import Mapping, load_mappings
+from sync_platform.quality.validate import ValidationOutcome
 from sync_platform.quarantine import keys_of_latest_run, quarantine_rows, record
 from sync_platform.security.redaction import mask_value
 from sync_platform.warehouse import Warehouse
@@ -58,6 +66,7 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
     )
     def canonical_entity(context: dg.AssetExecutionContext):
         warehouse = Warehouse.from_env()
+        started_at = datetime.now(UTC)
         current = load_mappings()
         raw = {}
         for crm, mapping in sorted(current.items()):
@@ -73,7 +82,9 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
         threshold = load_sync_config().quality.max_rejected_share
         blocked = outcome.rejected_share > threshold
         quarantined = record(warehouse, quarantine_rows(outcome.failures, entity, build.versions, context.run_id))
+        changes = ChangeSummary()
         if not blocked:
+            changes = _changes(warehouse, entity, table, current, outcome)
             warehouse.write_frame(outcome.good, "canonical", table)
         else:
             context.log.error(f"ALERT {ALERT}: {outcome.rejected.height} of {outcome.rows} {entity} rows rejected "
@@ -81,8 +92,20 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
             yield dg.AssetObservation(asset_key=key, metadata={
                 "alert": ALERT, "severity": "error", "rejected_share": outcome.rejected_share,
                 "threshold": threshold, "rule_counts": outcome.rule_counts()})
+        AuditLog(warehouse).record(AuditEntry(
+            run_id=context.run_id, step="canonical", crm=None, entity=entity, started_at=started_at,
+            ended_at=datetime.now(UTC), records_read=outcome.rows, inserted=changes.inserted, updated=changes.updated,
+            deleted=changes.deleted, rejected=outcome.rejected.height, changed_fields=changes.changed_fields,
+            status="blocked" if blocked else "success", error_class=ALERT if blocked else None,
+            details={"rejected_share": round(outcome.rejected_share, 5), "threshold": threshold,
+                     "rule_counts": outcome.rule_counts(), "mapping_versions": build.versions,
+                     "sources": sorted(raw), **changes.details()}))
         yield dg.MaterializeResult(asset_key=key, metadata={
             "gate": "blocked: previous table kept" if blocked else "passed",
+            "rows_inserted": changes.inserted,
+            "rows_updated": changes.updated,
+            "rows_deleted": changes.deleted,
+            "changed_fields": changes.changed_fields,
             "rows_in": outcome.rows,
             "rows_good": outcome.good.height,
             "rows_rejected": outcome.rejected.height,
@@ -104,6 +127,16 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
                       "table_failures": outcome.table_failures.height})
 
     return canonical_entity
+
+
+def _changes(warehouse: Warehouse, entity: str, table: str, mappings: dict[str, Mapping],
+             outcome: ValidationOutcome) -> ChangeSummary:
+    """What replacing ``canonical.<table>`` with the good rows changes (PII and sensitive fields hashed)."""
+    previous = (warehouse.read_frame(f"SELECT * FROM canonical.{table}")
+                if warehouse.table_exists("canonical", table) else None)
+    sensitive = {f for m in mappings.values() for f in m.sensitive_fields(entity)}
+    return summarize_changes(previous, outcome.good, pii=pii_columns(entity, sensitive),
+                             rejected=outcome.rejected.select(KEY) if outcome.rejected.height else None)
 
 
 DUPLICATE_SOURCES = {"contacts": "customer_id", "accounts": "account_id"}

@@ -4,7 +4,8 @@ Every materialization reports rows extracted/inserted/updated/deleted (0 explici
 nothing changed), pages, requests, retries, 429s, elapsed time, records/s, the cursor
 high-water mark and the lag (now minus the newest source change seen). A request that fails
 for good becomes a dead letter and fails the run: the dlt load and its cursor never happen,
-so the next run starts from the same place.
+so the next run starts from the same place. Every run, good or failed, writes one
+``ops.audit_log`` entry per CRM object (step ``ingest``).
 """
 
 
@@ -15,12 +16,14 @@ from datetime import UTC, datetime
 import dagster as dg
 from dagster_dlt import DagsterDltResource, dlt_assets
 
+from sync_platform.audit import AuditEntry, AuditLog
 from sync_platform.config import CRMS, load_sync_config
 from sync_platform.connections import build_source
 from sync_platform.dead_letters import DeadLetterQueue
 from sync_platform.pipelines import build_pipeline, crm_error, dataset
 from sync_platform.settings import load_settings
 from sync_platform.sources.common import DELETED_AT, SyncReport
+from sync_platform.sources.errors import CrmRequestError
 from sync_platform.warehouse import Warehouse
 
 from .translator import CrmTranslator
@@ -75,6 +78,7 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
         source = build_source(crm, load_sync_config().crm(crm), report=report)
         tables = [key.path[-1] for key in context.selected_asset_keys]
         before = {t: _table_counts(warehouse, crm, t) for t in tables}
+        started_at = datetime.now(UTC)
         started = time.monotonic()
         kwargs = {"refresh": "drop_sources"} if config.full_refresh else {}
         pipeline = build_pipeline(crm, warehouse)
@@ -82,6 +86,7 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
             results = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline, **kwargs))
         except Exception as exc:
             cause = crm_error(exc)
+            _audit_failure(context, warehouse, crm, tables, started_at, exc, cause)
             if cause is None:
                 raise
             DeadLetterQueue(warehouse).add_failure(cause, tables, context.run_id)
@@ -90,10 +95,41 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
                 **report.stats.as_metadata()}) from None
         elapsed = time.monotonic() - started
         load_ids = list(pipeline.last_trace.last_load_info.loads_ids) if pipeline.last_trace else []
+        entries = []
         for result in results:
-            yield _enrich(result, crm, warehouse, report, before, elapsed, load_ids)
+            enriched = _enrich(result, crm, warehouse, report, before, elapsed, load_ids)
+            entries.append(_audit_entry(enriched, crm, context.run_id, started_at))
+            yield enriched
+        AuditLog(warehouse).record(*entries)
 
     return crm_raw_assets
+
+
+def _audit_entry(result: dg.MaterializeResult, crm: str, run_id: str, started_at: datetime) -> AuditEntry:
+    """The audit account of one object's load, from the counts already in its metadata."""
+    meta = result.metadata or {}
+    return AuditEntry(
+        run_id=run_id, step="ingest", crm=crm, entity=result.asset_key.path[-1],  # type: ignore[union-attr]
+        started_at=started_at, ended_at=datetime.now(UTC), records_read=int(meta["rows_extracted"]),
+        inserted=int(meta["rows_inserted"]), updated=int(meta["rows_updated"]), deleted=int(meta["rows_deleted"]),
+        details={k: meta[k] for k in ("rows_reread_in_look_back", "rows_total", "pages", "cursor_high_water",
+                                      "lag_s", "step_elapsed_s")})
+
+
+def _audit_failure(context: dg.AssetExecutionContext, warehouse: Warehouse, crm: str, tables: list[str],
+                   started_at: datetime, exc: BaseException, cause: CrmRequestError | None) -> None:
+    """Audit a failed load per object. Best effort: it must never hide the failure it records."""
+    details = ({"attempts": cause.attempts, "http_status": cause.status,
+                "request": f"{cause.method} {cause.path}".strip() or None, "error": str(cause)}
+               if cause is not None else {"error": str(exc)[:500]})
+    error_class = cause.kind.value if cause is not None else type(exc).__name__
+    ended_at = datetime.now(UTC)
+    try:
+        AuditLog(warehouse).record(*(AuditEntry(
+            run_id=context.run_id, step="ingest", crm=crm, entity=table, started_at=started_at, ended_at=ended_at,
+            status="failed", error_class=error_class, details=details) for table in tables))
+    except Exception as audit_exc:  # noqa: BLE001 - the load's own error is the one to raise
+        context.log.warning(f"could not write the audit entry of the failed {crm} load: {type(audit_exc).__name__}")
 
 
 def _rows_written(warehouse: Warehouse, crm: str, table: str, load_ids: list[str]) -> int:

@@ -1,0 +1,1 @@
+"""Dagster definitions of the ops domain: the platform's own housekeeping."""

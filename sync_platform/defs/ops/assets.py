@@ -1,0 +1,46 @@
+"""Housekeeping of the platform's own tables: audit-log retention, run daily.
+
+``audit.retention_days`` in ``data/sync.yaml`` (default 400) says how long the audit trail is
+kept; the asset deletes older entries and audits its own run (step ``retention``), so even the
+purge leaves a trace.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from sync_platform.audit import AuditEntry, AuditLog
+from sync_platform.config import load_sync_config
+from sync_platform.warehouse import Warehouse
+
+from ..ingest.assets import WAREHOUSE_POOL
+
+RETENTION_CRON = "30 3 * * *"  # daily, 03:30 UTC: away from the quarter-hour syncs
+
+
+@dg.asset(key=["ops", "audit_retention"], group_name="ops", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
+          tags={"layer": "ops"}, owners=["team:data"])
+def audit_retention(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """Delete audit-log entries older than ``audit.retention_days``: the trail is kept as long as the
+    policy says, and no longer."""
+    days = load_sync_config().audit.retention_days
+    started_at = datetime.now(UTC)
+    log = AuditLog(Warehouse.from_env())
+    purged = log.purge_older_than(days, now=started_at)
+    cutoff = started_at - timedelta(days=days)
+    log.record(AuditEntry(run_id=context.run_id, step="retention", crm=None, entity="audit_log",
+                          started_at=started_at, ended_at=datetime.now(UTC), deleted=purged,
+                          details={"retention_days": days, "cutoff": cutoff.isoformat()}))
+    return dg.MaterializeResult(metadata={"rows_purged": purged, "retention_days": days,
+                                          "cutoff": cutoff.isoformat()})
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    job = dg.define_asset_job("audit_retention", selection=dg.AssetSelection.assets(audit_retention),
+                              description="Purge audit-log entries older than audit.retention_days.")
+    schedule = dg.ScheduleDefinition(
+        name="audit_retention_schedule", job=job, cron_schedule=RETENTION_CRON, execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Daily audit-log retention (needs no credentials, so it starts running).")
+    return dg.Definitions(assets=[audit_retention], jobs=[job], schedules=[schedule])
