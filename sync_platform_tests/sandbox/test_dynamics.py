@@ -317,3 +317,24 @@ def test_unsupported_queries_and_unknown_segments(api: httpx.Client) -> None:
     _assert_error(api.get(next_link.replace("$skiptoken=", "$skiptoken=x")), 400)  # edited by hand
     _assert_error(api.get(next_link.replace("/contacts?", "/contacts?$orderby=lastname&")), 400)  # other query
     _assert_error(api.get("/contacts", params={"$deltatoken": "0!13/45/2026 99:00:00"}), 400, "0x80044352")
+
+
+def test_entity_metadata_lists_attributes_under_their_logical_names(api: httpx.Client) -> None:
+    attributes = api.get("/EntityDefinitions(LogicalName='contact')/Attributes").raise_for_status().json()
+    assert attributes["@odata.context"].endswith("$metadata#EntityDefinitions('contact')/Attributes")
+    by_name = {a["LogicalName"]: a for a in attributes["value"]}
+    assert {"contactid", "emailaddress1", "telephone1", "donotemail", "parentcustomerid", "modifiedon"} <= set(by_name)
+    assert "_parentcustomerid_value" not in by_name, "a lookup is listed by its attribute name"
+    assert by_name["parentcustomerid"]["AttributeType"] == "Customer"
+    assert by_name["parentcustomerid"]["@odata.type"] == "#Microsoft.Dynamics.CRM.LookupAttributeMetadata"
+    assert by_name["donotemail"]["AttributeType"] == "Boolean" and by_name["donotemail"]["IsValidForRead"] is True
+    assert by_name["modifiedon"]["IsValidForUpdate"] is False and by_name["firstname"]["IsValidForUpdate"] is True
+
+    selected = api.get("/EntityDefinitions(LogicalName='incident')/Attributes",
+                       params={"$select": "LogicalName,IsValidForRead"}).raise_for_status().json()
+    assert selected["@odata.context"].endswith("/Attributes(LogicalName,IsValidForRead)")
+    assert set(selected["value"][0]) == {"@odata.type", "MetadataId", "LogicalName", "IsValidForRead"}
+    entity = api.get("/EntityDefinitions(LogicalName='account')").raise_for_status().json()
+    assert entity["EntitySetName"] == "accounts" and entity["PrimaryIdAttribute"] == "accountid"
+    _assert_error(api.get("/EntityDefinitions(LogicalName='lead')/Attributes"), 404, "0x80040217")
+    _assert_error(api.get("/EntityDefinitions(LogicalName='contact')/Attributes", params={"$select": "Nope"}), 400)
