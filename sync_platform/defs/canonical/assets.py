@@ -13,9 +13,11 @@ import polars as pl
 
 from sync_platform.canonical_build import ENTITIES, build_entity
 from sync_platform.config import load_sync_config
+from sync_platform.erasure import ErasureList
 from sync_platform.mapping.identity import duplicate_report
 from sync_platform.mapping.loader import load_mappings
 from sync_platform.quarantine import keys_of_latest_run, quarantine_rows, record
+from sync_platform.security.canonical_fields import protect
 from sync_platform.security.redaction import mask_value
 from sync_platform.warehouse import Warehouse
 
@@ -68,13 +70,16 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
         if link is not None and warehouse.table_exists("canonical", ENTITIES[link[0]][0]):
             parent = warehouse.read_frame(f"SELECT * FROM canonical.{ENTITIES[link[0]][0]}")
             parent_quarantined = keys_of_latest_run(warehouse, link[0])
-        build = build_entity(entity, raw, current, parent, parent_quarantined)
+        erased = ErasureList.load(warehouse)  # PII: erased people never re-enter canonical data
+        build = build_entity(entity, raw, current, parent, parent_quarantined, erased)
+        erased.remember_caught(warehouse)
         outcome = build.outcome
         threshold = load_sync_config().quality.max_rejected_share
         blocked = outcome.rejected_share > threshold
         quarantined = record(warehouse, quarantine_rows(outcome.failures, entity, build.versions, context.run_id))
         if not blocked:
-            warehouse.write_frame(outcome.good, "canonical", table)
+            # PII: sensitive columns are encrypted after validation, just before the write
+            warehouse.write_frame(protect(outcome.good, entity, current), "canonical", table)
         else:
             context.log.error(f"ALERT {ALERT}: {outcome.rejected.height} of {outcome.rows} {entity} rows rejected "
                               f"({outcome.rejected_share:.1%} > {threshold:.1%}); canonical.{table} kept as it was")
