@@ -10,9 +10,18 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from sync_platform.security.encryption import (KEYS_ENV, FieldCipher, MissingKeyError, UndecryptableError,
-                                               decrypt_frame, encrypt_frame, field_cipher, generate_key, is_encrypted,
-                                               rotate_frame)
+from sync_platform.security.encryption import (
+    KEYS_ENV,
+    FieldCipher,
+    MissingKeyError,
+    UndecryptableError,
+    decrypt_frame,
+    encrypt_frame,
+    field_cipher,
+    generate_key,
+    is_encrypted,
+    rotate_frame,
+)
 
 PHONES = pl.DataFrame({"source_id": ["a", "b", "c"], "phone": ["+14155550123", None, "+442071838750"]})
 
