@@ -8,7 +8,8 @@
   deployment performs billions of encryptions under one key. Random 96-bit nonces in plain
   AES-GCM are only safe for about 2^32 messages per key; GCM-SIV is nonce-misuse resistant (a
   repeated nonce reveals at most that two values are equal), and Fernet's CBC+HMAC would be safe
-  but is 4x slower: measured 59 us per value for Fernet vs 16 us here, base64 included;
+  but is 2.5-4x slower (2 shared cores, 100k emails: Fernet 25 us per value, this 10 us, base64
+  included; ``encrypt_frame`` does 100k contacts x 4 columns in about 1.6 s);
 - *key id*: the token names its key, so decryption picks the key directly (MultiFernet tries them
   in turn) and :meth:`FieldCipher.rotate` skips values already under the newest key;
 - *binding*: the column name is authenticated data, so a ciphertext moved into another column
