@@ -7,6 +7,7 @@ from the outcome whether the canonical table may be replaced (the blast-radius g
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -14,6 +15,9 @@ from .mapping.engine import MappedResult, apply_mapping
 from .mapping.identity import golden_account_ids, golden_contact_ids, link_golden_ids
 from .mapping.loader import Mapping
 from .quality.validate import ValidationOutcome, referential_failures, validate_entity
+
+if TYPE_CHECKING:
+    from .erasure import ErasureList
 
 # canonical entity -> (warehouse table, the parent it references: (entity, link column, golden id column))
 ENTITIES: dict[str, tuple[str, tuple[str, str, str] | None]] = {
@@ -36,14 +40,19 @@ class EntityBuild:
 
 
 def build_entity(entity: str, raw: dict[str, pl.DataFrame], mappings: dict[str, Mapping],
-                 parent: pl.DataFrame | None = None, parent_quarantined: pl.DataFrame | None = None) -> EntityBuild:
+                 parent: pl.DataFrame | None = None, parent_quarantined: pl.DataFrame | None = None,
+                 erased: ErasureList | None = None) -> EntityBuild:
     """Map each CRM's raw rows, add golden ids, validate, and check links to ``parent`` (canonical rows).
 
     A link to a parent that exists at the source but sits in quarantine is not dangling
     (``parent_quarantined`` keys): one bad contact email must not cascade into its cases.
+    People under an erasure request (``erased``) are dropped right after mapping, before anything
+    (quarantine included) can hold them.
     """
     mapped = {crm: apply_mapping(mappings[crm], entity, frame) for crm, frame in raw.items()}
     frame = pl.concat([m.frame for m in mapped.values()], how="diagonal_relaxed") if mapped else pl.DataFrame()
+    if erased is not None:
+        frame = erased.exclude(entity, frame)
     if entity in GOLDEN and frame.height:
         frame = GOLDEN[entity](frame)
     _, link = ENTITIES[entity]

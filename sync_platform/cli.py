@@ -155,6 +155,9 @@ app.add_typer(mapping_cli, name="mapping")
 @mapping_cli.command("check")
 def mapping_check(
     directory: Annotated[Path | None, typer.Option(help="Mappings folder (default: data/mappings).")] = None,
+    live: Annotated[bool | None, typer.Option(
+        "--live/--no-live", help="Also check every source field against the CRM's metadata (describe, properties, "
+        "EntityDefinitions). Default: whenever the sandbox URL or CRM credentials are configured.")] = None,
 ) -> None:
     """Validate every mapping file; exit 1 naming the file, key and problem of the first bad one."""
     from sync_platform.mapping.loader import MappingError, load_mappings
@@ -169,6 +172,25 @@ def mapping_check(
         raise typer.Exit(code=1)
     for crm, mapping in sorted(mappings.items()):
         typer.echo(f"ok  {mapping.file}  (crm {crm}, version {mapping.version})")
+    if live is not False:
+        _mapping_check_live(mappings, required=live is True)
+
+
+def _mapping_check_live(mappings: dict, required: bool) -> None:
+    from sync_platform.mapping.live_check import check_live
+
+    report = check_live(mappings)
+    if not required and not report.checked:
+        return  # nothing configured to check against: the offline check is all there is
+    for crm, why in sorted(report.skipped.items()):
+        typer.echo(f"live: {crm} skipped: {why}", err=required)
+    for crm, checked in sorted(report.checked.items()):
+        bad = sum(1 for p in report.problems if p.file == mappings[crm].file)
+        typer.echo(f"live: {crm}: {checked - bad} of {checked} source fields exist and are readable")
+    for problem in report.problems:
+        typer.echo(f"missing or unreadable: {problem}", err=True)
+    if report.problems or (required and report.skipped):
+        raise typer.Exit(code=1)
 
 
 quarantine_cli = typer.Typer(help="Rows the quality gates rejected, with the rule they broke.", no_args_is_help=True)
@@ -243,6 +265,96 @@ def audit_list(
                    f"del={r['deleted']} rej={r['rejected']} {seconds:.1f}s{error}{fields}")
         if details:
             typer.echo(f"    {r['details']}")
+# ---------------------------------------------------------------- PII: encrypted fields, keys, erasure
+canonical_cli = typer.Typer(help="The canonical model's tables.", no_args_is_help=True)
+app.add_typer(canonical_cli, name="canonical")
+_TABLES = {"contact": "contacts", "account": "accounts", "interaction": "interactions",
+           "shareable": "contacts_shareable"}
+
+
+@canonical_cli.command("show")
+def canonical_show(
+    entity: Annotated[str, typer.Option(help="contact, account, interaction or shareable (shareable contacts).")]
+    = "contact",
+    decrypt: Annotated[bool, typer.Option("--decrypt", help="Show sensitive columns in clear (needs the field "
+                                          "key; for authorized use only).")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="How many rows.")] = 20,
+) -> None:
+    """Print canonical rows; sensitive columns stay encrypted unless --decrypt."""
+    import polars as pl
+
+    from sync_platform.security.canonical_fields import read_table
+    from sync_platform.security.encryption import EncryptionError
+    from sync_platform.warehouse import Warehouse
+
+    if entity not in _TABLES:
+        raise typer.BadParameter(f"choose from {', '.join(_TABLES)}", param_hint="--entity")
+    warehouse = Warehouse.from_env()
+    if not warehouse.table_exists("canonical", _TABLES[entity]):
+        typer.echo(f"canonical.{_TABLES[entity]} does not exist yet: run the canonical_build job", err=True)
+        raise typer.Exit(code=1)
+    try:
+        frame = read_table(warehouse, _TABLES[entity], decrypt=decrypt, limit=limit)
+    except EncryptionError as exc:
+        typer.echo(f"cannot decrypt: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    with pl.Config(tbl_rows=limit, tbl_cols=-1, fmt_str_lengths=40, tbl_width_chars=240):
+        typer.echo(frame.drop([c for c in frame.columns if c.startswith("_dlt_")]))
+
+
+keys_cli = typer.Typer(help="Field-encryption keys (see README: key rotation).", no_args_is_help=True)
+app.add_typer(keys_cli, name="keys")
+
+
+@keys_cli.command("generate")
+def keys_generate() -> None:
+    """Print a new random key, to put first in SYNC_PLATFORM_FIELD_KEYS (or the key file)."""
+    from sync_platform.security.encryption import generate_key
+
+    typer.echo(generate_key())
+
+
+@keys_cli.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt the canonical tables' sensitive columns under the newest key (run while no build runs)."""
+    from sync_platform.security.canonical_fields import rotate_tables
+    from sync_platform.security.encryption import EncryptionError, field_cipher
+    from sync_platform.warehouse import Warehouse
+
+    try:
+        cipher = field_cipher()
+        rotated = rotate_tables(Warehouse.from_env(), cipher)
+    except EncryptionError as exc:
+        typer.echo(f"cannot rotate: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    for table, count in rotated.items():
+        typer.echo(f"canonical.{table}: {count} value(s) re-encrypted under key {cipher.current}")
+    typer.echo(f"done: every sensitive value is under key {cipher.current}; older keys may now be dropped")
+
+
+@app.command()
+def erase(
+    email: Annotated[str | None, typer.Option(help="The person's email address.")] = None,
+    source: Annotated[str | None, typer.Option(help="With --id: the CRM holding the record.")] = None,
+    record_id: Annotated[str | None, typer.Option("--id", help="With --source: the record's id in that CRM.")] = None,
+) -> None:
+    """Erase a person: remove them from canonical data, mask them in operational tables, keep them out."""
+    from sync_platform.erasure import erase as run_erasure
+    from sync_platform.security.encryption import EncryptionError
+    from sync_platform.warehouse import Warehouse
+
+    if (email is None) == (record_id is None) or (record_id is not None and source is None):
+        raise typer.BadParameter("give --email, or --source and --id")
+    try:
+        outcome = run_erasure(Warehouse.from_env(), email=email, source_system=source, source_id=record_id)
+    except EncryptionError as exc:
+        typer.echo(f"cannot erase: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"erasure request {outcome.request_id}: {outcome.records_erased} canonical contact record(s) removed, "
+               f"{outcome.interactions_unlinked} case link(s) cleared, {outcome.audit_entries_masked} audit entr(ies) "
+               f"masked, {outcome.quarantine_entries} quarantine entr(ies) removed or masked, "
+               f"{outcome.dead_letters_masked} dead letter(s) masked")
+    typer.echo("suppressed: later canonical builds keep this person out; erasing them in the CRM is its owner's job")
 
 
 if __name__ == "__main__":

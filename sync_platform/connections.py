@@ -106,3 +106,24 @@ def build_listing_source(crm: str, cfg: CrmSyncConfig, fields: dict[str, list[st
     if crm == "dynamics":
         return dynamics_listing(**common, **kwargs)
     raise ValueError(f"unknown CRM {crm!r}")
+# the settings a CRM needs outside a sync run (metadata checks), by dlt config/secret key
+_SETTINGS = {"salesforce": ("instance_url", "client_id", "client_secret"), "hubspot": ("access_token",),
+             "dynamics": ("api_url", "token_url", "client_id", "client_secret")}
+
+
+def crm_settings(crm: str) -> dict[str, Any] | None:
+    """How to reach one CRM: the sandbox's settings, or what dlt resolves from ``sources.<crm>.*``
+    config and secrets; None when the CRM is not configured."""
+    base = sandbox_url()
+    if base:
+        return _sandbox_kwargs(crm, base)
+    import dlt
+
+    found: dict[str, Any] = {}
+    for key in _SETTINGS[crm]:
+        found[key] = dlt.secrets.get(f"sources.{crm}.{key}") or dlt.config.get(f"sources.{crm}.{key}")
+    for optional in ("host", "token_url", "scope", "ca_file"):
+        value = dlt.config.get(f"sources.{crm}.{optional}")
+        if value and optional not in found:
+            found[optional] = value
+    return found if all(found[k] for k in _SETTINGS[crm]) else None

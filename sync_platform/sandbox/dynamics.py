@@ -4,7 +4,9 @@ Serves the Azure AD client-credentials token endpoint and ``/api/data/v9.2``: en
 queries (``$select/$filter/$orderby/$top/$count``, ``odata.maxpagesize`` paging through
 opaque ``$skiptoken`` keyset positions), change tracking (``odata.track-changes``, delta
 links, ``$deletedEntity`` rows), single-record reads and writes (PATCH upsert by id or
-alternate key with ``If-Match``/``If-None-Match``, POST, DELETE, ``@odata.bind`` lookups).
+alternate key with ``If-Match``/``If-None-Match``, POST, DELETE, ``@odata.bind`` lookups), and
+the metadata a client checks a mapping against (``EntityDefinitions(LogicalName='contact')`` and its
+``/Attributes``, with ``$select``; the not-found message is unverified against a live org).
 
 Decisions worth knowing (see also the module constants):
 - the store assigns record ids: a client-supplied primary key in a POST body is ignored, and
@@ -118,6 +120,69 @@ ENTITY_SETS = {
         "customerid_contact": ("_customerid_value", "contacts"),
         "primarycontactid": ("_primarycontactid_value", "contacts"), **_OWNER}),
 }
+
+
+# ----------------------------------------------------------------------------- metadata
+# sandbox field type -> (AttributeType, the AttributeMetadata subtype Dataverse reports)
+_ATTRIBUTE_TYPES = {
+    ID: ("Uniqueidentifier", "UniqueIdentifierAttributeMetadata"), STRING: ("String", "StringAttributeMetadata"),
+    EMAIL: ("String", "StringAttributeMetadata"), PHONE: ("String", "StringAttributeMetadata"),
+    URL: ("String", "StringAttributeMetadata"), TEXT: ("Memo", "MemoAttributeMetadata"),
+    INT: ("Integer", "IntegerAttributeMetadata"), BOOLEAN: ("Boolean", "BooleanAttributeMetadata"),
+    DATETIME: ("DateTime", "DateTimeAttributeMetadata"), PICKLIST: ("Picklist", "PicklistAttributeMetadata"),
+    REFERENCE: ("Lookup", "LookupAttributeMetadata"),
+}
+# columns whose Dataverse type is more specific than the sandbox field type
+_SPECIAL_TYPES = {
+    "statecode": ("State", "StateAttributeMetadata"), "statuscode": ("Status", "StatusAttributeMetadata"),
+    "prioritycode": ("Picklist", "PicklistAttributeMetadata"), "versionnumber": ("BigInt", "BigIntAttributeMetadata"),
+    "_ownerid_value": ("Owner", "LookupAttributeMetadata"),
+    "_parentcustomerid_value": ("Customer", "LookupAttributeMetadata"),
+    "_customerid_value": ("Customer", "LookupAttributeMetadata"),
+}
+_LOOKUP_VALUE = re.compile(r"^_(\w+)_value$")
+
+
+def attribute_name(column: str) -> str:
+    """The attribute behind a Web API column: lookups read as ``_<attribute>_value``."""
+    match = _LOOKUP_VALUE.match(column)
+    return match.group(1) if match else column
+
+
+def _metadata_id(*parts: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "sandbox-dataverse:" + ":".join(parts)))
+
+
+def _label(text: str) -> dict:
+    label = {"Label": text, "LanguageCode": 1033, "IsManaged": True}
+    return {"LocalizedLabels": [label], "UserLocalizedLabel": label}
+
+
+def _entity_metadata(es: EntitySet, spec: ObjectSpec) -> dict:
+    return {"MetadataId": _metadata_id(es.logical), "LogicalName": es.logical, "SchemaName": es.logical.capitalize(),
+            "EntitySetName": es.name, "LogicalCollectionName": es.name, "PrimaryIdAttribute": spec.id_field,
+            "PrimaryNameAttribute": "fullname" if es.logical == "contact" else
+            ("title" if es.logical == "incident" else "name"),
+            "IsCustomEntity": False, "DisplayName": _label(spec.label)}
+
+
+def _attribute_metadata(es: EntitySet, field: FieldSpec) -> dict:
+    kind, subtype = _SPECIAL_TYPES.get(field.name) or _ATTRIBUTE_TYPES.get(field.type, _ATTRIBUTE_TYPES[STRING])
+    name = attribute_name(field.name)
+    system = "SystemRequired" if field.type == ID else None
+    return {
+        "@odata.type": f"#Microsoft.Dynamics.CRM.{subtype}", "MetadataId": _metadata_id(es.logical, name),
+        "LogicalName": name, "SchemaName": name.capitalize(), "EntityLogicalName": es.logical,
+        "AttributeType": kind, "AttributeTypeName": {"Value": f"{kind}Type"}, "AttributeOf": None,
+        "IsPrimaryId": field.type == ID, "IsCustomAttribute": False,
+        "IsValidForRead": True, "IsValidForCreate": field.updateable, "IsValidForUpdate": field.updateable,
+        "RequiredLevel": {"Value": system or ("ApplicationRequired" if field.required else "None"),
+                          "CanBeChanged": system is None,
+                          "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings"},
+        "DisplayName": _label(field.display_label),
+        **({"Targets": [ENTITY_SETS[field.reference_to].logical if field.reference_to in ENTITY_SETS
+                        else field.reference_to.rstrip("s")]} if field.type == REFERENCE and field.reference_to else {}),
+    }
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -391,6 +456,8 @@ class DynamicsDialect(Dialect):
     def routes(self) -> list[Route]:
         keyed = API + "/{entityset}({key})"
         return [
+            self.route(API + "/EntityDefinitions({key})/Attributes", self._attributes, ["GET"], name="attributes"),
+            self.route(API + "/EntityDefinitions({key})", self._entity_definition, ["GET"], name="entity_definition"),
             self.route("/{tenant}/oauth2/v2.0/token", self._token, ["POST"], name="token", auth=False, limited=False),
             self.route(API + "/WhoAmI", self._whoami, ["GET"], name="whoami"),
             self.route(API + "/WhoAmI()", self._whoami, ["GET"], name="whoami"),
@@ -504,6 +571,42 @@ class DynamicsDialect(Dialect):
     async def _whoami(self, request: Request) -> Response:
         return self._json({"@odata.context": f"{self._api(request)}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
                            **_ORG_IDS})
+
+    # -- metadata ---------------------------------------------------------------------
+    def _definition(self, request: Request) -> tuple[EntitySet, ObjectSpec]:
+        """The entity named by ``EntityDefinitions(LogicalName='contact')`` (the alternate key a
+        client uses; a MetadataId GUID works too)."""
+        key = request.path_params["key"].strip()
+        match = re.fullmatch(r"LogicalName\s*=\s*'([^']*)'", key)
+        wanted = match.group(1) if match else key.strip("{}").lower()
+        for es in ENTITY_SETS.values():
+            if wanted in (es.logical, _metadata_id(es.logical)):
+                return es, self.state.store(self.crm, es.name).spec
+        raise _fail(404, f"Could not find an entity with the LogicalName '{wanted}'." if match
+                    else f"Could not find an entity with the MetadataId '{wanted}'.", NOT_FOUND)
+
+    async def _entity_definition(self, request: Request) -> Response:
+        es, spec = self._definition(request)
+        self._options(request, {"$select"})
+        return self._json({"@odata.context": f"{self._api(request)}/$metadata#EntityDefinitions/$entity",
+                           **_entity_metadata(es, spec)})
+
+    async def _attributes(self, request: Request) -> Response:
+        """``EntityDefinitions(LogicalName='x')/Attributes``: one AttributeMetadata per column,
+        lookups under their attribute name (``parentcustomerid``, not ``_parentcustomerid_value``)."""
+        es, spec = self._definition(request)
+        options = self._options(request, {"$select"})
+        rows = [_attribute_metadata(es, f) for f in spec.fields]
+        context = f"{self._api(request)}/$metadata#EntityDefinitions('{es.logical}')/Attributes"
+        if "$select" in options:
+            names = [n.strip() for n in options["$select"].split(",") if n.strip()]
+            unknown = [n for n in names if rows and n not in rows[0]]
+            if unknown:
+                raise _fail(400, f"Could not find a property named '{unknown[0]}' on type "
+                                 "'Microsoft.Dynamics.CRM.AttributeMetadata'.", BAD_QUERY)
+            rows = [{k: v for k, v in row.items() if k in ("@odata.type", "MetadataId", *names)} for row in rows]
+            context += f"({','.join(names)})"
+        return self._json({"@odata.context": context, "value": rows})
 
     # -- shared request pieces --------------------------------------------------------
     def _api(self, request: Request) -> str:

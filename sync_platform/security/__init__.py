@@ -1,1 +1,1 @@
-"""Security: PII redaction now; field encryption and webhook signatures come with their issues."""
+"""Security: PII redaction in logs, field encryption at rest; webhook signatures come with their issue."""

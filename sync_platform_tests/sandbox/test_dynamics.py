@@ -331,3 +331,22 @@ def test_in_on_the_primary_key_reads_just_those_rows_in_guid_order_and_pages(api
     expected = [r["contactid"] for r in rows if r["contactid"] in {w.lower() for w in wanted}
                 and r["contactid"] != rows[8]["contactid"] and r["statecode"] == 0]
     assert [r["contactid"] for r in got] == expected and len(bodies) > 1
+def test_entity_metadata_lists_attributes_under_their_logical_names(api: httpx.Client) -> None:
+    attributes = api.get("/EntityDefinitions(LogicalName='contact')/Attributes").raise_for_status().json()
+    assert attributes["@odata.context"].endswith("$metadata#EntityDefinitions('contact')/Attributes")
+    by_name = {a["LogicalName"]: a for a in attributes["value"]}
+    assert {"contactid", "emailaddress1", "telephone1", "donotemail", "parentcustomerid", "modifiedon"} <= set(by_name)
+    assert "_parentcustomerid_value" not in by_name, "a lookup is listed by its attribute name"
+    assert by_name["parentcustomerid"]["AttributeType"] == "Customer"
+    assert by_name["parentcustomerid"]["@odata.type"] == "#Microsoft.Dynamics.CRM.LookupAttributeMetadata"
+    assert by_name["donotemail"]["AttributeType"] == "Boolean" and by_name["donotemail"]["IsValidForRead"] is True
+    assert by_name["modifiedon"]["IsValidForUpdate"] is False and by_name["firstname"]["IsValidForUpdate"] is True
+
+    selected = api.get("/EntityDefinitions(LogicalName='incident')/Attributes",
+                       params={"$select": "LogicalName,IsValidForRead"}).raise_for_status().json()
+    assert selected["@odata.context"].endswith("/Attributes(LogicalName,IsValidForRead)")
+    assert set(selected["value"][0]) == {"@odata.type", "MetadataId", "LogicalName", "IsValidForRead"}
+    entity = api.get("/EntityDefinitions(LogicalName='account')").raise_for_status().json()
+    assert entity["EntitySetName"] == "accounts" and entity["PrimaryIdAttribute"] == "accountid"
+    _assert_error(api.get("/EntityDefinitions(LogicalName='lead')/Attributes"), 404, "0x80040217")
+    _assert_error(api.get("/EntityDefinitions(LogicalName='contact')/Attributes", params={"$select": "Nope"}), 400)

@@ -20,10 +20,13 @@ from sync_platform.audit import AuditEntry, AuditLog
 from sync_platform.audit_changes import KEY, ChangeSummary, pii_columns, summarize_changes
 from sync_platform.canonical_build import ENTITIES, build_entity
 from sync_platform.config import load_sync_config
+from sync_platform.erasure import ErasureList
 from sync_platform.mapping.identity import duplicate_report
 from sync_platform.mapping.loader import Mapping, load_mappings
 from sync_platform.quality.validate import ValidationOutcome
 from sync_platform.quarantine import keys_of_latest_run, quarantine_rows, record
+from sync_platform.security.canonical_fields import protect, sensitive_columns
+from sync_platform.security.encryption import decrypt_frame
 from sync_platform.security.redaction import mask_value
 from sync_platform.warehouse import Warehouse
 
@@ -77,7 +80,9 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
         if link is not None and warehouse.table_exists("canonical", ENTITIES[link[0]][0]):
             parent = warehouse.read_frame(f"SELECT * FROM canonical.{ENTITIES[link[0]][0]}")
             parent_quarantined = keys_of_latest_run(warehouse, link[0])
-        build = build_entity(entity, raw, current, parent, parent_quarantined)
+        erased = ErasureList.load(warehouse)  # PII: erased people never re-enter canonical data
+        build = build_entity(entity, raw, current, parent, parent_quarantined, erased)
+        erased.remember_caught(warehouse)
         outcome = build.outcome
         threshold = load_sync_config().quality.max_rejected_share
         blocked = outcome.rejected_share > threshold
@@ -85,7 +90,8 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
         changes = ChangeSummary()
         if not blocked:
             changes = _changes(warehouse, entity, table, current, outcome)
-            warehouse.write_frame(outcome.good, "canonical", table)
+            # PII: sensitive columns are encrypted after validation, just before the write
+            warehouse.write_frame(protect(outcome.good, entity, current), "canonical", table)
         else:
             context.log.error(f"ALERT {ALERT}: {outcome.rejected.height} of {outcome.rows} {entity} rows rejected "
                               f"({outcome.rejected_share:.1%} > {threshold:.1%}); canonical.{table} kept as it was")
@@ -132,7 +138,10 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
 def _changes(warehouse: Warehouse, entity: str, table: str, mappings: dict[str, Mapping],
              outcome: ValidationOutcome) -> ChangeSummary:
     """What replacing ``canonical.<table>`` with the good rows changes (PII and sensitive fields hashed)."""
-    previous = (warehouse.read_frame(f"SELECT * FROM canonical.{table}")
+    # the stored table holds ciphertext (a fresh nonce per write): compare in clear, or every
+    # sensitive value would look changed on every run
+    previous = (decrypt_frame(warehouse.read_frame(f"SELECT * FROM canonical.{table}"),
+                              sensitive_columns(entity, mappings))
                 if warehouse.table_exists("canonical", table) else None)
     sensitive = {f for m in mappings.values() for f in m.sensitive_fields(entity)}
     return summarize_changes(previous, outcome.good, pii=pii_columns(entity, sensitive),

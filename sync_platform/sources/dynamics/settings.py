@@ -22,3 +22,6 @@ OBJECTS: dict[str, tuple[str, str, dict[str, str]]] = {
         "incidentid": STRING, "title": STRING, "ticketnumber": STRING, "prioritycode": INT, "statuscode": INT,
         "_customerid_value": STRING, "_primarycontactid_value": STRING, "resolvedon": DATETIME, **_COMMON}),
 }
+
+# entity set -> the entity's logical name, which the metadata API (EntityDefinitions) is keyed by
+LOGICAL_NAMES = {"contacts": "contact", "accounts": "account", "incidents": "incident"}

@@ -18,8 +18,16 @@ def synced(harness):
 
 
 def _contacts_fingerprint(harness) -> list[tuple]:
-    return harness.rows("SELECT source_system, count(*), count(email), min(email), max(email) "
-                        "FROM canonical.contacts GROUP BY source_system ORDER BY source_system")
+    """Per CRM: rows, emails, first and last email (decrypted: ciphertext changes on every write)."""
+    import polars as pl
+
+    from sync_platform.security.encryption import decrypt_frame
+    from sync_platform.warehouse import Warehouse
+
+    contacts = decrypt_frame(Warehouse.from_env().read_frame("SELECT * FROM canonical.contacts"), ["email"])
+    return contacts.group_by("source_system").agg(pl.len(), pl.col("email").count().alias("emails"),
+                                                  pl.col("email").min().alias("min"),
+                                                  pl.col("email").max().alias("max")).sort("source_system").rows()
 
 
 def test_the_canonical_model_builds_from_all_three_crms(synced):
