@@ -388,6 +388,10 @@ class DynamicsDialect(Dialect):
         self._keys = _AlternateKeys()
         self._skiptokens = _TokenCodec()
 
+    def record_holders(self, body: object, field: str) -> list[dict]:
+        rows = body.get("value") if isinstance(body, dict) else None
+        return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
     def routes(self) -> list[Route]:
         keyed = API + "/{entityset}({key})"
         return [

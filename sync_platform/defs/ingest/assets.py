@@ -89,11 +89,23 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
                 "error_kind": cause.kind.value, "attempts": cause.attempts, "dead_letters": len(tables),
                 **report.stats.as_metadata()}) from None
         elapsed = time.monotonic() - started
+        _dead_letter_rejects(context, warehouse, report)
         load_ids = list(pipeline.last_trace.last_load_info.loads_ids) if pipeline.last_trace else []
         for result in results:
             yield _enrich(result, crm, warehouse, report, before, elapsed, load_ids)
 
     return crm_raw_assets
+
+
+def _dead_letter_rejects(context: dg.AssetExecutionContext, warehouse: Warehouse, report: SyncReport) -> None:
+    """Records left out of their page become record-level dead letters; the rest of the run stands."""
+    queue = DeadLetterQueue(warehouse)
+    for table, resource in report.resources.items():
+        if resource.rejects:
+            queue.add_records(report.crm, table, resource.rejects, context.run_id)
+            kinds = sorted({r.kind for r in resource.rejects})
+            context.log.warning(f"{report.crm} {table}: {len(resource.rejects)} record(s) not loaded ({', '.join(kinds)}); "
+                                "kept as dead letters, replay with `sync-platform dlq replay`")
 
 
 def _rows_written(warehouse: Warehouse, crm: str, table: str, load_ids: list[str]) -> int:
@@ -127,6 +139,7 @@ def _enrich(result: dg.MaterializeResult, crm: str, warehouse: Warehouse, report
         "rows_updated": updated,
         "rows_deleted": newly_deleted,
         "rows_reread_in_look_back": resource.reread,
+        "rows_rejected": len(resource.rejects),
         "rows_total": total_after,
         "pages": resource.pages,
         "step_elapsed_s": round(elapsed, 3),

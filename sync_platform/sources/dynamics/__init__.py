@@ -178,15 +178,16 @@ def _emit(live: list[dict], gone: list[dict], pk: str, columns: dict[str, str], 
     null_ts = pl.lit(None, pl.Datetime("us", "UTC"))
     extra_live = {DELETED_AT: null_ts, **({"_deleted": pl.lit(False)} if hard_delete else {})}
     if live:
-        arrow = to_arrow(live, columns, extra=extra_live, primary_key=pk)
+        arrow = to_arrow(live, columns, extra=extra_live, primary_key=pk, rejects=report.resource(table).rejects)
         newest = max((v for v in arrow.column(CURSOR).to_pylist() if v is not None), default=None)
         report.resource(table).saw(arrow.num_rows, 0, newest)
-        yield arrow
+        if arrow.num_rows:
+            yield arrow
     if gone:
         # Dataverse tells only the id of a deleted row: a tombstone stamped with the time we learnt it
         now = pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC"))
         tombstones = [{pk: row["id"], CURSOR: None} for row in gone]
-        arrow = to_arrow(tombstones, columns, primary_key=pk,
+        arrow = to_arrow(tombstones, columns, primary_key=pk, rejects=report.resource(table).rejects,
                          extra={DELETED_AT: now, CURSOR: now, **({"_deleted": pl.lit(True)} if hard_delete else {})})
         report.resource(table).saw(arrow.num_rows, arrow.num_rows, None)
         yield arrow
