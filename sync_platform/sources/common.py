@@ -50,6 +50,8 @@ class ResourceReport:
     last_page_at: float | None = None
     not_found: set[str] = field(default_factory=set)  # by-id reads: ids the CRM no longer returns at all
     rejects: list[RejectedRecord] = field(default_factory=list)  # records left out of their page (dead letters)
+    read_mode: str = "cursor"  # Dynamics: "change_tracking", or "modifiedon" when the table is not tracked
+    deletes_visible: bool = True
 
     def start(self, start: datetime | None, look_back_seconds: float = 0.0) -> None:
         self.started_at = time.monotonic()

@@ -140,6 +140,8 @@ def _enrich(result: dg.MaterializeResult, crm: str, warehouse: Warehouse, report
         "rows_deleted": newly_deleted,
         "rows_reread_in_look_back": resource.reread,
         "rows_rejected": len(resource.rejects),
+        "read_mode": resource.read_mode,
+        "deletes_visible": resource.deletes_visible,
         "rows_total": total_after,
         "pages": resource.pages,
         "step_elapsed_s": round(elapsed, 3),
