@@ -87,7 +87,8 @@ def to_arrow(rows: Sequence[Mapping], columns: Mapping[str, str], extra: Mapping
         flags = frame.select(bad.alias("bad"))["bad"]
         if flags.any():
             for index in flags.arg_true().to_list():
-                column = next(c for c in dt_cols if frame[c][index] is not None and frame[f"__parsed_{c}"][index] is None)
+                column = next(c for c in dt_cols
+                              if frame[c][index] is not None and frame[f"__parsed_{c}"][index] is None)
                 _reject(rejects, kept[index], primary_key, "parse", f"{column}: not a valid {DATETIME}")
             frame = frame.filter(~flags)
         frame = frame.with_columns([pl.col(f"__parsed_{c}").alias(c) for c in dt_cols]).drop(

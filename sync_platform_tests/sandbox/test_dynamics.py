@@ -326,8 +326,9 @@ def test_in_on_the_primary_key_reads_just_those_rows_in_guid_order_and_pages(api
     admin.delete("dynamics", "contacts", [rows[8]["contactid"]])
     values = ",".join(f"'{g}'" for g in reversed(wanted))
     got, bodies = _pages(api, "/contacts", {
-        "$select": "lastname", "$filter": f"Microsoft.Dynamics.CRM.In(PropertyName='contactid',PropertyValues=[{values}])"
-        " and statecode eq 0"}, {"Prefer": "odata.maxpagesize=4"})
+        "$select": "lastname",
+        "$filter": f"Microsoft.Dynamics.CRM.In(PropertyName='contactid',PropertyValues=[{values}]) and statecode eq 0",
+    }, {"Prefer": "odata.maxpagesize=4"})
     expected = [r["contactid"] for r in rows if r["contactid"] in {w.lower() for w in wanted}
                 and r["contactid"] != rows[8]["contactid"] and r["statecode"] == 0]
     assert [r["contactid"] for r in got] == expected and len(bodies) > 1

@@ -104,8 +104,8 @@ def _dead_letter_rejects(context: dg.AssetExecutionContext, warehouse: Warehouse
         if resource.rejects:
             queue.add_records(report.crm, table, resource.rejects, context.run_id)
             kinds = sorted({r.kind for r in resource.rejects})
-            context.log.warning(f"{report.crm} {table}: {len(resource.rejects)} record(s) not loaded ({', '.join(kinds)}); "
-                                "kept as dead letters, replay with `sync-platform dlq replay`")
+            context.log.warning(f"{report.crm} {table}: {len(resource.rejects)} record(s) not loaded "
+                                f"({', '.join(kinds)}); kept as dead letters, replay with `sync-platform dlq replay`")
 
 
 def _rows_written(warehouse: Warehouse, crm: str, table: str, load_ids: list[str]) -> int:
