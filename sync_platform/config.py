@@ -40,6 +40,9 @@ class CrmSyncConfig(BaseModel):
     requests_per_window: int | None = Field(None, ge=1)
     window_seconds: float = Field(10.0, gt=0)
     budget_reserve: int = Field(0, ge=0)
+    change_tracking: Literal["auto", "on", "off"] = Field("auto", description=(
+        "Dynamics only. auto: use change tracking, and fall back to modifiedon (remembered per table) when "
+        "a table is not tracked; on: fail if it is not; off: always read modifiedon (deletes go unseen)."))
     owners: list[str] = Field(default_factory=lambda: ["team:revops"])
 
     @field_validator("schedule_minutes")

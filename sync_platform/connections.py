@@ -61,7 +61,8 @@ def build_source(crm: str, cfg: CrmSyncConfig, report: SyncReport | None = None,
         return hubspot_source(look_back_seconds=cfg.look_back_seconds, search_per_second=cfg.search_requests_per_second,
                               **common, **kwargs)
     if crm == "dynamics":
-        return dynamics_source(**pages, **common, **kwargs)
+        return dynamics_source(change_tracking=cfg.change_tracking, look_back_seconds=cfg.look_back_seconds,
+                               **pages, **common, **kwargs)
     raise ValueError(f"unknown CRM {crm!r}")
 
 

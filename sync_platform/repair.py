@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .config import CrmSyncConfig, load_sync_config
 from .connections import build_by_id_source
+from .dead_letters import DeadLetterQueue
 from .pipelines import build_pipeline, crm_error
 from .sources.common import SyncReport
 from .warehouse import Warehouse
@@ -31,15 +32,17 @@ class RepairResult:
     crm: str
     fetched: dict[str, int] = field(default_factory=dict)
     not_found: dict[str, list[str]] = field(default_factory=dict)
+    rejected: dict[str, list[str]] = field(default_factory=dict)  # fetched but not loadable: now dead letters
     load_ids: list[str] = field(default_factory=list)
     requests: int = 0
 
 
 def fetch_ids_into_warehouse(crm: str, ids_by_table: Mapping[str, Sequence[str]], warehouse: Warehouse | None = None,
-                             cfg: CrmSyncConfig | None = None) -> RepairResult:
+                             cfg: CrmSyncConfig | None = None, run_id: str | None = None) -> RepairResult:
     """Fetch ``{table: [id, ...]}`` of one CRM and merge them into ``raw_<crm>.<table>``.
 
-    Raises the ``CrmRequestError`` that stopped it (nothing is loaded then). Only one process
+    Raises the ``CrmRequestError`` that stopped it (nothing is loaded then). A fetched record
+    that cannot be loaded becomes a record-level dead letter (``rejected``). Only one process
     may write a DuckDB warehouse: call it from a step in the ``warehouse_writes`` pool.
     """
     wanted = {table: list(ids) for table, ids in ids_by_table.items() if ids}
@@ -59,8 +62,11 @@ def fetch_ids_into_warehouse(crm: str, ids_by_table: Mapping[str, Sequence[str]]
         raise cause from None
     result.load_ids = list(info.loads_ids)
     result.requests = report.stats.requests
+    queue = DeadLetterQueue(warehouse)
     for table in wanted:
         resource = report.resource(table)
         result.fetched[table] = resource.rows
         result.not_found[table] = sorted(resource.not_found)
+        result.rejected[table] = sorted({r.record_id or "" for r in resource.rejects} - {""})
+        queue.add_records(crm, table, resource.rejects, run_id)
     return result

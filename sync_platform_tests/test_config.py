@@ -18,6 +18,7 @@ def test_intervals_from_a_minute_to_a_day_become_crons(minutes, cron):
     ("crms:\n  pipedrive: {}\n", "crms.pipedrive"),
     ("crms:\n  salesforce:\n    look_back: 10\n", "crms.salesforce.look_back: Extra inputs are not permitted"),
     ("crms: [unclosed\n", "not valid YAML"),
+    ("crms:\n  dynamics:\n    change_tracking: sometimes\n", "crms.dynamics.change_tracking: Input should be 'auto'"),
 ])
 def test_malformed_config_fails_at_load_naming_file_and_field(tmp_path: Path, body, message):
     path = tmp_path / "sync.yaml"

@@ -220,6 +220,19 @@ def admin_routes(state: SandboxState) -> list[Route]:
         return {"touched": len(ids), "field": field, "first_id": ids[0] if ids else None,
                 "last_id": ids[-1] if ids else None, "ids": ids if len(ids) <= 1000 else None}
 
+    async def change_tracking(request: Request):
+        """Switch a Dataverse table's change tracking (on by default), as its "Track changes" setting."""
+        if request.path_params["crm"] != "dynamics":
+            raise AdminError("change tracking is a Dynamics (Dataverse) table setting", status=404)
+        store, body = store_of(request), await body_of(request)
+        if not isinstance(body.get("enabled"), bool):
+            raise AdminError("enabled must be true or false")
+        if body["enabled"]:
+            state.untracked_dynamics.discard(store.spec.name)
+        else:
+            state.untracked_dynamics.add(store.spec.name)
+        return {"entity_set": store.spec.name, "change_tracking": body["enabled"]}
+
     async def faults(request: Request):
         if request.method == "GET":
             return {"faults": state.faults.list()}
@@ -310,4 +323,5 @@ def admin_routes(state: SandboxState) -> list[Route]:
         Route(p + "/{crm}/{obj}/delete", wrap(delete), methods=["POST"]),
         Route(p + "/{crm}/{obj}/undelete", wrap(undelete), methods=["POST"]),
         Route(p + "/{crm}/{obj}/touch", wrap(touch), methods=["POST"]),
+        Route(p + "/{crm}/{obj}/change_tracking", wrap(change_tracking), methods=["PUT"]),
     ]

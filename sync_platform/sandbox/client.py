@@ -49,6 +49,10 @@ class SandboxAdminClient:
     def touch(self, crm: str, obj: str, count: int, mode: str = "user", **options: Any) -> dict:
         return self._call("POST", f"/{crm}/{obj}/touch", {"count": count, "mode": mode, **options})
 
+    def set_change_tracking(self, obj: str, enabled: bool) -> dict:
+        """Dynamics only: switch a table's change tracking (``odata.track-changes`` then fails)."""
+        return self._call("PUT", f"/dynamics/{obj}/change_tracking", {"enabled": enabled})
+
     def inject(self, kind: str, crm: str = "*", **options: Any) -> dict:
         return self._call("POST", "/faults", {"kind": kind, "crm": crm, **options})["fault"]
 

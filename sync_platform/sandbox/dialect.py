@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -102,6 +103,8 @@ class Dialect:
             if fault is not None and fault.kind == "malformed":
                 return Response(bytes(response.body)[: max(1, len(response.body) // 2)],
                                 status_code=200, media_type="application/json")
+            if fault is not None and fault.kind == "corrupt_records":
+                return self._corrupted(response, fault)
             return response
         except AuthFailure as failure:
             return self.auth_error(failure)
@@ -133,6 +136,22 @@ class Dialect:
         elif kind == "revoke_tokens":
             self.tokens.revoke_all()
         return None
+
+    def record_holders(self, body: object, field: str) -> list[dict]:
+        """The dicts of a response body that hold records' fields (each dialect knows its shape)."""
+        return []
+
+    def _corrupted(self, response: Response, fault: Fault) -> Response:
+        if response.status_code >= 300 or "json" not in response.headers.get("content-type", ""):
+            return response
+        try:
+            body = orjson.loads(bytes(response.body))
+        except orjson.JSONDecodeError:
+            return response
+        if not self.state.faults.corrupt(fault, self.record_holders(body, fault.field or "")):
+            return response
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+        return json_response(body, response.status_code, headers=headers)
 
     def injected_limit(self, fault: Fault) -> LimitDecision:
         return LimitDecision(False, "", fault.delay if fault.delay is not None else 1.0)

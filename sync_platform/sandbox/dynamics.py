@@ -15,6 +15,9 @@ Decisions worth knowing (see also the module constants):
 - ``@odata.count`` stops at 5,000 and flags ``totalrecordcountlimitexceeded``, as Dataverse does;
 - an invalid, expired (7 days) or foreign delta token is a 400 with ``0x80044352``
   (Dataverse's ExpiredVersionStamp): the client must re-initialize change tracking;
+- change tracking is a per-table setting (admin API ``PUT /__sandbox/dynamics/<set>/change_tracking``);
+  asking an untracked table for ``odata.track-changes`` is a 400 with ``0x80072491``
+  (ChangeTrackingNotEnabledForEntity);
 - the page size rides in the ``$skiptoken`` too, so a nextLink followed without the
   ``Prefer`` header keeps its page size.
 """
@@ -70,6 +73,7 @@ VERSION_MISMATCH = "0x80060882"  # If-Match row version is stale
 BAD_PAYLOAD = "0x80048d19"
 TRACKING_OPTION = "0x80048d0b"  # a query option change tracking cannot honour
 EXPIRED_VERSION = "0x80044352"  # ExpiredVersionStamp: re-initialize change tracking
+NOT_TRACKED = "0x80072491"  # ChangeTrackingNotEnabledForEntity: the table's "Track changes" is off
 INVALID_ARGUMENT = "0x80040203"
 RATE_LIMITED = "0x80072322"
 UNEXPECTED = "0x80040216"
@@ -453,6 +457,10 @@ class DynamicsDialect(Dialect):
         self._keys = _AlternateKeys()
         self._skiptokens = _TokenCodec()
 
+    def record_holders(self, body: object, field: str) -> list[dict]:
+        rows = body.get("value") if isinstance(body, dict) else None
+        return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
     def routes(self) -> list[Route]:
         keyed = API + "/{entityset}({key})"
         return [
@@ -703,6 +711,9 @@ class DynamicsDialect(Dialect):
         applied = [f"odata.maxpagesize={size}"] if echo else []
         tracking = ("$deltatoken" in options or "odata.track-changes" in prefs
                     or (token is not None and token["k"] in ("t", "d")))
+        if tracking and es.name in self.state.untracked_dynamics:
+            # the wording is Dataverse's ChangeTrackingNotEnabledForEntity; the HTTP status (400) is assumed
+            raise _fail(400, f"Entity {es.logical} isn't enabled for change tracking.", NOT_TRACKED)
         try:
             if tracking:
                 return self._tracked(request, es, store, options, token, size, requested, columns,

@@ -15,9 +15,10 @@ from typing import Literal
 from .clock import SandboxClock
 
 FaultKind = Literal["error", "timeout", "slow", "outage", "malformed", "rate_limit", "expire_tokens",
-                    "revoke_tokens"]
+                    "revoke_tokens", "corrupt_records"]
 FAULT_KINDS: tuple[str, ...] = ("error", "timeout", "slow", "outage", "malformed", "rate_limit", "expire_tokens",
-                                "revoke_tokens")
+                                "revoke_tokens", "corrupt_records")
+CORRUPT_VALUE = "#corrupt#"  # not a valid datetime, number or boolean in any CRM's format
 
 
 @dataclass
@@ -28,7 +29,10 @@ class Fault:
     seconds, default 30, then 504), ``slow`` (hold ``delay`` seconds, then answer normally),
     ``outage`` (503 for ``seconds`` from now), ``malformed`` (a 200 whose body is cut short),
     ``rate_limit`` (the CRM's own 429/403 limit response), ``expire_tokens``/``revoke_tokens``
-    (expire or revoke every access token, then handle the request, which therefore gets 401).
+    (expire or revoke every access token, then handle the request, which therefore gets 401),
+    ``corrupt_records`` (answer normally, but with ``field`` of the next ``count`` records served
+    set to ``value``, default ``#corrupt#``; ``""`` blanks it: one bad record in a good page).
+    For ``corrupt_records`` ``count`` counts records, not requests.
     """
 
     kind: str
@@ -40,6 +44,8 @@ class Fault:
     count: int | None = None
     after: int = 0
     seconds: float | None = None
+    field: str | None = None
+    value: str | None = None
     id: int = 0
     until: float | None = None
     seen: int = 0
@@ -71,11 +77,13 @@ class FaultInjector:
             raise ValueError(f"unknown fault kind {fault.kind!r}; expected one of {', '.join(FAULT_KINDS)}")
         if fault.kind == "outage" and fault.seconds is None and fault.count is None:
             raise ValueError("an outage needs 'seconds' (how long it lasts) or 'count'")
+        if fault.kind == "corrupt_records" and not fault.field:
+            raise ValueError("corrupt_records needs 'field' (the record field to corrupt)")
         with self._lock:
             fault.id = next(self._ids)
             if fault.seconds is not None:
                 fault.until = self.clock.now() + fault.seconds
-            if fault.kind in ("expire_tokens", "revoke_tokens") and fault.count is None:
+            if fault.kind in ("expire_tokens", "revoke_tokens", "corrupt_records") and fault.count is None:
                 fault.count = 1
             self._faults.append(fault)
         return fault
@@ -91,9 +99,24 @@ class FaultInjector:
                 fault.seen += 1
                 if fault.seen <= fault.after:
                     continue
-                fault.fired += 1
+                if fault.kind != "corrupt_records":  # that one counts the records it corrupts
+                    fault.fired += 1
                 return fault
         return None
+
+    def corrupt(self, fault: Fault, holders: list[dict]) -> int:
+        """Set ``fault.field`` in up to the records the fault has left; returns how many it changed."""
+        value = CORRUPT_VALUE if fault.value is None else fault.value
+        changed = 0
+        with self._lock:
+            for holder in holders:
+                if fault.exhausted:
+                    break
+                if fault.field in holder:
+                    holder[fault.field] = value
+                    fault.fired += 1
+                    changed += 1
+        return changed
 
     def clear(self, fault_id: int | None = None) -> int:
         with self._lock:

@@ -287,6 +287,16 @@ class HubSpotDialect(Dialect):
         self._indexes: weakref.WeakKeyDictionary[ObjectStore, dict[str, PropertyIndex]] = \
             weakref.WeakKeyDictionary()
 
+    def record_holders(self, body: object, field: str) -> list[dict]:
+        """Object fields live under ``properties``; ``id`` and ``archived`` sit beside them."""
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(results, list):
+            return []
+        objects = [r for r in results if isinstance(r, dict)]
+        if field in ("id", "archived", "archivedAt", "createdAt", "updatedAt"):
+            return objects
+        return [r["properties"] for r in objects if isinstance(r.get("properties"), dict)]
+
     def routes(self) -> list[Route]:
         r, obj = self.route, "/crm/v3/objects/{obj}"
         return [

@@ -258,6 +258,10 @@ class SalesforceDialect(Dialect):
     def injected_limit(self, fault: Fault) -> LimitDecision:
         return LimitDecision(False, "REQUEST_LIMIT_EXCEEDED", 0.0, self.state.limits_salesforce.headers())
 
+    def record_holders(self, body: object, field: str) -> list[dict]:
+        records = body.get("records") if isinstance(body, dict) else None
+        return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+
     # ------------------------------------------------------------ routes
     def routes(self) -> list[Route]:
         data = "/services/data/v{version}"

@@ -73,6 +73,8 @@ class SandboxState:
         self.limits_salesforce = SalesforceLimits(cfg.limits, self.clock)
         self.limits_hubspot = HubSpotLimits(cfg.limits, self.clock)
         self.limits_dynamics = DynamicsLimits(cfg.limits, self.clock)
+        # Dataverse tables whose change tracking is off (a table setting; every table starts tracked here)
+        self.untracked_dynamics: set[str] = set()
 
     def reset(self, contacts: int | None = None, seed: int | None = None) -> None:
         """Regenerate from the seed: drops every change, token, fault and counter."""

@@ -7,7 +7,8 @@ datetimes are parsed to UTC timestamps, and absent values are typed nulls.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
@@ -33,21 +34,65 @@ def parse_datetimes(expr: pl.Expr) -> pl.Expr:
     ])
 
 
-def to_arrow(rows: Iterable[Mapping], columns: Mapping[str, str], extra: Mapping[str, pl.Expr] | None = None,
-             primary_key: str | None = None) -> pa.Table:
+@dataclass(frozen=True)
+class RejectedRecord:
+    """A record left out of its page because it cannot be loaded as declared.
+
+    ``kind`` is ``validation`` (no primary key) or ``parse`` (a value that does not convert to
+    its column's declared type); ``reason`` names the column and type, never the value.
+    ``payload`` is the record as the CRM sent it (keep it out of logs: it holds PII).
+    """
+
+    record_id: str | None
+    kind: str
+    reason: str
+    payload: Mapping
+
+
+class _Unconvertible(ValueError):
+    def __init__(self, column: str, kind: str) -> None:
+        super().__init__(f"{column}: not a valid {kind}")
+        self.column = column
+
+
+def to_arrow(rows: Sequence[Mapping], columns: Mapping[str, str], extra: Mapping[str, pl.Expr] | None = None,
+             primary_key: str | None = None, rejects: list[RejectedRecord] | None = None) -> pa.Table:
     """Build the page's Arrow table: declared columns only, parsed datetimes, plus ``extra`` columns.
 
-    The primary key's field is marked non-nullable, matching its dlt hint (otherwise dlt warns on
-    every page that the Arrow schema and the declared hints disagree).
+    A record without its primary key, or with a value that does not convert to its column's
+    declared type, is left out and appended to ``rejects`` (one bad record must not fail the
+    page, nor be loaded half-null); with ``rejects=None`` it raises ``ValueError`` instead.
+    The primary key's field is marked non-nullable, matching its dlt hint (otherwise dlt warns
+    on every page that the Arrow schema and the declared hints disagree).
     """
     schema = {name: _POLARS[kind] for name, kind in columns.items()}
-    frame = pl.DataFrame(
-        [{name: _plain(row.get(name), columns[name]) for name in columns} for row in rows],
-        schema=schema, orient="row",
-    ) if rows else pl.DataFrame(schema=schema)
+    kept: list[Mapping] = []
+    plain: list[dict] = []
+    for row in rows:
+        try:
+            values = {name: _plain(row.get(name), name, columns[name]) for name in columns}
+        except _Unconvertible as exc:
+            _reject(rejects, row, primary_key, "parse", str(exc))
+            continue
+        if primary_key is not None and values.get(primary_key) is None:
+            _reject(rejects, row, primary_key, "validation", f"{primary_key}: missing primary key")
+            continue
+        kept.append(row)
+        plain.append(values)
+    frame = pl.DataFrame(plain, schema=schema, orient="row") if plain else pl.DataFrame(schema=schema)
     dt_cols = [name for name, kind in columns.items() if kind == DATETIME]
     if dt_cols:
-        frame = frame.with_columns([parse_datetimes(pl.col(c)).alias(c) for c in dt_cols])
+        frame = frame.with_columns([parse_datetimes(pl.col(c)).alias(f"__parsed_{c}") for c in dt_cols])
+        bad = pl.any_horizontal([pl.col(c).is_not_null() & pl.col(f"__parsed_{c}").is_null() for c in dt_cols])
+        flags = frame.select(bad.alias("bad"))["bad"]
+        if flags.any():
+            for index in flags.arg_true().to_list():
+                column = next(c for c in dt_cols
+                              if frame[c][index] is not None and frame[f"__parsed_{c}"][index] is None)
+                _reject(rejects, kept[index], primary_key, "parse", f"{column}: not a valid {DATETIME}")
+            frame = frame.filter(~flags)
+        frame = frame.with_columns([pl.col(f"__parsed_{c}").alias(c) for c in dt_cols]).drop(
+            [f"__parsed_{c}" for c in dt_cols])
     if extra:
         frame = frame.with_columns([expr.alias(name) for name, expr in extra.items()])
     table = frame.to_arrow()
@@ -57,17 +102,37 @@ def to_arrow(rows: Iterable[Mapping], columns: Mapping[str, str], extra: Mapping
     return table
 
 
-def _plain(value: object, kind: str) -> object:
+def _reject(rejects: list[RejectedRecord] | None, row: Mapping, primary_key: str | None, kind: str,
+            reason: str) -> None:
+    if rejects is None:
+        raise ValueError(f"record cannot be loaded ({kind}): {reason}")
+    record_id = row.get(primary_key) if primary_key else None
+    rejects.append(RejectedRecord(str(record_id) if record_id not in (None, "") else None, kind, reason, row))
+
+
+def _plain(value: object, column: str, kind: str) -> object:
     """Coerce CRM value spellings (HubSpot sends everything as strings) to the declared kind."""
     if value is None or value == "":
         return None
-    if kind == BOOL and isinstance(value, str):
-        return value.lower() == "true"
-    if kind == INT and isinstance(value, str):
-        try:
+    if kind == BOOL:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise _Unconvertible(column, kind)
+    if kind == INT:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
             return int(value)
-        except ValueError:
-            return None
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise _Unconvertible(column, kind) from None
+        raise _Unconvertible(column, kind)
     if kind in (STRING, DATETIME) and not isinstance(value, str):
+        if isinstance(value, dict | list):
+            raise _Unconvertible(column, kind)
         return str(value)
     return value

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .arrow import RejectedRecord
 from .http import RequestStats
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -48,6 +49,9 @@ class ResourceReport:
     started_at: float | None = None  # monotonic, for the CRM's records/s
     last_page_at: float | None = None
     not_found: set[str] = field(default_factory=set)  # by-id reads: ids the CRM no longer returns at all
+    rejects: list[RejectedRecord] = field(default_factory=list)  # records left out of their page (dead letters)
+    read_mode: str = "cursor"  # Dynamics: "change_tracking", or "modifiedon" when the table is not tracked
+    deletes_visible: bool = True
 
     def start(self, start: datetime | None, look_back_seconds: float = 0.0) -> None:
         self.started_at = time.monotonic()
@@ -91,5 +95,6 @@ class SyncReport:
     def as_metadata(self, name: str) -> dict[str, Any]:
         r = self.resource(name)
         return {"pages": r.pages, "rows_extracted": r.rows, "rows_deleted_at_source": r.deleted, "rows_reread": r.reread,
+                "rows_rejected": len(r.rejects),
                 "cursor_start": r.cursor_start.isoformat() if r.cursor_start else None,
                 "newest_change": r.newest_change.isoformat() if r.newest_change else None}

@@ -326,8 +326,9 @@ def test_in_on_the_primary_key_reads_just_those_rows_in_guid_order_and_pages(api
     admin.delete("dynamics", "contacts", [rows[8]["contactid"]])
     values = ",".join(f"'{g}'" for g in reversed(wanted))
     got, bodies = _pages(api, "/contacts", {
-        "$select": "lastname", "$filter": f"Microsoft.Dynamics.CRM.In(PropertyName='contactid',PropertyValues=[{values}])"
-        " and statecode eq 0"}, {"Prefer": "odata.maxpagesize=4"})
+        "$select": "lastname",
+        "$filter": f"Microsoft.Dynamics.CRM.In(PropertyName='contactid',PropertyValues=[{values}]) and statecode eq 0",
+    }, {"Prefer": "odata.maxpagesize=4"})
     expected = [r["contactid"] for r in rows if r["contactid"] in {w.lower() for w in wanted}
                 and r["contactid"] != rows[8]["contactid"] and r["statecode"] == 0]
     assert [r["contactid"] for r in got] == expected and len(bodies) > 1
@@ -350,3 +351,18 @@ def test_entity_metadata_lists_attributes_under_their_logical_names(api: httpx.C
     assert entity["EntitySetName"] == "accounts" and entity["PrimaryIdAttribute"] == "accountid"
     _assert_error(api.get("/EntityDefinitions(LogicalName='lead')/Attributes"), 404, "0x80040217")
     _assert_error(api.get("/EntityDefinitions(LogicalName='contact')/Attributes", params={"$select": "Nope"}), 400)
+
+
+def test_change_tracking_is_a_table_setting_and_an_untracked_table_refuses_track_changes(
+        api: httpx.Client, admin: SandboxAdminClient) -> None:
+    tracked = {"Prefer": "odata.track-changes"}
+    assert api.get("/contacts", params={"$select": "lastname"}, headers=tracked).status_code == 200
+    assert admin.set_change_tracking("contacts", False) == {"entity_set": "contacts", "change_tracking": False}
+    error = _assert_error(api.get("/contacts", params={"$select": "lastname"}, headers=tracked), 400, "0x80072491")
+    assert error["message"] == "Entity contact isn't enabled for change tracking."
+    assert api.get("/contacts", params={"$select": "lastname", "$top": "1"}).status_code == 200, "plain reads work"
+    assert api.get("/accounts", params={"$select": "name"}, headers=tracked).status_code == 200, "per table"
+    admin.set_change_tracking("contacts", True)
+    assert api.get("/contacts", params={"$select": "lastname"}, headers=tracked).status_code == 200
+    with pytest.raises(RuntimeError, match="Dynamics"):
+        admin._call("PUT", "/hubspot/contacts/change_tracking", {"enabled": False})

@@ -94,6 +94,7 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
                 "error_kind": cause.kind.value, "attempts": cause.attempts, "dead_letters": len(tables),
                 **report.stats.as_metadata()}) from None
         elapsed = time.monotonic() - started
+        _dead_letter_rejects(context, warehouse, report)
         load_ids = list(pipeline.last_trace.last_load_info.loads_ids) if pipeline.last_trace else []
         entries = []
         for result in results:
@@ -112,6 +113,7 @@ def _audit_entry(result: dg.MaterializeResult, crm: str, run_id: str, started_at
         run_id=run_id, step="ingest", crm=crm, entity=result.asset_key.path[-1],  # type: ignore[union-attr]
         started_at=started_at, ended_at=datetime.now(UTC), records_read=int(meta["rows_extracted"]),
         inserted=int(meta["rows_inserted"]), updated=int(meta["rows_updated"]), deleted=int(meta["rows_deleted"]),
+        rejected=int(meta.get("rows_rejected", 0)),
         details={k: meta[k] for k in ("rows_reread_in_look_back", "rows_total", "pages", "cursor_high_water",
                                       "lag_s", "step_elapsed_s")})
 
@@ -130,6 +132,15 @@ def _audit_failure(context: dg.AssetExecutionContext, warehouse: Warehouse, crm:
             status="failed", error_class=error_class, details=details) for table in tables))
     except Exception as audit_exc:  # noqa: BLE001 - the load's own error is the one to raise
         context.log.warning(f"could not write the audit entry of the failed {crm} load: {type(audit_exc).__name__}")
+def _dead_letter_rejects(context: dg.AssetExecutionContext, warehouse: Warehouse, report: SyncReport) -> None:
+    """Records left out of their page become record-level dead letters; the rest of the run stands."""
+    queue = DeadLetterQueue(warehouse)
+    for table, resource in report.resources.items():
+        if resource.rejects:
+            queue.add_records(report.crm, table, resource.rejects, context.run_id)
+            kinds = sorted({r.kind for r in resource.rejects})
+            context.log.warning(f"{report.crm} {table}: {len(resource.rejects)} record(s) not loaded "
+                                f"({', '.join(kinds)}); kept as dead letters, replay with `sync-platform dlq replay`")
 
 
 def _rows_written(warehouse: Warehouse, crm: str, table: str, load_ids: list[str]) -> int:
@@ -163,6 +174,9 @@ def _enrich(result: dg.MaterializeResult, crm: str, warehouse: Warehouse, report
         "rows_updated": updated,
         "rows_deleted": newly_deleted,
         "rows_reread_in_look_back": resource.reread,
+        "rows_rejected": len(resource.rejects),
+        "read_mode": resource.read_mode,
+        "deletes_visible": resource.deletes_visible,
         "rows_total": total_after,
         "pages": resource.pages,
         "step_elapsed_s": round(elapsed, 3),

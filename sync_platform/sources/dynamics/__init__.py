@@ -7,6 +7,14 @@ it only advances when the data landed). Later runs call the delta link: changed 
 did not move ``modifiedon``. An expired token falls back to a full re-read (merge keeps it
 idempotent; deletions in the gap are left to reconciliation).
 
+A table whose change tracking is off answers ``odata.track-changes`` with
+ChangeTrackingNotEnabledForEntity. With ``change_tracking="auto"`` the reader notes that once
+(in the resource state) and reads ``modifiedon ge <cursor - look-back>`` ordered by
+``modifiedon, <id>`` instead, keeping its own cursor in the same resource state (a dlt
+``incremental`` cannot share the resource: it would filter out the rows change tracking
+returns with an unmoved ``modifiedon``). Deletions are invisible then: a warning says so, the
+metadata shows it, and reconciliation's "extra" class finds them.
+
 ``dynamics_by_id_source`` reads given ids (``$filter=Microsoft.Dynamics.CRM.In(...)`` on the
 primary key, chunked) into the same tables with the same hints, without touching the delta
 token. Dataverse does not return deleted rows at all, so those ids come back as not found.
@@ -17,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import dlt
@@ -26,10 +34,10 @@ import pyarrow as pa
 
 from ..arrow import columns_hint, to_arrow
 from ..auth import OAuthToken, TokenProvider
-from ..common import DELETED_AT, SyncReport, by_id_tables, chunks, require_known
+from ..common import DELETED_AT, EPOCH, SyncReport, by_id_tables, chunks, require_known
 from ..errors import CrmRequestError, ErrorKind
 from ..http import CrmHttpClient, HttpPolicy
-from .settings import CURSOR, IDS_PER_QUERY, OBJECTS, PAGE_SIZE
+from .settings import CURSOR, IDS_PER_QUERY, NOT_TRACKED, OBJECTS, PAGE_SIZE
 
 log = logging.getLogger(__name__)
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -48,6 +56,8 @@ def dynamics_source(
     policy: HttpPolicy | None = None,
     report: SyncReport | None = None,
     auth: TokenProvider | None = None,
+    change_tracking: str = "auto",
+    look_back_seconds: float = 300.0,
 ) -> Iterator:
     """Contacts, accounts and incidents of one Dataverse environment.
 
@@ -55,8 +65,13 @@ def dynamics_source(
         api_url: ``https://<org>.crm.dynamics.com/api/data/v9.2`` (or the sandbox's).
         token_url: ``https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token``.
         scope: ``https://<org>.crm.dynamics.com/.default``.
+        change_tracking: ``auto`` (tracked, falling back to ``modifiedon`` for an untracked
+            table), ``on`` (an untracked table fails the run) or ``off`` (always ``modifiedon``).
+        look_back_seconds: ``modifiedon`` reads start this far before the saved cursor.
     """
     require_known("Dynamics", objects, OBJECTS)
+    if change_tracking not in ("auto", "on", "off"):
+        raise ValueError(f"change_tracking must be auto, on or off, got {change_tracking!r}")
     if not 1 <= page_size <= PAGE_SIZE:
         raise ValueError(f"page_size must be between 1 and {PAGE_SIZE}, got {page_size}")
     report = report or SyncReport("dynamics")
@@ -66,7 +81,8 @@ def dynamics_source(
     for table in objects:
         entity_set, pk, columns = OBJECTS[table]
         yield _resource(_entity_pages, table, hard_delete)(
-            client, api_url.rstrip("/"), entity_set, pk, columns, page_size, hard_delete, report, table)
+            client, api_url.rstrip("/"), entity_set, pk, columns, page_size, hard_delete, report, table,
+            change_tracking, look_back_seconds)
 
 
 @dlt.source(name="dynamics", max_table_nesting=0)
@@ -143,9 +159,15 @@ def _guid(value: str) -> str:
 
 
 def _entity_pages(client: CrmHttpClient, api_url: str, entity_set: str, pk: str, columns: dict[str, str],
-                  page_size: int, hard_delete: bool, report: SyncReport, table: str) -> Iterator[pa.Table]:
+                  page_size: int, hard_delete: bool, report: SyncReport, table: str, change_tracking: str = "on",
+                  look_back_seconds: float = 300.0) -> Iterator[pa.Table]:
     state = dlt.current.resource_state()
+    by_modifiedon = (pk, columns, page_size, hard_delete, report, table, state, look_back_seconds)
+    if change_tracking == "off" or (change_tracking == "auto" and state.get("tracking") == "off"):
+        yield from _modified_since(client, f"{api_url}/{entity_set}", *by_modifiedon)
+        return
     report.resource(table).start(None)
+    report.resource(table).read_mode = "change_tracking"
     headers = {"Prefer": f"odata.track-changes,odata.maxpagesize={page_size}"}
     select = ",".join(columns)
     token = state.get("delta_token")
@@ -155,7 +177,14 @@ def _entity_pages(client: CrmHttpClient, api_url: str, entity_set: str, pk: str,
     try:
         page = client.get_json(url, params=params, headers=headers)
     except CrmRequestError as exc:
-        if not token or exc.kind != ErrorKind.CLIENT_ERROR:
+        if _not_tracked(exc) and change_tracking == "auto":
+            log.warning("dynamics %s: the table is not enabled for change tracking; reading modifiedon from now on",
+                        table)
+            state["tracking"] = "off"
+            state.pop("delta_token", None)
+            yield from _modified_since(client, url, *by_modifiedon)
+            return
+        if not token or exc.kind != ErrorKind.CLIENT_ERROR or _not_tracked(exc):
             raise
         log.warning("dynamics %s: delta token refused (%s); re-reading everything", table, exc.detail)
         page = client.get_json(url, params={"$select": select}, headers=headers)
@@ -173,20 +202,59 @@ def _entity_pages(client: CrmHttpClient, api_url: str, entity_set: str, pk: str,
         state["delta_token"] = parse_qs(urlsplit(delta_link).query)["$deltatoken"][0]
 
 
+def _not_tracked(exc: CrmRequestError) -> bool:
+    """Dataverse's ChangeTrackingNotEnabledForEntity (0x80072491)."""
+    return exc.kind == ErrorKind.CLIENT_ERROR and (NOT_TRACKED in exc.detail
+                                                   or "enabled for change tracking" in exc.detail)
+
+
+def _modified_since(client: CrmHttpClient, url: str, pk: str, columns: dict[str, str], page_size: int,
+                    hard_delete: bool, report: SyncReport, table: str, state: dict,
+                    look_back_seconds: float) -> Iterator[pa.Table]:
+    """Rows with ``modifiedon`` at or after the saved cursor minus the look-back, by (modifiedon, id).
+
+    ``ge`` plus the id tie-break never loses rows sharing a (whole-second) stamp; the cursor is
+    saved in the resource state, which dlt commits with the load, so it only moves once the data
+    landed. Deletions do not show up here at all.
+    """
+    resource = report.resource(table)
+    resource.read_mode, resource.deletes_visible = "modifiedon", False
+    log.warning("dynamics %s: change tracking is off; deletions are not seen until reconciliation finds them "
+                "(class 'extra')", table)
+    saved = state.get("modifiedon_cursor")
+    cursor = datetime.fromisoformat(saved) if saved else EPOCH
+    start = max(cursor - timedelta(seconds=look_back_seconds), EPOCH) if saved else EPOCH
+    resource.start(start, look_back_seconds)
+    params = {"$select": ",".join(columns), "$filter": f"{CURSOR} ge {start.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+              "$orderby": f"{CURSOR} asc,{pk} asc"}
+    headers = {"Prefer": f"odata.maxpagesize={page_size}"}
+    page = client.get_json(url, params=params, headers=headers)
+    while True:
+        yield from _emit(page.get("value", []), [], pk, columns, hard_delete, report, table, count_rereads=True)
+        next_link = page.get("@odata.nextLink")
+        if not next_link:
+            break
+        page = client.get_json(next_link, headers=headers)
+    if resource.newest_change is not None and resource.newest_change > cursor:
+        state["modifiedon_cursor"] = resource.newest_change.isoformat()
+
+
 def _emit(live: list[dict], gone: list[dict], pk: str, columns: dict[str, str], hard_delete: bool,
-          report: SyncReport, table: str) -> Iterator[pa.Table]:
+          report: SyncReport, table: str, count_rereads: bool = False) -> Iterator[pa.Table]:
     null_ts = pl.lit(None, pl.Datetime("us", "UTC"))
     extra_live = {DELETED_AT: null_ts, **({"_deleted": pl.lit(False)} if hard_delete else {})}
     if live:
-        arrow = to_arrow(live, columns, extra=extra_live, primary_key=pk)
-        newest = max((v for v in arrow.column(CURSOR).to_pylist() if v is not None), default=None)
-        report.resource(table).saw(arrow.num_rows, 0, newest)
-        yield arrow
+        arrow = to_arrow(live, columns, extra=extra_live, primary_key=pk, rejects=report.resource(table).rejects)
+        stamps = arrow.column(CURSOR).to_pylist()
+        newest = max((v for v in stamps if v is not None), default=None)
+        report.resource(table).saw(arrow.num_rows, 0, newest, stamps if count_rereads else None)
+        if arrow.num_rows:
+            yield arrow
     if gone:
         # Dataverse tells only the id of a deleted row: a tombstone stamped with the time we learnt it
         now = pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC"))
         tombstones = [{pk: row["id"], CURSOR: None} for row in gone]
-        arrow = to_arrow(tombstones, columns, primary_key=pk,
+        arrow = to_arrow(tombstones, columns, primary_key=pk, rejects=report.resource(table).rejects,
                          extra={DELETED_AT: now, CURSOR: now, **({"_deleted": pl.lit(True)} if hard_delete else {})})
         report.resource(table).saw(arrow.num_rows, arrow.num_rows, None)
         yield arrow

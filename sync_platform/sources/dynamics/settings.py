@@ -4,6 +4,7 @@ from ..arrow import BOOL, DATETIME, INT, STRING
 
 PAGE_SIZE = 5000  # odata.maxpagesize maximum
 CURSOR = "modifiedon"
+NOT_TRACKED = "0x80072491"  # ChangeTrackingNotEnabledForEntity: the table's change tracking is off
 IDS_PER_QUERY = 100  # by-id reads: 100 quoted GUIDs keep the query URL near 6 kB, well under ~16 kB
 
 _COMMON = {"statecode": INT, "_ownerid_value": STRING, "createdon": DATETIME, "modifiedon": DATETIME,

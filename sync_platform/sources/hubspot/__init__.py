@@ -139,7 +139,8 @@ def _page(rows: list[dict], deleted: bool, cursor: str, columns: dict[str, str],
     """Flattened records as Arrow; archived ones get ``deleted_at`` = their archive time."""
     all_columns = {ID: "string", **columns, "archived": "bool", "archived_at": "datetime"}
     extra = {DELETED_AT: pl.col("archived_at")} if deleted else {DELETED_AT: pl.lit(None, pl.Datetime("us", "UTC"))}
-    arrow = to_arrow(rows, all_columns, extra=extra, primary_key=ID).drop_columns(["archived_at"])
+    arrow = to_arrow(rows, all_columns, extra=extra, primary_key=ID, rejects=report.resource(table).rejects)
+    arrow = arrow.drop_columns(["archived_at"])
     stamps = arrow.column(cursor).to_pylist()
     newest = max((v for v in stamps if v is not None), default=None)
     report.resource(table).saw(arrow.num_rows, arrow.num_rows if deleted else 0, newest,

@@ -124,7 +124,8 @@ def _page(records: list[dict], columns: dict[str, str], report: SyncReport, tabl
           with_stamps: bool = True) -> pa.Table:
     """A page as Arrow: ``IsDeleted`` rows get ``deleted_at`` (their last stamp, when the deletion happened)."""
     deleted_at = pl.when(pl.col("IsDeleted")).then(pl.col(CURSOR)).otherwise(None)
-    arrow = to_arrow(records, columns, extra={DELETED_AT: deleted_at}, primary_key="Id")
+    arrow = to_arrow(records, columns, extra={DELETED_AT: deleted_at}, primary_key="Id",
+                     rejects=report.resource(table).rejects)
     stamps = arrow.column(CURSOR).to_pylist()
     newest = max((r for r in stamps if r is not None), default=None)
     report.resource(table).saw(arrow.num_rows, sum(1 for r in records if r.get("IsDeleted")), newest,
