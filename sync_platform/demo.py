@@ -114,6 +114,9 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
     _print_summary(full, incremental, full_requests, inc_requests, echo)
     _print_reconcile(reconciled, echo)
     _print_canonical(canonical, echo)
+    report = reconciled.rows.get(("reconcile", "report"), {}).get("html")
+    if report:
+        echo(f"\n6/6 reconciliation report (drift chart, per-class counts, sample ids): {report}")
     echo("\nExplore it: DAGSTER_HOME=data/demo/dagster_home SYNC_PLATFORM_DATA_DIR=data/demo "
          ".venv/bin/dagster dev -w workspace.yaml")
     return {"full": full.rows, "incremental": incremental.rows, "reconcile": reconciled.rows,
@@ -126,7 +129,7 @@ def _print_reconcile(reconciled: RunSummary, echo: Callable[[str], None]) -> Non
          "  after repair")
     after = {crm: meta for (_, crm), meta in reconciled.rows.items() if "remaining_drift" in meta}
     for (crm, obj), meta in sorted(reconciled.rows.items()):
-        if "source_records" not in meta:
+        if "source_records" not in meta or "missing" not in meta:
             continue
         left = (after.get(crm) or {}).get("remaining_drift", {}).get(obj, 0)
         echo(f"{crm + '.' + obj:<22} {meta['source_records']:>8,} {meta['missing']:>7} {meta['extra']:>6} "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
+import psycopg2
 import pytest
 
 from sync_platform.sandbox import SandboxConfig, SandboxServer
@@ -40,3 +42,22 @@ def admin(sandbox: SandboxServer) -> Iterator[SandboxAdminClient]:
 def tls_admin(tls_sandbox: SandboxServer) -> Iterator[SandboxAdminClient]:
     with SandboxAdminClient(tls_sandbox.base_url, verify=tls_sandbox.ca_file) as client:
         yield client
+
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    """A throwaway database on the real local PostgreSQL server (127.0.0.1:5432, trust auth)."""
+    name = f"sync_platform_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(ADMIN_DSN)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        cur = admin.cursor()
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.close()

@@ -22,7 +22,6 @@ from sync_platform.alerts import (
 )
 from sync_platform.config import AlertsConfig
 from sync_platform.warehouse import POSTGRES, Warehouse
-from sync_platform_tests.defs.ingest.test_postgres import postgres_db  # noqa: F401  (fixture)
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
