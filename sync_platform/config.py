@@ -84,6 +84,9 @@ class ReconcileConfig(BaseModel):
     auto_remediate: bool = Field(True, description=(
         "Re-fetch differing records right after each cycle; false: alert and wait for a person to "
         "launch the remediation job."))
+    cross_crm_threshold: float = Field(0.05, ge=0, le=1, description=(
+        "Share of linked golden records with conflicting values across CRMs above which the report "
+        "marks them in error (the check itself only warns: it is the business's data, not a sync fault)."))
     identical_cursor_share: float = Field(0.2, gt=0, le=1, description=(
         "An implausible share of live records sharing one cursor value (a mass overwrite)."))
     probe_sample: int = Field(200, ge=0, le=10_000, description=(

@@ -110,17 +110,25 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
         echo(f"    done in {reconciled.seconds:.1f} s")
     echo("5/6 canonical model: mapping, golden ids, pandera quality gate (job canonical_build) ...")
     canonical = _run_job("canonical_build", raise_on_error=False)  # a blocked gate is a result to show
-    echo(f"    done in {canonical.seconds:.1f} s\n")
+    echo(f"    done in {canonical.seconds:.1f} s")
+    echo("6/6 do all systems agree? linked golden records across CRMs, and the report (job reconcile_report) ...")
+    agreement = _run_job("reconcile_report", raise_on_error=False)
+    echo(f"    done in {agreement.seconds:.1f} s\n")
     _print_summary(full, incremental, full_requests, inc_requests, echo)
     _print_reconcile(reconciled, echo)
     _print_canonical(canonical, echo)
-    report = reconciled.rows.get(("reconcile", "report"), {}).get("html")
+    across = agreement.rows.get(("reconcile", "across_crms"), {})
+    for entity, linked in (across.get("linked_golden_records") or {}).items():
+        conflicting = across["conflicting_golden_records"][entity]
+        fields = ", ".join(f"{f} {n}" for f, n in across["conflicts_by_field"][entity].items()) or "none"
+        echo(f"across CRMs: {linked} {entity} held by several CRMs, {conflicting} with conflicting values ({fields})")
+    report = agreement.rows.get(("reconcile", "report"), {}).get("html")
     if report:
-        echo(f"\n6/6 reconciliation report (drift chart, per-class counts, sample ids): {report}")
+        echo(f"reconciliation report (drift chart, counts per class, sample ids): {report}")
     echo("\nExplore it: DAGSTER_HOME=data/demo/dagster_home SYNC_PLATFORM_DATA_DIR=data/demo "
          ".venv/bin/dagster dev -w workspace.yaml")
     return {"full": full.rows, "incremental": incremental.rows, "reconcile": reconciled.rows,
-            "canonical": canonical.rows}
+            "canonical": canonical.rows, "report": agreement.rows}
 
 
 def _print_reconcile(reconciled: RunSummary, echo: Callable[[str], None]) -> None:

@@ -12,13 +12,15 @@ marks ids the CRM no longer has as deleted, re-reconciles and records every repa
 from collections.abc import Iterator
 
 import dagster as dg
+import polars as pl
 
 from sync_platform.alerts import AlertBook, Finding
 from sync_platform.audit import AuditEntry, AuditLog
 from sync_platform.config import CRMS, load_sync_config
 from sync_platform.reconcile.cycle import TargetResult, evaluate, listing_dataset, now, run_cycle, targets
-from sync_platform.reconcile.history import read_history
-from sync_platform.reconcile.report import report_markdown, write_report
+from sync_platform.reconcile.cross_crm import ACROSS_CRMS, COMPARED, linked_conflicts
+from sync_platform.reconcile.history import drift_row, read_history, record_drift
+from sync_platform.reconcile.report import EntityReport, report_markdown, write_report
 from sync_platform.reconcile.remediation import remediate
 from sync_platform.warehouse import Warehouse
 
@@ -155,9 +157,52 @@ def build_remediation_asset(crm: str) -> dg.AssetsDefinition:
     return remediate_crm
 
 
+CROSS_CRM_KEY = dg.AssetKey(["reconcile", "across_crms"])
+
+
+@dg.asset(key=CROSS_CRM_KEY, deps=[dg.AssetKey(["canonical", "contacts"]), dg.AssetKey(["canonical", "accounts"])],
+          group_name="reconcile", kinds={"polars", "duckdb"}, owners=["team:data"], pool=WAREHOUSE_POOL,
+          tags={"layer": "reconcile"},
+          check_specs=[dg.AssetCheckSpec("systems_agree", asset=CROSS_CRM_KEY,
+                                         description="Warns when linked golden records carry conflicting values.")])
+def reconcile_across_crms(context: dg.AssetExecutionContext):
+    """Do all systems agree? The same customer or company in several CRMs, field by field.
+
+    Golden records held by two or more CRMs are compared on their descriptive fields (names,
+    phone, title, lifecycle stage, opt-out; company name, industry, country, phone). Conflicts go
+    to ``reconcile.cross_crm_conflicts`` (golden id, field, systems: no values) and one point per
+    entity to the drift history with direction ``across_crms``.
+    """
+    warehouse = Warehouse.from_env()
+    threshold = load_sync_config().reconcile.cross_crm_threshold
+    checked_at = now()
+    outcomes = [o for o in (linked_conflicts(warehouse, e) for e in COMPARED) if o is not None]
+    frames = [o.conflicts.with_columns(pl.lit(o.entity).alias("entity")) for o in outcomes]
+    conflicts = pl.concat(frames) if frames else pl.DataFrame()
+    if not conflicts.is_empty():
+        warehouse.write_frame(conflicts.with_columns(pl.lit(checked_at).alias("checked_at")), "reconcile",
+                              "cross_crm_conflicts")
+    elif warehouse.table_exists("reconcile", "cross_crm_conflicts"):
+        warehouse.query("DELETE FROM reconcile.cross_crm_conflicts")
+    record_drift(warehouse, [drift_row(o.diff, "all", o.entity, threshold, checked_at=checked_at,
+                                       run_id=context.run_id, direction=ACROSS_CRMS) for o in outcomes])
+    summary = {o.entity: {"linked": o.linked, "conflicting": o.diff.differing,
+                          "by_field": dict(o.field_counts().iter_rows())} for o in outcomes}
+    yield dg.MaterializeResult(metadata={
+        "linked_golden_records": {o.entity: o.linked for o in outcomes},
+        "conflicting_golden_records": {o.entity: o.diff.differing for o in outcomes},
+        "conflicts_by_field": {o.entity: dict(o.field_counts().iter_rows()) for o in outcomes},
+        "threshold_pct": round(100 * threshold, 3),
+    })
+    yield dg.AssetCheckResult(check_name="systems_agree", asset_key=CROSS_CRM_KEY,
+                              passed=not any(o.diff.differing for o in outcomes),
+                              severity=dg.AssetCheckSeverity.WARN, metadata={"summary": summary})
+
+
 def build_report_asset(crms: list[str]) -> dg.AssetsDefinition:
     deps = [reconcile_key(crm, t.table) for crm in crms for t in targets(crm)]
     deps += [dg.AssetKey(["remediate", crm]) for crm in crms]
+    deps.append(CROSS_CRM_KEY)
 
     @dg.asset(key=["reconcile", "report"], deps=deps, group_name="reconcile", kinds={"html", "polars"},
               owners=["team:data"], pool=WAREHOUSE_POOL, tags={"layer": "reconcile"})
@@ -176,6 +221,10 @@ def build_report_asset(crms: list[str]) -> dg.AssetsDefinition:
                 if warehouse.table_exists(listing_dataset(crm), target.table):
                     entries.append(evaluate(warehouse, target, rc.threshold(crm, target.table),
                                             {"identical_share": rc.identical_cursor_share}).to_report())
+        for outcome in (linked_conflicts(warehouse, e) for e in COMPARED):
+            if outcome is not None:
+                entries.append(EntityReport("all", outcome.entity, outcome.diff, rc.cross_crm_threshold,
+                                            outcome.field_counts(), direction=ACROSS_CRMS))
         history = read_history(warehouse)
         checked_at = now()
         path = write_report(entries, history, checked_at)
@@ -209,8 +258,12 @@ def defs() -> dg.Definitions:
     remediate_job = dg.define_asset_job(
         "remediate", selection=dg.AssetSelection.key_prefixes(["remediate"]) | dg.AssetSelection.assets(["reconcile", "report"]),
         description="Re-fetch the records the last reconciliation found different (launch after reviewing it).")
+    report_job = dg.define_asset_job(
+        "reconcile_report", selection=dg.AssetSelection.assets(CROSS_CRM_KEY, ["reconcile", "report"]),
+        description="Compare linked golden records across CRMs and write the reconciliation report.")
     schedule = dg.ScheduleDefinition(
         name="reconcile_daily", cron_schedule=rc.schedule_cron, execution_timezone="UTC",
         job=repair_job if rc.auto_remediate else reconcile_job)
-    return dg.Definitions(assets=[*reconcile_assets, *remediation_assets, build_report_asset(crms)],
-                          jobs=[reconcile_job, repair_job, remediate_job], schedules=[schedule])
+    return dg.Definitions(assets=[*reconcile_assets, *remediation_assets, reconcile_across_crms,
+                                  build_report_asset(crms)],
+                          jobs=[reconcile_job, repair_job, remediate_job, report_job], schedules=[schedule])
