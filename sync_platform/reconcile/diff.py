@@ -74,47 +74,42 @@ def _cursor_ms(frame: pl.DataFrame) -> pl.Expr:
     raise TypeError(f"the cursor must be a datetime column, got {dtype}")
 
 
-def _lean(frame: pl.DataFrame, side: str) -> tuple[pl.DataFrame, int]:
-    """(id, ms, hash, key, digest) with one row per id (the newest cursor wins a duplicate), and the
-    number of ids. ``key`` hashes the id (its bucket), ``digest`` the whole (id, ms, hash) triple."""
+def _lean(frame: pl.DataFrame, side: str) -> pl.DataFrame:
+    """(id, ms, hash, key, digest): ``key`` hashes the id (its bucket), ``digest`` the whole triple."""
     missing = {ID, CURSOR, HASH_COLUMN} - set(frame.columns)
     if missing:
         raise KeyError(f"the {side} frame lacks {sorted(missing)}")
     lean = frame.select(pl.col(ID).cast(pl.String), _cursor_ms(frame).cast(pl.Int64).alias("ms"),
                         pl.col(HASH_COLUMN).cast(pl.UInt64).alias("hash"))
-    key = lean[ID].hash(_SEED)
-    records = lean.height
-    # distinct 64-bit id hashes prove distinct ids; only otherwise count the strings themselves
-    if lean.height and key.n_unique() != lean.height:
-        records = lean[ID].n_unique()
-        if records != lean.height:  # a listing paged while records changed can list one twice
-            lean = lean.sort("ms", nulls_last=False).unique(ID, keep="last")
-            key = lean[ID].hash(_SEED)
-    return lean.with_columns(key.alias("key"), lean.hash_rows(seed=_SEED).alias("digest")), records
+    return lean.with_columns(lean[ID].hash(_SEED).alias("key"), lean.hash_rows(seed=_SEED).alias("digest"))
+
+
+def _newest_per_id(rows: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """One row per id, the newest cursor winning (a listing paged while records changed can list one
+    twice), and how many rows that dropped."""
+    ids = rows[ID].n_unique()
+    if ids == rows.height:
+        return rows, 0
+    return rows.sort("ms", nulls_last=False).unique(ID, keep="last"), rows.height - ids
 
 
 def _in_differing_buckets(s: pl.DataFrame, w: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The rows of both sides whose bucket (id hash modulo ~n/4) has another count or digest sum.
+    """The rows of both sides whose bucket (id hash modulo ~n/4) has another row count or digest sum.
 
-    The in-process twin of ``sql.bisect``'s first round: per-bucket sums with ``numpy.bincount``
-    touch each row once and build no hash table, so agreeing rows cost almost nothing. Sums of
-    two 26-bit slices of the digests stay exact in float64 (< 2**53), a 52-bit checksum.
+    The in-process twin of ``sql.bisect``'s first round: per-bucket counts and (mod 2**64) digest
+    sums with numpy touch each row once and build no hash table, so agreeing rows cost almost
+    nothing and only the rows of differing buckets reach the join.
     """
     buckets = 1 << max(10, (max(s.height, w.height) // 4).bit_length())
-    slice_ = 1 << 26
 
-    def sums(frame: pl.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:
-        parts = frame.select((pl.col("key") % buckets).cast(pl.Int64).alias("b"),
-                             (pl.col("digest") % slice_).cast(pl.Float64).alias("lo"),
-                             (pl.col("digest") // slice_ % slice_).cast(pl.Float64).alias("hi"))
-        bucket = parts["b"].to_numpy()
-        return bucket, [np.bincount(bucket, minlength=buckets)] + [
-            np.bincount(bucket, weights=parts[c].to_numpy(), minlength=buckets) for c in ("lo", "hi")]
+    def sums(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        bucket = (frame["key"] & (buckets - 1)).cast(pl.Int64).to_numpy()
+        total = np.zeros(buckets, dtype=np.uint64)
+        np.add.at(total, bucket, frame["digest"].to_numpy())  # wraps modulo 2**64
+        return bucket, np.bincount(bucket, minlength=buckets), total
 
-    (s_bucket, s_sums), (w_bucket, w_sums) = sums(s), sums(w)
-    differ = np.zeros(buckets, dtype=bool)
-    for a, b in zip(s_sums, w_sums, strict=True):
-        differ |= a != b
+    (s_bucket, s_count, s_sum), (w_bucket, w_count, w_sum) = sums(s), sums(w)
+    differ = (s_count != w_count) | (s_sum != w_sum)
     return s.filter(pl.Series(differ[s_bucket])), w.filter(pl.Series(differ[w_bucket]))
 
 
@@ -129,10 +124,15 @@ def classify(source: pl.DataFrame, warehouse: pl.DataFrame) -> Diff:
     Agreeing rows are set aside first by bucket checksums over 64-bit digests of (id, cursor, hash)
     (in-process only, so polars' version-dependent hash is fine); only the rows of differing
     buckets are joined on their ids. A checksum collision could hide a difference with odds of
-    about 2**-52 per differing bucket.
+    about 2**-64 per differing bucket.
     """
-    (s, source_records), (w, warehouse_records) = _lean(source, "source"), _lean(warehouse, "warehouse")
-    s_only, w_only = (frame.drop("key", "digest") for frame in _in_differing_buckets(s, w))
+    s, w = _lean(source, "source"), _lean(warehouse, "warehouse")
+    s_rows, w_rows = _in_differing_buckets(s, w)
+    # a repeated id makes its side's multiset differ, so its bucket differs and its rows are here
+    # (unless both sides repeat it identically: then it agrees, and counts as listed)
+    (s_only, s_repeats), (w_only, w_repeats) = _newest_per_id(s_rows), _newest_per_id(w_rows)
+    source_records, warehouse_records = s.height - s_repeats, w.height - w_repeats
+    s_only, w_only = s_only.drop("key", "digest"), w_only.drop("key", "digest")
     s_ms, w_ms = pl.col("source_ms").fill_null(_NO_CURSOR), pl.col("warehouse_ms").fill_null(_NO_CURSOR)
     klass = (pl.when(pl.col("warehouse").is_null()).then(pl.lit("missing"))
              .when(pl.col("source").is_null()).then(pl.lit("extra"))
