@@ -60,11 +60,6 @@ class Diff:
         return out
 
 
-def empty_differences() -> pl.DataFrame:
-    return pl.DataFrame(schema={ID: pl.String, "class": pl.String, "source_cursor": CURSOR_TYPE,
-                                "warehouse_cursor": CURSOR_TYPE})
-
-
 def _cursor_ms(frame: pl.DataFrame) -> pl.Expr:
     dtype = frame.schema[CURSOR]
     if isinstance(dtype, pl.Datetime):
@@ -119,7 +114,8 @@ def classify(source: pl.DataFrame, warehouse: pl.DataFrame) -> Diff:
     Both frames have id (String), cursor (Datetime) and content_hash (UInt64). missing: live at the
     source, absent (or soft-deleted) in the warehouse; extra: in the warehouse, gone at the source;
     stale: warehouse cursor older; diverged: same cursor, other content (the frozen-timestamp
-    signature); ahead: warehouse cursor newer. A null cursor counts as older than any other.
+    signature); ahead: warehouse cursor newer. A null cursor counts as older than any other. An id
+    listed twice counts once, its newest cursor winning.
 
     Agreeing rows are set aside first by bucket checksums over 64-bit digests of (id, cursor, hash)
     (in-process only, so polars' version-dependent hash is fine); only the rows of differing
@@ -128,8 +124,9 @@ def classify(source: pl.DataFrame, warehouse: pl.DataFrame) -> Diff:
     """
     s, w = _lean(source, "source"), _lean(warehouse, "warehouse")
     s_rows, w_rows = _in_differing_buckets(s, w)
-    # a repeated id makes its side's multiset differ, so its bucket differs and its rows are here
-    # (unless both sides repeat it identically: then it agrees, and counts as listed)
+    # a repeated id makes its side's multiset differ, so its bucket differs and its rows are here;
+    # only an id repeated identically on both sides would agree and count twice, and the warehouse
+    # side (a raw table merged on the id) never repeats one
     (s_only, s_repeats), (w_only, w_repeats) = _newest_per_id(s_rows), _newest_per_id(w_rows)
     source_records, warehouse_records = s.height - s_repeats, w.height - w_repeats
     s_only, w_only = s_only.drop("key", "digest"), w_only.drop("key", "digest")
