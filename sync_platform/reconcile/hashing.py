@@ -6,7 +6,7 @@ an integral float for an int, column order. Each value is therefore written in o
 before hashing:
 
 - null -> ``N`` (a null is not an empty string);
-- any other value -> ``<n>:<text>`` where ``n`` is the number of characters of ``text``
+- any other value -> ``<n>:<text>`` where ``n`` is the number of UTF-8 bytes of ``text``
   (a length prefix, so no separator can be forged by a value);
 - ``text`` is the string itself; ``true``/``false``; an integer in decimal; a float that holds an
   integer as that integer, other floats in shortest round-trip form; a datetime (naive = UTC, any
@@ -14,9 +14,11 @@ before hashing:
 
 The record's text is its fields' texts concatenated in the order of ``fields`` (callers pass the
 two sides' columns in corresponding order: listing and warehouse may spell names differently).
-The hash is the first 63 bits of the text's MD5 (RFC 1321: the same in every version of every
-engine, and built into DuckDB and PostgreSQL), so the warehouse side can also be hashed inside
-the warehouse (``content_hash_sql``) and fits a signed BIGINT there. It is computed by running
+The hash is the first 8 bytes of the text's MD5 read as a little-endian integer, top bit cleared
+(MD5 is RFC 1321: the same in every version of every engine, and built into DuckDB and
+PostgreSQL), so the warehouse side can also be hashed inside the warehouse (``content_hash_sql``)
+and fits a signed BIGINT there. In Python: ``int.from_bytes(md5(text).digest()[:8], "little") &
+(2**63 - 1)``. It is computed by running
 that very SQL in an in-memory DuckDB over the frame (Arrow, zero copy), so the in-process and the
 in-warehouse hash cannot drift apart.
 """
@@ -90,8 +92,8 @@ def canonical_sql(column: str, kind: str, dialect: str = DUCKDB) -> str:
     if dialect not in (DUCKDB, POSTGRES):
         raise ValueError(f"dialect must be {DUCKDB!r} or {POSTGRES!r}, got {dialect!r}")
     text = _text_sql(column, kind, dialect)
-    cast = "VARCHAR" if dialect == DUCKDB else "TEXT"
-    return f"(CASE WHEN {column} IS NULL THEN 'N' ELSE CAST(length({text}) AS {cast}) || ':' || {text} END)"
+    size = "strlen" if dialect == DUCKDB else "octet_length"
+    return f"(CASE WHEN {column} IS NULL THEN 'N' ELSE concat({size}({text}), ':', {text}) END)"
 
 
 def content_hash_sql(columns: Mapping[str, str], dialect: str = DUCKDB) -> str:
@@ -102,10 +104,13 @@ def content_hash_sql(columns: Mapping[str, str], dialect: str = DUCKDB) -> str:
     """
     if not columns:
         raise ValueError("a content hash needs at least one field")
-    text = " || ".join(canonical_sql(quote(name), kind, dialect) for name, kind in columns.items())
-    if dialect == DUCKDB:
-        return f"(CAST('0x' || left(md5({text}), 16) AS UBIGINT) & {_MASK_63})"
-    return f"(CAST(CAST('x' || left(md5({text}), 16) AS BIT(64)) AS BIGINT) & {_MASK_63})"
+    parts = [canonical_sql(quote(name), kind, dialect) for name, kind in columns.items()]
+    text = parts[0] if len(parts) == 1 else f"concat({', '.join(parts)})"
+    if dialect == DUCKDB:  # md5_number: the digest as a little-endian 128-bit integer
+        return f"CAST(md5_number({text}) & {_MASK_63} AS UBIGINT)"
+    # the first 8 digest bytes in reverse (little-endian) order, as hex, to BIGINT
+    hexed = " || ".join(f"substr(h, {2 * i + 1}, 2)" for i in reversed(range(8)))
+    return f"(SELECT CAST(CAST('x' || {hexed} AS BIT(64)) AS BIGINT) & {_MASK_63} FROM (SELECT md5({text}) AS h) AS m)"
 
 
 def _positional(frame: pl.DataFrame, fields: Sequence[str]) -> tuple[pl.DataFrame, dict[str, str]]:

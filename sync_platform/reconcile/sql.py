@@ -1,8 +1,8 @@
 """The same classification run inside the warehouse, for data that outgrows one process.
 
 Both sides (tables or queries in one database, each with id, cursor and content_hash) are reduced
-in SQL to one row per id with a bucket key (a hash of the id) and a row digest (a hash of id,
-cursor and content hash). Buckets are compared by row count and sum of digests; only the rows of
+in SQL to rows with a bucket key (a hash of the id) and a row digest (a hash of id, cursor and
+content hash). Buckets are compared by row count and sum of digests; only the rows of
 buckets that differ are split into finer buckets (bucket = key % B·F^k, so each nests in its
 parent), reladiff-style, until few enough rows remain to fetch and classify in process with
 ``classify``. Only bucket counts cross the wire until then: agreeing data costs one aggregate per
@@ -125,10 +125,12 @@ def bisect(conn: Any, source: str, warehouse: str, *, dialect: str = DUCKDB, buc
         for table in reversed(created):
             session.run(f"DROP TABLE IF EXISTS {table}")
     part = classify(*(_as_listing(f) for f in frames))
+    # ids listed more than once are among the fetched rows: count each once, as classify does
+    source_records = int(source_records) - (frames[0].height - part.source_records)
+    warehouse_records = int(warehouse_records) - (frames[1].height - part.warehouse_records)
     counts = {cls: part.counts[cls] for cls in CLASSES}
-    diff = Diff(differences=part.differences, source_records=int(source_records),
-                warehouse_records=int(warehouse_records), counts=counts,
-                drift_share=sum(counts.values()) / max(int(source_records), 1), ahead=part.ahead)
+    diff = Diff(differences=part.differences, source_records=source_records, warehouse_records=warehouse_records,
+                counts=counts, drift_share=sum(counts.values()) / max(source_records, 1), ahead=part.ahead)
     return diff, stats
 
 
@@ -146,14 +148,19 @@ def _as_listing(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _lean_table_sql(name: str, relation: str, dialect: str) -> str:
-    """One row per id (newest cursor wins, as in ``classify``) with its bucket key and row digest."""
+    """(id, ms, h) with its bucket key and row digest. No de-duplication here (it would cost a sort
+    of everything): an id listed twice makes its bucket differ, so ``classify`` resolves it among
+    the fetched rows."""
     text = _TEXT[dialect]
-    digest = _key_sql(f"id || ':' || coalesce(CAST(ms AS {text}), '') || ':' || coalesce(CAST(h AS {text}), '')", dialect)
+    if dialect == DUCKDB:
+        digest = f"CAST(hash(id, ms, h) & {_MASK_63} AS BIGINT)"
+    else:
+        digest = _key_sql(f"id || ':' || coalesce(CAST(ms AS {text}), '') || ':' || coalesce(CAST(h AS {text}), '')",
+                          dialect)
     return (f"CREATE TEMP TABLE {name} AS "
             f"SELECT id, ms, h, {_key_sql('id', dialect)} AS k, {digest} AS d FROM ("
-            f"SELECT DISTINCT ON (id) CAST(id AS {text}) AS id, {epoch_ms_sql(CURSOR, dialect)} AS ms, "
-            f"CAST({HASH_COLUMN} AS BIGINT) AS h FROM {relation} AS listed ORDER BY id, ms DESC NULLS LAST"
-            f") AS lean")
+            f"SELECT CAST(id AS {text}) AS id, {epoch_ms_sql(CURSOR, dialect)} AS ms, "
+            f"CAST({HASH_COLUMN} AS BIGINT) AS h FROM {relation} AS listed) AS lean")
 
 
 def _round_sql(sides: dict[str, str], modulus: int, keys: tuple[str, int] | None) -> str:

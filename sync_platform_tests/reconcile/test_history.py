@@ -40,3 +40,29 @@ def test_append_and_read_the_trend(tmp_path, monkeypatch):
         "threshold": 0.005, "status": "error", "run_id": "r1", "ahead": 2, "direction": "crm_to_warehouse"}
     assert read_history(warehouse).height == 3
     assert read_history(warehouse, since=BASE + timedelta(hours=1))["run_id"].to_list() == ["r2"]
+
+
+def test_the_same_history_on_postgresql(tmp_path, monkeypatch):
+    import uuid
+
+    import psycopg2
+
+    admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"sync_platform_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(admin_dsn)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        monkeypatch.setenv("SYNC_PLATFORM_DATA_DIR", str(tmp_path / "data"))
+        warehouse = Warehouse("postgres", dsn=f"postgresql://postgres@127.0.0.1:5432/{name}")
+        source, warehouse_rows, _ = seeded_pair(n=100)
+        record_drift(warehouse, [drift_row(classify(source, warehouse_rows), "hubspot", "contacts", 0.005,
+                                           checked_at=BASE, run_id="r1")])
+        trend = read_history(warehouse, crm="hubspot", since=BASE - timedelta(days=1))
+        assert trend.select("checked_at", "missing", "drift_share", "status").rows() == [
+            (BASE, 3, pytest.approx(0.18), "error")]
+    finally:
+        cur = admin.cursor()
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.close()
