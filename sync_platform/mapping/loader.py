@@ -31,6 +31,7 @@ A field is read as: source column -> ``type`` cast (``format`` parses strings in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator
 from datetime import datetime
@@ -150,7 +151,7 @@ class Mapping(BaseModel):
                      if f.pii or (f.name in fields and fields[f.name].sensitive))
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when available: ~10x faster
     """A duplicated key is a typo that YAML would silently resolve to the last value."""
 
 
@@ -168,8 +169,21 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def load_mapping(path: str | Path) -> Mapping:
-    """Read, parse and check one mapping file; raise :class:`MappingError` on any problem."""
-    file = str(path)
+    """Read, parse and check one mapping file; raise :class:`MappingError` on any problem.
+
+    Parsed once per file version (path, size, modification time): definitions and assets ask for
+    the mappings many times per run, and an edited file is read again.
+    """
+    try:
+        stat = Path(path).stat()
+    except OSError as exc:
+        raise MappingError(str(path), [("(file)", f"cannot read: {exc.strerror}")]) from None
+    return _load_mapping(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_mapping(file: str, _size: int, _mtime_ns: int) -> Mapping:
+    path = file
     try:
         data = yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader)
     except OSError as exc:
