@@ -111,10 +111,43 @@ class Warehouse:
             return pl.read_database(sql, conn)
 
     def write_frame(self, frame: pl.DataFrame, dataset: str, table: str, disposition: str = "replace") -> None:
-        """Write a frame through dlt (Arrow path), so DuckDB and PostgreSQL get the same table."""
+        """Write a frame: ``replace`` the table or ``append`` to it (new columns are added).
+
+        DuckDB takes the Arrow table directly, in the same connection (milliseconds; dlt's
+        extract → normalize → load cycle costs about a second per call, which the canonical and
+        reconcile steps pay many times per run). PostgreSQL goes through dlt's Arrow path.
+        """
+        if disposition not in ("replace", "append"):
+            raise ValueError(f"disposition must be 'replace' or 'append', got {disposition!r}")
+        if self.kind == DUCKDB:
+            self._write_duckdb(frame, dataset, table, disposition)
+            return
         pipeline = dlt.pipeline(pipeline_name=f"frames_{dataset}", destination=self.destination(),
                                 dataset_name=dataset, pipelines_dir=str(load_settings().data_dir / "dlt_pipelines"))
         pipeline.run(frame.to_arrow(), table_name=table, write_disposition=disposition)
+
+    def _write_duckdb(self, frame: pl.DataFrame, dataset: str, table: str, disposition: str) -> None:
+        import polars as pl
+
+        # a column of nulls only has no type a table can hold: store it as text, as dlt would
+        frame = frame.with_columns(pl.col(c).cast(pl.String) for c, t in frame.schema.items() if t == pl.Null)
+        target = f'"{dataset}"."{table}"'
+        with self.connect() as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{dataset}"')
+            conn.register("incoming_frame", frame.to_arrow())
+            exists = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+                                  "AND table_name = ?", [dataset, table]).fetchone()[0]
+            if disposition == "replace" or not exists:
+                conn.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM incoming_frame")
+            else:
+                have = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                                   "table_schema = ? AND table_name = ?", [dataset, table]).fetchall()}
+                types = dict(conn.execute("SELECT column_name, column_type FROM (DESCRIBE incoming_frame)").fetchall())
+                for column in frame.columns:
+                    if column not in have:
+                        conn.execute(f'ALTER TABLE {target} ADD COLUMN "{column}" {types[column]}')
+                conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM incoming_frame")
+            conn.unregister("incoming_frame")
 
     def table_exists(self, schema: str, table: str) -> bool:
         rows = self.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
