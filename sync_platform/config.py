@@ -84,6 +84,9 @@ class ReconcileConfig(BaseModel):
     auto_remediate: bool = Field(True, description=(
         "Re-fetch differing records right after each cycle; false: alert and wait for a person to "
         "launch the remediation job."))
+    engine: Literal["polars", "sql"] = Field("polars", description=(
+        "Where the comparison runs: 'polars' in the step's process (fast up to tens of millions of "
+        "records), 'sql' inside the warehouse by bucket checksums (memory stays flat)."))
     cross_crm_threshold: float = Field(0.05, ge=0, le=1, description=(
         "Share of linked golden records with conflicting values across CRMs above which the report "
         "marks them in error (the check itself only warns: it is the business's data, not a sync fault)."))

@@ -24,7 +24,7 @@ from ..sources.listing import listing_columns
 from ..warehouse import Warehouse
 from .anomalies import Anomaly, cursor_anomalies
 from .diff import Diff, classify, field_differences
-from .hashing import content_hash
+from .hashing import content_hash, content_hash_sql
 from .history import drift_row, drift_status, record_drift
 from .report import EntityReport
 
@@ -174,25 +174,57 @@ class TargetResult:
                             self.anomalies)
 
 
-def evaluate(warehouse: Warehouse, target: Target, threshold: float, anomaly_options: dict) -> TargetResult:
-    """Compare the loaded listing with the raw table: diff, top offending fields, cursor anomalies."""
-    diff, source, raw = compare(warehouse, target)
+def compare_in_warehouse(warehouse: Warehouse, target: Target) -> Diff:
+    """The same classification as ``compare``, run as SQL inside the warehouse (bucket checksums,
+    then only differing buckets fetched): memory stays flat however large the tables grow."""
+    from .sql import classify_in_warehouse
+
+    kinds = raw_table(target.crm, target.table).fields  # type: ignore[union-attr]
+    hashed = content_hash_sql({raw_column(f): kinds[f] for f in target.crm_fields}, warehouse.kind)
+
+    def side(schema: str, where: str) -> str:
+        return (f'(SELECT CAST("{target.key}" AS VARCHAR) AS id, "{target.cursor}" AS cursor, {hashed} AS content_hash '
+                f"FROM {schema}.{target.table}{where})")
+
+    return classify_in_warehouse(warehouse, side(listing_dataset(target.crm), ""),
+                                 side(f"raw_{target.crm}", f" WHERE {DELETED_AT} IS NULL"))
+
+
+def evaluate(warehouse: Warehouse, target: Target, threshold: float, anomaly_options: dict,
+             engine: str = "polars") -> TargetResult:
+    """Compare the loaded listing with the raw table: diff, top offending fields, cursor anomalies.
+
+    ``engine`` ``polars`` reads both sides' compared columns into this process; ``sql`` classifies
+    inside the warehouse and reads only the differing rows (and the listing's ids and cursors, for
+    the anomalies that look at every record).
+    """
     checked_at = now()
-    differing = pl.Series(diff.ids("stale", "diverged")[:1000], dtype=pl.String).implode()
-    top = field_differences(source.filter(pl.col("id").is_in(differing)), raw.filter(pl.col("id").is_in(differing)),
-                            list(target.fields))
-    anomalies = cursor_anomalies(diff, source.select("id", _utc("cursor")), checked_at, **anomaly_options)
+    if engine == "sql":
+        diff = compare_in_warehouse(warehouse, target)
+        ids = diff.ids("stale", "diverged")[:1000]
+        source_rows = read_side(warehouse, target, listing_dataset(target.crm), live_only=False, ids=ids)
+        raw_rows = read_side(warehouse, target, f"raw_{target.crm}", live_only=True, ids=ids)
+        cursors = warehouse.read_frame(f'SELECT "{target.key}" AS id, "{target.cursor}" AS cursor '
+                                       f"FROM {listing_dataset(target.crm)}.{target.table}")
+    else:
+        diff, source_rows, raw_rows = compare(warehouse, target)
+        cursors = source_rows.select("id", "cursor")
+        differing = pl.Series(diff.ids("stale", "diverged")[:1000], dtype=pl.String).implode()
+        source_rows = source_rows.filter(pl.col("id").is_in(differing))
+        raw_rows = raw_rows.filter(pl.col("id").is_in(differing))
+    top = field_differences(source_rows, raw_rows, list(target.fields))
+    anomalies = cursor_anomalies(diff, cursors.select("id", _utc("cursor")), checked_at, **anomaly_options)
     return TargetResult(target, diff, threshold, top, anomalies, checked_at)
 
 
 def run_cycle(crm: str, cfg: CrmSyncConfig, run_id: str, warehouse: Warehouse, thresholds, anomaly_options: dict,
-              only: list[str] | None = None) -> tuple[list[TargetResult], SyncReport]:
+              only: list[str] | None = None, engine: str = "polars") -> tuple[list[TargetResult], SyncReport]:
     """List the CRM, compare every target, save the differences and the drift history."""
     wanted = [t for t in targets(crm) if only is None or t.table in only]
     report = list_source(crm, cfg, wanted, warehouse)
     results = []
     for target in wanted:
-        result = evaluate(warehouse, target, thresholds(crm, target.table), anomaly_options)
+        result = evaluate(warehouse, target, thresholds(crm, target.table), anomaly_options, engine)
         save_differences(warehouse, target, result.diff, run_id, result.checked_at)
         record_drift(warehouse, [drift_row(result.diff, crm, target.table, result.threshold,
                                            checked_at=result.checked_at, run_id=run_id)])

@@ -88,7 +88,7 @@ def _cycle(crm: str, run_id: str, only: list[str] | None = None) -> tuple[list[T
     warehouse = Warehouse.from_env()
     started = now()
     results, report = run_cycle(crm, config.crm(crm), run_id, warehouse, rc.threshold,
-                                {"identical_share": rc.identical_cursor_share}, only=only)
+                                {"identical_share": rc.identical_cursor_share}, only=only, engine=rc.engine)
     book = AlertBook(warehouse)
     for result in results:
         book.report(f"reconcile:{crm}:{result.target.table}:", _findings(result))
@@ -220,7 +220,7 @@ def build_report_asset(crms: list[str]) -> dg.AssetsDefinition:
             for target in targets(crm):
                 if warehouse.table_exists(listing_dataset(crm), target.table):
                     entries.append(evaluate(warehouse, target, rc.threshold(crm, target.table),
-                                            {"identical_share": rc.identical_cursor_share}).to_report())
+                                            {"identical_share": rc.identical_cursor_share}, rc.engine).to_report())
         for outcome in (linked_conflicts(warehouse, e) for e in COMPARED):
             if outcome is not None:
                 entries.append(EntityReport("all", outcome.entity, outcome.diff, rc.cross_crm_threshold,

@@ -165,9 +165,10 @@ def test_an_idle_crm_never_raises_the_zero_change_alert(harness_factory, sync_co
     assert _open(FINDING) == []
 
 
-def test_reconcile_and_repair_on_postgres(harness_factory, sync_config, postgres_db, monkeypatch):
-    """The production path: listing, comparison and repair against the real PostgreSQL server."""
-    sync_config(probe_sample=50)
+def test_reconcile_and_repair_on_postgres_inside_the_warehouse(harness_factory, sync_config, postgres_db,
+                                                               monkeypatch):
+    """The production path: listing, comparison as SQL in PostgreSQL, and repair, on the real server."""
+    sync_config(probe_sample=50, engine="sql")
     harness = harness_factory(contacts=300)
     monkeypatch.setenv("SYNC_PLATFORM_WAREHOUSE", "postgres")
     monkeypatch.setenv("SYNC_PLATFORM_POSTGRES_DSN", postgres_db)
@@ -179,3 +180,17 @@ def test_reconcile_and_repair_on_postgres(harness_factory, sync_config, postgres
     _, meta = harness.run_assets("remediate/salesforce")
     assert meta["remediate/salesforce"]["remaining_drift"] == {"contacts": 0}
     assert Warehouse.from_env().kind == "postgres"
+
+
+def test_the_sql_engine_finds_what_the_polars_engine_finds(harness_factory, sync_config):
+    harness = harness_factory(contacts=300)
+    harness.run("salesforce")
+    harness.admin.touch("salesforce", "Contact", count=3, stride=50, mode="frozen")
+    harness.admin.delete("salesforce", "Contact", [harness.rows("SELECT max(id) FROM raw_salesforce.contacts")[0][0]],
+                         mode="frozen")
+    found = {}
+    for engine in ("polars", "sql"):
+        sync_config(engine=engine)
+        _, meta = harness.run_assets(CONTACTS)
+        found[engine] = {k: meta[CONTACTS][k] for k in ("missing", "extra", "stale", "diverged", "sample_ids")}
+    assert found["sql"] == found["polars"] and found["sql"]["diverged"] == 3 and found["sql"]["extra"] == 1
