@@ -17,14 +17,17 @@ import dlt
 import pyarrow as pa
 
 from .arrow import columns_hint, to_arrow
-from .auth import OAuthToken, StaticToken, TokenProvider
+from .auth import TokenProvider
 from .common import SyncReport
+from .dynamics import http_client as dynamics_client
 from .dynamics.settings import CURSOR as DYNAMICS_CURSOR
 from .dynamics.settings import OBJECTS as DYNAMICS_OBJECTS
 from .dynamics.settings import PAGE_SIZE as DYNAMICS_PAGE
 from .http import CrmHttpClient, HttpPolicy
+from .hubspot import http_clients as hubspot_clients
 from .hubspot.settings import LIST_PAGE
 from .hubspot.settings import OBJECTS as HUBSPOT_OBJECTS
+from .salesforce import http_client as salesforce_client
 from .salesforce.settings import API_VERSION
 from .salesforce.settings import CURSOR as SALESFORCE_CURSOR
 from .salesforce.settings import OBJECTS as SALESFORCE_OBJECTS
@@ -71,13 +74,9 @@ def salesforce_listing(
     auth: TokenProvider | None = None,
 ) -> Iterator:
     """Live Contact/Account/Case rows: ``fields`` maps table -> the Salesforce fields to list."""
-    verify: str | bool = ca_file or True
     base = instance_url.rstrip("/")
-    auth = auth or OAuthToken("salesforce", token_url or f"{base}/services/oauth2/token", client_id, client_secret,
-                              verify=verify)
     report = report or SyncReport("salesforce")
-    client = CrmHttpClient("salesforce", auth, policy or HttpPolicy(budget_reserve=1000), verify=verify,
-                           stats=report.stats)
+    client = salesforce_client(instance_url, client_id, client_secret, token_url, ca_file, policy, report, auth)
     for table, wanted in fields.items():
         key, _, columns = listing_columns("salesforce", table, wanted)
         sobject = SALESFORCE_OBJECTS[table][0]
@@ -114,17 +113,9 @@ def hubspot_listing(
 ) -> Iterator:
     """Live contacts/companies/tickets through the list endpoint (100 per page, only ``fields``)."""
     base = host.rstrip("/")
-    if auth is None:
-        if client_id and client_secret and refresh_token:
-            auth = OAuthToken("hubspot", f"{base}/oauth/v1/token", client_id, client_secret,
-                              refresh_token=refresh_token)
-        elif access_token:
-            auth = StaticToken("hubspot", access_token)
-        else:
-            raise ValueError("HubSpot needs access_token (private app) or client_id, client_secret and refresh_token")
     report = report or SyncReport("hubspot")
-    client = CrmHttpClient("hubspot", auth, policy or HttpPolicy(max_requests=100, per_seconds=10.0),
-                           stats=report.stats)
+    client = hubspot_clients(base, access_token, client_id, client_secret, refresh_token, 100, 1, policy, report,
+                             auth).list
     for table, wanted in fields.items():
         key, _, columns = listing_columns("hubspot", table, wanted)
         object_type = HUBSPOT_OBJECTS[table][0]
@@ -164,10 +155,8 @@ def dynamics_listing(
     auth: TokenProvider | None = None,
 ) -> Iterator:
     """Rows of contacts/accounts/incidents with ``$select`` of only ``fields`` (Dataverse deletes are real)."""
-    auth = auth or OAuthToken("dynamics", token_url, client_id, client_secret, scope=scope)
     report = report or SyncReport("dynamics")
-    client = CrmHttpClient("dynamics", auth, policy or HttpPolicy(max_requests=5_900, per_seconds=300.0),
-                           stats=report.stats)
+    client = dynamics_client(token_url, client_id, client_secret, scope, policy, report, auth)
     for table, wanted in fields.items():
         key, _, columns = listing_columns("dynamics", table, wanted)
         entity_set = DYNAMICS_OBJECTS[table][0]

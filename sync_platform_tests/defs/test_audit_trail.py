@@ -10,6 +10,7 @@ import yaml
 
 from sync_platform.audit import AuditLog
 from sync_platform.audit_changes import pii_hash
+from sync_platform.security.encryption import decrypt_frame
 from sync_platform.settings import PROJECT_ROOT
 from sync_platform.warehouse import Warehouse
 
@@ -35,7 +36,8 @@ def test_every_step_is_audited_with_field_level_changes_and_no_pii(harness):
         "SELECT source_id FROM canonical.contacts WHERE source_system = 'salesforce' AND deleted_at IS NULL "
         "AND email IS NOT NULL ORDER BY source_id LIMIT 4")]
     harness.admin.update("salesforce", "Contact", ids[:3], {"Title": "Chief Audit Officer"})
-    [(old_email,)] = harness.rows("SELECT email FROM canonical.contacts WHERE source_id = ?", (ids[3],))
+    stored = Warehouse.from_env().read_frame("SELECT email FROM canonical.contacts WHERE source_id = ?", (ids[3],))
+    [old_email] = decrypt_frame(stored, ["email"])["email"].to_list()  # email is encrypted at rest
     harness.admin.update("salesforce", "Contact", ids[3:], {"Email": "moved.on@example.net"})
     sync, _ = harness.run("salesforce")
     build, second = harness.run_job("canonical_build")

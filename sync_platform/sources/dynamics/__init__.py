@@ -75,9 +75,7 @@ def dynamics_source(
     if not 1 <= page_size <= PAGE_SIZE:
         raise ValueError(f"page_size must be between 1 and {PAGE_SIZE}, got {page_size}")
     report = report or SyncReport("dynamics")
-    auth = auth or OAuthToken("dynamics", token_url, client_id, client_secret, scope=scope)
-    client = CrmHttpClient("dynamics", auth, policy or HttpPolicy(max_requests=5_900, per_seconds=300.0),
-                           stats=report.stats)
+    client = http_client(token_url, client_id, client_secret, scope, policy, report, auth)
     for table in objects:
         entity_set, pk, columns = OBJECTS[table]
         yield _resource(_entity_pages, table, hard_delete)(
@@ -107,14 +105,21 @@ def dynamics_by_id_source(
     """
     tables = by_id_tables("Dynamics", ids, OBJECTS)
     report = report or SyncReport("dynamics")
-    auth = auth or OAuthToken("dynamics", token_url, client_id, client_secret, scope=scope)
-    client = CrmHttpClient("dynamics", auth, policy or HttpPolicy(max_requests=5_900, per_seconds=300.0),
-                           stats=report.stats)
+    client = http_client(token_url, client_id, client_secret, scope, policy, report, auth)
     for table in tables:
         entity_set, pk, columns = OBJECTS[table]
         yield _resource(_entity_by_id, table, hard_delete)(
             client, api_url.rstrip("/"), entity_set, pk, columns, list(ids[table]), page_size, hard_delete,
             report, table)
+
+
+def http_client(token_url: str, client_id: str, client_secret: str, scope: str | None, policy: HttpPolicy | None,
+                report: SyncReport, auth: TokenProvider | None) -> CrmHttpClient:
+    """The environment's HTTP client (OAuth client credentials unless ``auth`` is given): ingestion,
+    by-id reads and reconciliation listings share it."""
+    auth = auth or OAuthToken("dynamics", token_url, client_id, client_secret, scope=scope)
+    return CrmHttpClient("dynamics", auth, policy or HttpPolicy(max_requests=5_900, per_seconds=300.0),
+                         stats=report.stats)
 
 
 def _resource(pages, table: str, hard_delete: bool):

@@ -66,7 +66,7 @@ def hubspot_source(
     require_known("HubSpot", objects, OBJECTS)
     report = report or SyncReport("hubspot")
     base = host.rstrip("/")
-    clients = _clients(base, access_token, client_id, client_secret, refresh_token, requests_per_10s,
+    clients = http_clients(base, access_token, client_id, client_secret, refresh_token, requests_per_10s,
                        search_per_second, policy, report, auth)
     for table in objects:
         object_type, cursor, columns = OBJECTS[table]
@@ -97,7 +97,7 @@ def hubspot_by_id_source(
     tables = by_id_tables("HubSpot", ids, OBJECTS)
     report = report or SyncReport("hubspot")
     base = host.rstrip("/")
-    clients = _clients(base, access_token, client_id, client_secret, refresh_token, requests_per_10s, 1,
+    clients = http_clients(base, access_token, client_id, client_secret, refresh_token, requests_per_10s, 1,
                        policy, report, auth)
     for table in tables:
         object_type, cursor, columns = OBJECTS[table]
@@ -105,9 +105,11 @@ def hubspot_by_id_source(
             clients.list, base, object_type, cursor, columns, list(ids[table]), report, table)
 
 
-def _clients(base: str, access_token: str | None, client_id: str | None, client_secret: str | None,
+def http_clients(base: str, access_token: str | None, client_id: str | None, client_secret: str | None,
              refresh_token: str | None, requests_per_10s: int | None, search_per_second: int,
-             policy: HttpPolicy | None, report: SyncReport, auth: TokenProvider | None) -> Clients:
+                 policy: HttpPolicy | None, report: SyncReport, auth: TokenProvider | None) -> Clients:
+    """The portal's list and search clients (private-app token or OAuth refresh unless ``auth`` is
+    given): ingestion, by-id reads and reconciliation listings share them."""
     if auth is None:
         if client_id and client_secret and refresh_token:
             auth = OAuthToken("hubspot", f"{base}/oauth/v1/token", client_id, client_secret,

@@ -58,7 +58,7 @@ def salesforce_source(
     """
     require_known("Salesforce", objects, OBJECTS)
     report = report or SyncReport("salesforce")
-    client = _client(instance_url, client_id, client_secret, token_url, ca_file, policy, report, auth)
+    client = http_client(instance_url, client_id, client_secret, token_url, ca_file, policy, report, auth)
     base = instance_url.rstrip("/")
     for table in objects:
         sobject, columns = OBJECTS[table]
@@ -89,7 +89,7 @@ def salesforce_by_id_source(
     """
     tables = by_id_tables("Salesforce", ids, OBJECTS)
     report = report or SyncReport("salesforce")
-    client = _client(instance_url, client_id, client_secret, token_url, ca_file, policy, report, auth)
+    client = http_client(instance_url, client_id, client_secret, token_url, ca_file, policy, report, auth)
     base = instance_url.rstrip("/")
     for table in tables:
         sobject, columns = OBJECTS[table]
@@ -97,8 +97,10 @@ def salesforce_by_id_source(
             client, base, sobject, columns, list(ids[table]), page_size, report, table)
 
 
-def _client(instance_url: str, client_id: str, client_secret: str, token_url: str | None, ca_file: str | None,
-            policy: HttpPolicy | None, report: SyncReport, auth: TokenProvider | None) -> CrmHttpClient:
+def http_client(instance_url: str, client_id: str, client_secret: str, token_url: str | None, ca_file: str | None,
+                policy: HttpPolicy | None, report: SyncReport, auth: TokenProvider | None) -> CrmHttpClient:
+    """The org's HTTP client (OAuth client credentials unless ``auth`` is given): ingestion, by-id
+    reads and reconciliation listings share it."""
     verify: str | bool = ca_file or True
     auth = auth or OAuthToken("salesforce", token_url or f"{instance_url.rstrip('/')}/services/oauth2/token",
                               client_id, client_secret, verify=verify)

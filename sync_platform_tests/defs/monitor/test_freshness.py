@@ -11,9 +11,8 @@ KEYS = [f"freshness:{a}" for a in SALESFORCE]
 def test_an_outage_longer_than_the_slo_alerts_once_escalates_and_resolves_after_recovery(monitor):
     t0 = datetime.now(UTC).replace(microsecond=0)
     first = monitor.run("salesforce_sync", at=t0)
-    checked = {e.asset_check_evaluation_data.asset_key.to_user_string(): e.asset_check_evaluation_data.passed
-               for e in first.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
-    assert checked == {a: True for a in SALESFORCE}, "the sync job runs the freshness check of what it wrote"
+    checked = [e for e in first.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert checked == [], "freshness checks run on their own sensor, not as a step of every sync"
     assert monitor.tick("freshness_alerts", t0 + timedelta(minutes=29)) == "all clear"  # SLO: 2 × 15 min
 
     monitor.admin.inject("outage", crm="salesforce", seconds=86_400)
