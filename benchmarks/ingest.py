@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/ingest.py [--sizes 100000 1000000] [--throttled-contacts 20000]
 
 1. Unthrottled full refresh of Salesforce contacts (2,000/page) into DuckDB, N contacts:
-   - ours: the real ``salesforce_source`` through dlt (Arrow pages, merge on Id);
+   - ours: the real ``salesforce_source`` through the real pipeline (``build_pipeline``: Arrow pages,
+     merge on Id, the production dlt and DuckDB settings);
    - baseline: plain ``requests`` over the same SOQL pages, each page turned into an Arrow table
      and inserted with one DuckDB ``INSERT ... SELECT``.
-   Each runs in a fresh process (peak RSS is its own); the sandbox runs in another process.
+   Each runs in a fresh process (peak RSS is its own); the sandbox runs in another process. The last
+   lines compare peak RSS across sizes: streaming means ours must not grow with N.
 2. HubSpot full refresh with the sandbox at 100 requests / 10 s and search at 5 / s: achieved
    request rate of each limiter as a share of its ceiling, and 429s seen.
 """
@@ -25,15 +27,19 @@ SOQL = ("SELECT Id, OwnerId, CreatedDate, LastModifiedDate, SystemModstamp, IsDe
 
 
 def run_pipeline(base_url: str, workdir: str) -> dict:
-    import dlt
+    import os
+    from pathlib import Path
 
+    os.environ["SYNC_PLATFORM_DATA_DIR"] = workdir  # dlt's pipeline state goes to the throwaway dir
+
+    from sync_platform.pipelines import build_pipeline
     from sync_platform.sources.common import SyncReport
     from sync_platform.sources.http import HttpPolicy
     from sync_platform.sources.salesforce import salesforce_source
+    from sync_platform.warehouse import DUCKDB, Warehouse
 
     report = SyncReport("salesforce")
-    pipeline = dlt.pipeline(pipeline_name="bench", destination=dlt.destinations.duckdb(f"{workdir}/ours.duckdb"),
-                            dataset_name="raw", pipelines_dir=workdir)
+    pipeline = build_pipeline("salesforce", Warehouse(DUCKDB, path=Path(workdir) / "ours.duckdb"))
     started = time.perf_counter()
     pipeline.run(salesforce_source(instance_url=base_url, client_id="sandbox-client", client_secret="sandbox-secret",
                                    objects=["contacts"], policy=HttpPolicy(), report=report))
@@ -99,11 +105,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000],
                         help="contacts per unthrottled run; give none to run only the throttled part")
-    parser.add_argument("--throttled-contacts", type=int, default=20_000)
+    parser.add_argument("--throttled-contacts", type=int, default=20_000, help="0 skips the throttled part")
     args = parser.parse_args()
 
     print("1. unthrottled Salesforce contacts full refresh into DuckDB (each side in a fresh process)")
     print(f"{'contacts':>10} {'side':<9} {'seconds':>8} {'records/s':>10} {'peak RSS MB':>12} {'time vs baseline':>17}")
+    peaks: dict[str, list[tuple[int, float]]] = {"baseline": [], "ours": []}
     for size in args.sizes:
         with sandbox_process(size) as (details, _), tempfile.TemporaryDirectory() as workdir:
             base = details["base_url"]
@@ -114,8 +121,17 @@ def main() -> None:
                 ratio = r["seconds"] / baseline["seconds"]
                 print(f"{size:>10,} {side:<9} {r['seconds']:>8.1f} {size / r['seconds']:>10,.0f} "
                       f"{r['peak_rss_mb']:>12.0f} {ratio:>16.2f}x")
+                peaks[side].append((size, r["peak_rss_mb"]))
+    if len(args.sizes) > 1:
+        for side, figures in peaks.items():
+            growth = figures[-1][1] / figures[0][1]
+            steps = " -> ".join(f"{mb:.0f} MB at {size:,}" for size, mb in figures)
+            rows = figures[-1][0] / figures[0][0]
+            print(f"   peak RSS by N, {side:<8}: {steps} ({growth:.2f}x for {rows:.0f}x rows)")
 
     n = args.throttled_contacts
+    if not n:
+        return
     print(f"\n2. throttled HubSpot full refresh, {n:,} contacts, sandbox at 100 req / 10 s and search 5 / s")
     with sandbox_process(n, "--hubspot-per-10s", "100") as (details, _), tempfile.TemporaryDirectory() as workdir:
         r = in_child(run_throttled, details["base_url"], workdir)
