@@ -49,6 +49,9 @@ class Warehouse:
         return cls(kind, path=load_settings().warehouse_path)
 
     def destination(self) -> Any:
+        from .pipelines import apply_dlt_defaults
+
+        apply_dlt_defaults()  # every dlt load (syncs, listings, repairs) runs with the same memory cap
         if self.kind == DUCKDB:
             assert self.path is not None
             self.path.parent.mkdir(parents=True, exist_ok=True)
