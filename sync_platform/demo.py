@@ -148,6 +148,8 @@ def _print_canonical(canonical: RunSummary, echo: Callable[[str], None]) -> None
     echo("")
     echo(f"{'canonical':<14} {'rows in':>8} {'good':>8} {'quarantined':>11}  gate / rules broken")
     for (_, entity), meta in sorted(canonical.rows.items()):
+        if "rows_in" not in meta:
+            continue  # the shareable and duplicates tables: derived from the gated ones
         rules = ", ".join(f"{rule} {n}" for rule, n in (meta.get("rule_counts") or {}).items()) or "none"
         echo(f"{entity:<14} {meta.get('rows_in', 0):>8,} {meta.get('rows_good', 0):>8,} "
              f"{meta.get('rows_rejected', 0):>11,}  {meta.get('gate')} ({rules})")
