@@ -17,7 +17,7 @@ install: $(STAMP)
 
 test: install
 	bash scripts/ensure_postgres.sh
-	$(BIN)/python -m pytest sync_platform_tests
+	$(BIN)/python -m pytest -n auto sync_platform_tests
 
 demo: install
 	$(BIN)/sync-platform demo --contacts 20000
