@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 from sync_platform.audit import ERASED, AuditEntry, AuditLog
@@ -16,7 +13,6 @@ from sync_platform.audit_changes import pii_hash
 from sync_platform.warehouse import Warehouse
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def entry(step: str = "ingest", crm: str | None = "salesforce", entity: str = "contacts", age_days: float = 0,
@@ -89,18 +85,8 @@ def test_mask_subject_erases_values_and_their_hashes(log):
 
 
 @pytest.fixture
-def postgres_warehouse() -> Iterator[Warehouse]:
-    name = f"sync_platform_audit_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(ADMIN_DSN)
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield Warehouse("postgres", dsn=f"postgresql://postgres@127.0.0.1:5432/{name}")
-    finally:
-        cur = admin.cursor()
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.close()
+def postgres_warehouse(postgres_db: str) -> Warehouse:
+    return Warehouse("postgres", dsn=postgres_db)
 
 
 def test_the_audit_log_on_postgres(postgres_warehouse):
