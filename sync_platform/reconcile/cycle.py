@@ -143,8 +143,10 @@ def pending_differences(warehouse: Warehouse, crm: str, table: str | None = None
     schema, name = DIFFERENCES
     if not warehouse.table_exists(schema, name):
         return pl.DataFrame(schema={"object": pl.String, "id": pl.String, "class": pl.String})
-    where = f"crm = '{crm}'" + (f" AND object = '{table}'" if table else "")
-    return warehouse.read_frame(f'SELECT object, id, "class" FROM {schema}.{name} WHERE {where}')
+    where, params = "crm = ?", [crm]
+    if table:
+        where, params = where + " AND object = ?", [crm, table]
+    return warehouse.read_frame(f'SELECT object, id, "class" FROM {schema}.{name} WHERE {where}', params)
 
 
 def now() -> datetime:
