@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -55,3 +56,14 @@ def in_child(fn: Callable[..., dict], *args: Any) -> dict:
     result = queue.get()
     proc.join()
     return result
+
+
+def timed(run: Callable[[], Any], repeat: int = 5) -> tuple[dict, Any]:
+    """Wall times of ``repeat`` runs (the first, cold, included): median and best, and the last result."""
+    times, result = [], None
+    for _ in range(repeat):
+        result = None  # the previous run's output must not inflate this run's peak RSS
+        started = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - started)
+    return {"seconds": statistics.median(times), "best": min(times)}, result

@@ -20,12 +20,11 @@ Needs pandas (``pip install -e '.[bench]'``).
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from _common import in_child
+from _common import in_child, timed
 
 
 # ---------------------------------------------------------------- input
@@ -43,15 +42,6 @@ def generate(contacts: int, directory: Path) -> dict:
     return {"paths": paths}
 
 
-def _timed(run, repeat: int = 5) -> tuple[dict, object]:
-    """Wall times of ``repeat`` runs (the first, cold, included): median and best, and the last result."""
-    times, result = [], None
-    for _ in range(repeat):
-        result = None  # the previous run's output must not inflate this run's peak RSS
-        started = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - started)
-    return {"seconds": statistics.median(times), "best": min(times)}, result
 
 
 def _digest(ids: list[str]) -> str:
@@ -80,7 +70,7 @@ def polars_map(paths: dict[str, str], out: str) -> dict:
         results = [apply_mapping(mappings[crm], "contact", raw) for crm, raw in raws.items()]
         return results, pl.concat([r.frame for r in results])
 
-    timing, (results, frame) = _timed(run)
+    timing, (results, frame) = timed(run)
     frame.write_parquet(out)
     return {**timing, "rows": frame.height, "rss_loaded_mb": loaded,
             "ignored": sum(r.ignored_count for r in results),
@@ -96,7 +86,7 @@ def pandera_validate(mapped: str) -> dict:
     required = {crm: m.required_fields("contact") for crm, m in load_mappings().items()}
     frame = pl.read_parquet(mapped)
     loaded = _rss_mb()
-    timing, outcome = _timed(lambda: validate_entity("contact", frame, required))
+    timing, outcome = timed(lambda: validate_entity("contact", frame, required))
     rejected = sorted(outcome.rejected["source_id"].to_list())
     return {**timing, "rss_loaded_mb": loaded, "rejected": len(rejected),
             "rules": outcome.rule_counts(), "rejected_ids_hash": _digest(rejected)}
@@ -224,7 +214,7 @@ def pandas_map(paths: dict[str, str], out: str) -> dict:
         mapped = [_pd_map(mappings[crm], raw) for crm, raw in raws.items()]
         return mapped, pd.concat([m for m, _ in mapped], ignore_index=True)
 
-    timing, (mapped, frame) = _timed(run)
+    timing, (mapped, frame) = timed(run)
     frame.to_parquet(out)
     return {**timing, "rows": len(frame), "rss_loaded_mb": loaded,
             "failures": sum(f for _, f in mapped)}
@@ -271,7 +261,7 @@ def pandas_validate(mapped: str) -> dict:
     required = {crm: m.required_fields("contact") for crm, m in load_mappings().items()}
     frame = pd.read_parquet(mapped)
     loaded = _rss_mb()
-    timing, (good, rejected) = _timed(lambda: _pd_validate(frame, required))
+    timing, (good, rejected) = timed(lambda: _pd_validate(frame, required))
     ids = sorted(rejected["source_id"].tolist())
     return {**timing, "rss_loaded_mb": loaded, "rejected": len(ids), "good": len(good),
             "rejected_ids_hash": _digest(ids)}

@@ -26,11 +26,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import resource
-import statistics
 import tempfile
 import time
 
-from _common import in_child
+from _common import in_child, timed
 
 FIELDS = ["FirstName", "LastName", "Email", "Phone", "Title", "HasOptedOutOfEmail", "NumberOfEmployees",
           "SystemModstamp"]
@@ -42,14 +41,6 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _timed(run, repeat: int) -> tuple[dict, object]:
-    times, result = [], None
-    for _ in range(repeat):
-        result = None  # the previous run's output must not inflate this run's peak RSS
-        started = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - started)
-    return {"seconds": statistics.median(times), "best": min(times)}, result
 
 
 def _digest(pairs: list[tuple[str, str]]) -> str:
@@ -111,7 +102,7 @@ def hash_phase(paths: dict[str, str], directory: str) -> dict:
 
     frames = {side: pl.read_parquet(path) for side, path in paths.items()}
     loaded = _rss_mb()
-    timing, hashes = _timed(lambda: {side: content_hash(f, FIELDS) for side, f in frames.items()}, repeat=3)
+    timing, hashes = timed(lambda: {side: content_hash(f, FIELDS) for side, f in frames.items()}, repeat=3)
     lean = {}
     for side, frame in frames.items():
         lean[side] = f"{directory}/{side}_lean.parquet"
@@ -127,7 +118,7 @@ def classify_phase(lean: dict[str, str]) -> dict:
 
     source, warehouse = pl.read_parquet(lean["source"]), pl.read_parquet(lean["warehouse"])
     loaded = _rss_mb()
-    timing, diff = _timed(lambda: classify(source, warehouse), repeat=5)
+    timing, diff = timed(lambda: classify(source, warehouse), repeat=5)
     drift = diff.differences.filter(pl.col("class").is_in(DRIFT_CLASSES))
     return {**timing, "rss_loaded_mb": loaded, "counts": diff.counts, "drift_share": diff.drift_share,
             "digest": _digest(drift.select("id", "class").rows())}
@@ -143,7 +134,7 @@ def sql_phase(lean: dict[str, str]) -> dict:
     for side, path in lean.items():
         conn.execute(f"CREATE TABLE {side} AS SELECT * FROM read_parquet('{path}')")
     loaded = _rss_mb()
-    timing, (diff, stats) = _timed(lambda: bisect(conn, "source", "warehouse"), repeat=3)
+    timing, (diff, stats) = timed(lambda: bisect(conn, "source", "warehouse"), repeat=3)
     drift = diff.differences.filter(pl.col("class") != "ahead")
     return {**timing, "rss_loaded_mb": loaded, "counts": diff.counts, "rounds": stats.rounds,
             "rows_fetched": stats.rows_fetched, "digest": _digest(drift.select("id", "class").rows())}
@@ -167,7 +158,7 @@ def pandas_phase(lean: dict[str, str]) -> dict:
             ["missing", "extra", "stale", "ahead", "diverged"], default="")
         return merged.loc[merged["class"] != "", ["id", "class", "cursor_s", "cursor_w"]]
 
-    timing, out = _timed(naive, repeat=3)
+    timing, out = timed(naive, repeat=3)
     counts = out["class"].value_counts().to_dict()
     return {**timing, "rss_loaded_mb": loaded, "counts": {c: int(counts.get(c, 0)) for c in CLASSES},
             "digest": _digest(list(zip(out["id"], out["class"], strict=True)))}
