@@ -29,7 +29,7 @@ from _common import in_child, timed
 
 # ---------------------------------------------------------------- input
 def generate(contacts: int, directory: Path) -> dict:
-    from sync_platform.mapping.sandbox_raw import raw_frame
+    from sync_platform.ingest.sandbox_raw import raw_frame
     from sync_platform.sandbox.state import SandboxConfig, SandboxState
 
     per_crm = -(-contacts // 3)
@@ -60,7 +60,7 @@ def _rss_mb() -> float:
 def polars_map(paths: dict[str, str], out: str) -> dict:
     import polars as pl
 
-    from sync_platform.mapping import apply_mapping, load_mappings
+    from sync_platform.canonical.mapping import apply_mapping, load_mappings
 
     mappings = load_mappings()
     raws = {crm: pl.read_parquet(path) for crm, path in paths.items()}
@@ -80,8 +80,8 @@ def polars_map(paths: dict[str, str], out: str) -> dict:
 def pandera_validate(mapped: str) -> dict:
     import polars as pl
 
-    from sync_platform.mapping import load_mappings
-    from sync_platform.quality import validate_entity
+    from sync_platform.canonical.mapping import load_mappings
+    from sync_platform.canonical.quality import validate_entity
 
     required = {crm: m.required_fields("contact") for crm, m in load_mappings().items()}
     frame = pl.read_parquet(mapped)
@@ -98,10 +98,10 @@ def _pd_blank_to_na(s):
 
 
 def _pd_phones(s, region: str):
-    """The same rule as sync_platform.mapping.phones.normalize_phones, in pandas."""
+    """The same rule as sync_platform.canonical.mapping.phones.normalize_phones, in pandas."""
     import pandas as pd
 
-    from sync_platform.mapping.phones import (
+    from sync_platform.canonical.mapping.phones import (
         COUNTRY_CODES_BY_LENGTH,
         FORMATTING,
         country_rules,
@@ -166,7 +166,7 @@ def _pd_map(mapping, raw):
     """One CRM's contacts through its mapping file, in pandas: the engine's semantics, field by field."""
     import pandas as pd
 
-    from sync_platform.mapping.model import CONTACT
+    from sync_platform.canonical.model import CONTACT
 
     spec = mapping.entity("contact")
     out = pd.DataFrame(index=raw.index)
@@ -204,7 +204,7 @@ def _pd_map(mapping, raw):
 def pandas_map(paths: dict[str, str], out: str) -> dict:
     import pandas as pd
 
-    from sync_platform.mapping import load_mappings
+    from sync_platform.canonical.mapping import load_mappings
 
     mappings = load_mappings()
     raws = {crm: pd.read_parquet(path) for crm, path in paths.items()}
@@ -221,10 +221,10 @@ def pandas_map(paths: dict[str, str], out: str) -> dict:
 
 
 def _pd_validate(frame, required: dict) -> tuple:
-    """The contact model's rules (sync_platform.quality.models) in plain pandas: (good, rejected)."""
+    """The contact model's rules (sync_platform.canonical.quality.models) in plain pandas: (good, rejected)."""
     import pandas as pd
 
-    from sync_platform.mapping.model import E164_PATTERN, EMAIL_PATTERN, LIFECYCLE_STAGES, SOURCE_SYSTEMS
+    from sync_platform.canonical.model import E164_PATTERN, EMAIL_PATTERN, LIFECYCLE_STAGES, SOURCE_SYSTEMS
 
     live = frame["deleted_at"].isna()
 
@@ -256,7 +256,7 @@ def _pd_validate(frame, required: dict) -> tuple:
 def pandas_validate(mapped: str) -> dict:
     import pandas as pd
 
-    from sync_platform.mapping import load_mappings
+    from sync_platform.canonical.mapping import load_mappings
 
     required = {crm: m.required_fields("contact") for crm, m in load_mappings().items()}
     frame = pd.read_parquet(mapped)

@@ -32,11 +32,11 @@ def run_pipeline(base_url: str, workdir: str) -> dict:
 
     os.environ["SYNC_PLATFORM_DATA_DIR"] = workdir  # dlt's pipeline state goes to the throwaway dir
 
-    from sync_platform.pipelines import build_pipeline
-    from sync_platform.sources.common import SyncReport
-    from sync_platform.sources.http import HttpPolicy
-    from sync_platform.sources.salesforce import salesforce_source
-    from sync_platform.warehouse import DUCKDB, Warehouse
+    from sync_platform.core.warehouse import DUCKDB, Warehouse
+    from sync_platform.ingest.pipeline import build_pipeline
+    from sync_platform.ingest.sources.common import SyncReport
+    from sync_platform.ingest.sources.http import HttpPolicy
+    from sync_platform.ingest.sources.salesforce import salesforce_source
 
     report = SyncReport("salesforce")
     pipeline = build_pipeline("salesforce", Warehouse(DUCKDB, path=Path(workdir) / "ours.duckdb"))
@@ -83,8 +83,8 @@ def run_baseline(base_url: str, workdir: str) -> dict:
 def run_throttled(base_url: str, workdir: str) -> dict:
     import dlt
 
-    from sync_platform.sources.common import SyncReport
-    from sync_platform.sources.hubspot import hubspot_source
+    from sync_platform.ingest.sources.common import SyncReport
+    from sync_platform.ingest.sources.hubspot import hubspot_source
 
     report = SyncReport("hubspot")
     pipeline = dlt.pipeline(pipeline_name="bench_hs", destination=dlt.destinations.duckdb(f"{workdir}/hs.duckdb"),

@@ -11,7 +11,6 @@ import argparse
 import time
 
 import requests
-
 from _common import sandbox_process
 
 

@@ -2,7 +2,7 @@
 
 import os
 
-from .security.log_redaction import install_log_redaction
+from sync_platform.security.log_redaction import install_log_redaction
 
 # no phoning home: dlt's anonymous telemetry would open connections to the internet on every run
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")

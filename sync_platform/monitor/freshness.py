@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ..alerts import Finding
-from ..config import CRMS, SyncConfig
+from sync_platform.core.config import CRMS, SyncConfig
+from sync_platform.ops.alerts import Finding
 
 SCOPE = "freshness:"
 ERROR_FACTOR = 2  # stale beyond 2 × the SLO escalates from warning to error
@@ -77,16 +77,3 @@ def stale_findings(expectations: Iterable[FreshnessExpectation], last_updates: M
                      "slo_minutes": round(e.slo.total_seconds() / 60, 1)}))
     return findings
 
-
-def last_updates(instance, paths: Iterable[Sequence[str]]) -> dict[tuple[str, ...], datetime | None]:
-    """Latest materialization time per asset, from the Dagster instance (one batched query)."""
-    import dagster as dg
-
-    keys = [dg.AssetKey(list(p)) for p in paths]
-    out: dict[tuple[str, ...], datetime | None] = {tuple(k.path): None for k in keys}
-    for record in instance.get_asset_records(keys):
-        entry = record.asset_entry
-        event = entry.last_materialization
-        if event is not None:
-            out[tuple(entry.asset_key.path)] = datetime.fromtimestamp(event.timestamp, UTC)
-    return out

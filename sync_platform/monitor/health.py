@@ -12,10 +12,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..alerts import Finding
-from ..config import AlertsConfig
-from ..dead_letters import DeadLetter
-from ..security.redaction import redact_text
+from sync_platform.core.config import AlertsConfig
+from sync_platform.ops.alerts import Finding
+from sync_platform.ops.dead_letters import DeadLetter
+from sync_platform.security.redaction import redact_text
 
 DEAD_LETTER_SCOPE = "dead_letters:"
 ERROR_RATE_SCOPE = "error_rate:"
@@ -88,13 +88,6 @@ def error_rate_findings(runs_by_crm: Mapping[str, Sequence[RunOutcome]], letters
     return findings
 
 
-def recent_sync_runs(instance, crm: str, limit: int) -> list[RunOutcome]:
-    """The CRM's latest finished ``<crm>_sync`` runs, newest first."""
-    import dagster as dg
-
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=f"{crm}_sync", statuses=[
-        dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), limit=limit)
-    return [RunOutcome(r.run_id, r.status == dg.DagsterRunStatus.FAILURE) for r in runs]
 
 
 def dead_letters_of_runs(warehouse, run_ids: Sequence[str]) -> list[DeadLetter]:

@@ -11,10 +11,10 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from ..warehouse import Warehouse
+from sync_platform.core.warehouse import Warehouse
 
 TABLE = "ops.sync_metrics"
 _DDL = """
@@ -88,28 +88,10 @@ def metric_from_metadata(crm: str, obj: str, meta: Mapping[str, Any], synced_at:
         api_budget_used=_number(meta, "source_api_budget_used"), api_budget_limit=_number(meta, "source_api_budget_limit"))
 
 
-def collect_sync_metrics(instance, paths: Iterable[Sequence[str]], now: datetime,
-                         dead_letters: Mapping[tuple[str, str], int] | None = None) -> list[SyncMetric]:
-    """Metrics of every raw asset ``["raw", crm, object]`` from its newest materialization in ``instance``."""
-    import dagster as dg
-
-    dead_letters = dead_letters or {}
-    out = []
-    for path in paths:
-        _, crm, obj = path
-        event = instance.get_latest_materialization_event(dg.AssetKey(list(path)))
-        depth = dead_letters.get((crm, obj), 0)
-        if event is None or event.asset_materialization is None:
-            out.append(SyncMetric(crm=crm, object=obj, dead_letters_pending=depth))
-            continue
-        meta = {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
-        out.append(metric_from_metadata(crm, obj, meta, datetime.fromtimestamp(event.timestamp, UTC), event.run_id,
-                                        now, depth))
-    return out
 
 
 def dead_letter_depths(warehouse: Warehouse) -> dict[tuple[str, str], int]:
-    from ..dead_letters import DeadLetterQueue
+    from sync_platform.ops.dead_letters import DeadLetterQueue
 
     return dict(Counter((d.crm, d.object) for d in DeadLetterQueue(warehouse).pending()))
 

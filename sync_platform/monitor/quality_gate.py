@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..alerts import Finding
+from sync_platform.canonical.publish import BLAST_RADIUS_ALERT
+from sync_platform.ops.alerts import Finding
 
 SCOPE = "quality_gate:"
-ALERT = "canonical_blast_radius_exceeded"
+ALERT = BLAST_RADIUS_ALERT
 
 
 def blast_radius_findings(latest: Mapping[tuple[str, ...], Mapping[str, Any]]) -> list[Finding]:
@@ -32,14 +33,3 @@ def blast_radius_findings(latest: Mapping[tuple[str, ...], Mapping[str, Any]]) -
                      "mapping_versions": meta.get("mapping_versions", {})}))
     return findings
 
-
-def latest_metadata(instance, paths) -> dict[tuple[str, ...], dict[str, Any]]:
-    """Newest materialization metadata per asset path, as plain values."""
-    import dagster as dg
-
-    out = {}
-    for path in paths:
-        event = instance.get_latest_materialization_event(dg.AssetKey(list(path)))
-        if event is not None and event.asset_materialization is not None:
-            out[tuple(path)] = {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
-    return out

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..alerts import Alert, AlertBook
-from ..config import CRMS, load_sync_config
-from ..warehouse import Warehouse
-from .metrics import SyncMetric, collect_sync_metrics, dead_letter_depths
+from sync_platform.core.config import CRMS, load_sync_config
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.monitor.metrics import SyncMetric, dead_letter_depths
+from sync_platform.monitor.run_history import collect_sync_metrics, last_run
+from sync_platform.ops.alerts import Alert, AlertBook
 
 
 @dataclass
@@ -35,16 +36,6 @@ class StatusReport:
     alerts: list[Alert]
 
 
-def _last_run(instance, crm: str) -> tuple[str, datetime | None]:
-    import dagster as dg
-
-    records = [*instance.get_run_records(filters=dg.RunsFilter(tags={"crm": crm}), limit=1),
-               *instance.get_run_records(filters=dg.RunsFilter(job_name="sync_all"), limit=1)]
-    if not records:
-        return "never", None
-    newest = max(records, key=lambda r: r.create_timestamp)
-    when = newest.end_time or newest.start_time or newest.create_timestamp.timestamp()
-    return f"{newest.dagster_run.status.value} ({newest.dagster_run.job_name})", datetime.fromtimestamp(when, UTC)
 
 
 def latest_drift(warehouse: Warehouse) -> list[dict[str, Any]]:
@@ -69,7 +60,7 @@ def gather_status(instance, warehouse: Warehouse, now: datetime | None = None) -
     out = []
     for crm in crms:
         status = CrmStatus(crm, objects=[m for m in metrics if m.crm == crm])
-        status.last_run, status.last_run_at = _last_run(instance, crm)
+        status.last_run, status.last_run_at = last_run(instance, crm)
         synced = [m for m in status.objects if m.synced_at]
         if synced:
             status.last_sync_at = max(m.synced_at for m in synced)  # type: ignore[type-var]

@@ -5,9 +5,9 @@ the listings and call these functions; ``sql`` runs the comparison inside the wa
 ``history`` keeps the drift trend and ``report`` renders it (markdown and a standalone HTML page).
 """
 
-from .anomalies import ANOMALIES, Anomaly, cursor_anomalies
-from .diff import AHEAD, ALL_CLASSES, CLASSES, Diff, classify, field_differences
-from .hashing import canonical_values, content_hash, content_hash_sql
+from sync_platform.reconcile.anomalies import ANOMALIES, Anomaly, cursor_anomalies
+from sync_platform.reconcile.diff import AHEAD, ALL_CLASSES, CLASSES, Diff, classify, field_differences
+from sync_platform.reconcile.hashing import canonical_values, content_hash, content_hash_sql
 
 __all__ = ["AHEAD", "ALL_CLASSES", "ANOMALIES", "CLASSES", "Anomaly", "Diff", "canonical_values", "classify",
            "content_hash", "content_hash_sql", "cursor_anomalies", "field_differences"]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from .diff import AHEAD, CURSOR, ID, Diff
+from sync_platform.reconcile.diff import AHEAD, CURSOR, ID, Diff
 
 CONTENT_CHANGED_CURSOR_UNCHANGED = "content_changed_cursor_unchanged"
 CURSOR_MOVED_BACKWARDS = "cursor_moved_backwards"

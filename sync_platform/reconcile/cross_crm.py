@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from .diff import CLASSES, Diff
+from sync_platform.reconcile.diff import CLASSES, Diff
 
 ACROSS_CRMS = "across_crms"
 # (golden id column, compared fields): identity fields (email, domain) define the link, so they are not compared
@@ -73,8 +73,8 @@ def cross_crm_conflicts(frame: pl.DataFrame, entity: str, fields: Sequence[str] 
 
 def linked_conflicts(warehouse, entity: str) -> CrossCrmOutcome | None:
     """Read one canonical table (only the compared columns, sensitive ones decrypted) and compare it."""
-    from ..security.canonical_fields import sensitive_columns
-    from ..security.encryption import decrypt_frame
+    from sync_platform.canonical.protection import sensitive_columns
+    from sync_platform.security.encryption import decrypt_frame
 
     golden, fields = COMPARED[entity]
     if not warehouse.table_exists("canonical", entity):

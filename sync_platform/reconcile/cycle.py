@@ -14,19 +14,19 @@ from datetime import UTC, datetime
 import dlt
 import polars as pl
 
-from ..config import CrmSyncConfig
-from ..connections import build_listing_source
-from ..mapping.loader import load_mappings
-from ..mapping.raw_schema import raw_column, raw_table
-from ..settings import load_settings
-from ..sources.common import DELETED_AT, SyncReport
-from ..sources.listing import listing_columns
-from ..warehouse import Warehouse
-from .anomalies import Anomaly, cursor_anomalies
-from .diff import Diff, classify, field_differences
-from .hashing import content_hash, content_hash_sql
-from .history import drift_row, drift_status, record_drift
-from .report import EntityReport
+from sync_platform.canonical.mapping.loader import load_mappings
+from sync_platform.core.config import CrmSyncConfig
+from sync_platform.core.settings import load_settings
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.ingest.connections import build_listing_source
+from sync_platform.ingest.raw_schema import raw_column, raw_table
+from sync_platform.ingest.sources.common import DELETED_AT, SyncReport
+from sync_platform.ingest.sources.listing import listing_columns
+from sync_platform.reconcile.anomalies import Anomaly, cursor_anomalies
+from sync_platform.reconcile.diff import Diff, classify, field_differences
+from sync_platform.reconcile.hashing import content_hash, content_hash_sql
+from sync_platform.reconcile.history import drift_row, drift_status, record_drift
+from sync_platform.reconcile.report import EntityReport
 
 DIFFERENCES = ("reconcile", "differences")
 
@@ -179,7 +179,7 @@ class TargetResult:
 def compare_in_warehouse(warehouse: Warehouse, target: Target) -> Diff:
     """The same classification as ``compare``, run as SQL inside the warehouse (bucket checksums,
     then only differing buckets fetched): memory stays flat however large the tables grow."""
-    from .sql import classify_in_warehouse
+    from sync_platform.reconcile.sql import classify_in_warehouse
 
     kinds = raw_table(target.crm, target.table).fields  # type: ignore[union-attr]
     hashed = content_hash_sql({raw_column(f): kinds[f] for f in target.crm_fields}, warehouse.kind)

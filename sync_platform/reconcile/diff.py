@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from .hashing import HASH_COLUMN, canonical_values
+from sync_platform.reconcile.hashing import HASH_COLUMN, canonical_values
 
 CLASSES = ("missing", "extra", "stale", "diverged")
 AHEAD = "ahead"  # warehouse cursor newer than the source's: the cursor moved backwards at the source

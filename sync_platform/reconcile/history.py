@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from ..warehouse import Warehouse
-from .diff import CLASSES, Diff
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.reconcile.diff import CLASSES, Diff
 
 DATASET, TABLE = "reconcile", "drift_history"
 OK, WARN, ERROR = "ok", "warn", "error"

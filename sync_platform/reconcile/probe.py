@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import polars as pl
 import pyarrow as pa
 
-from ..config import CrmSyncConfig
-from ..connections import build_by_id_source
-from ..mapping.raw_schema import raw_column
-from ..sources.common import DELETED_AT, SyncReport
-from ..warehouse import Warehouse
-from .cycle import Target, read_side, targets
-from .diff import classify
-from .hashing import content_hash
+from sync_platform.core.config import CrmSyncConfig
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.ingest.connections import build_by_id_source
+from sync_platform.ingest.raw_schema import raw_column
+from sync_platform.ingest.sources.common import DELETED_AT, SyncReport
+from sync_platform.reconcile.cycle import Target, read_side, targets
+from sync_platform.reconcile.diff import classify
+from sync_platform.reconcile.hashing import content_hash
 
 HISTORY = ("reconcile", "probe_history")
 

@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..config import load_sync_config
-from ..repair import fetch_ids_into_warehouse
-from ..sources.common import DELETED_AT
-from ..warehouse import Warehouse
-from .cycle import TargetResult, pending_differences, targets
+from sync_platform.core.config import CrmSyncConfig
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.ingest.fetch_by_id import fetch_ids_into_warehouse
+from sync_platform.ingest.sources.common import DELETED_AT
+from sync_platform.reconcile.cycle import TargetResult, pending_differences, targets
 
 CHUNK = 500
 
@@ -44,7 +44,7 @@ class Remediation:
         return out
 
 
-def remediate(crm: str, warehouse: Warehouse) -> Remediation:
+def remediate(crm: str, warehouse: Warehouse, cfg: CrmSyncConfig) -> Remediation:
     """Repair every pending difference of ``crm`` recorded by the last reconciliation."""
     pending = pending_differences(warehouse, crm)
     outcome = Remediation()
@@ -54,10 +54,10 @@ def remediate(crm: str, warehouse: Warehouse) -> Remediation:
                 for (table,), group in pending.group_by("object", maintain_order=True)}
     outcome.requested = {t: len(ids) for t, ids in by_table.items()}
     outcome.ids = {t: set(ids) for t, ids in by_table.items()}
-    fetched = fetch_ids_into_warehouse(crm, by_table, warehouse)
+    fetched = fetch_ids_into_warehouse(crm, by_table, warehouse, cfg)
     outcome.fetched = dict(fetched.fetched)
     keys = {t.table: t.key for t in targets(crm)}
-    hard = load_sync_config().crm(crm).hard_delete
+    hard = cfg.hard_delete
     for table, ids in fetched.not_found.items():
         outcome.marked_deleted[table] = mark_deleted(warehouse, crm, table, keys[table], ids, hard)
     return outcome

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import polars as pl
 
-from ..settings import load_settings
-from .anomalies import Anomaly
-from .diff import ALL_CLASSES, CLASSES, Diff
-from .history import CRM_TO_WAREHOUSE, SCHEMA, drift_row, drift_status, history_frame
+from sync_platform.core.settings import load_settings
+from sync_platform.reconcile.anomalies import Anomaly
+from sync_platform.reconcile.diff import ALL_CLASSES, CLASSES, Diff
+from sync_platform.reconcile.history import CRM_TO_WAREHOUSE, SCHEMA, drift_row, drift_status, history_frame
 
 _STATUS_COLOURS = {"ok": "#1a7f37", "warn": "#9a6700", "error": "#cf222e"}
 _TREND_POINTS = 8

@@ -20,9 +20,9 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from ..warehouse import Warehouse
-from .diff import CLASSES, CURSOR, ID, Diff, classify
-from .hashing import DUCKDB, HASH_COLUMN, POSTGRES, epoch_ms_sql
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.reconcile.diff import CLASSES, CURSOR, ID, Diff, classify
+from sync_platform.reconcile.hashing import DUCKDB, HASH_COLUMN, POSTGRES, epoch_ms_sql
 
 _MASK_63 = 0x7FFF_FFFF_FFFF_FFFF
 _TEXT = {DUCKDB: "VARCHAR", POSTGRES: "TEXT"}

@@ -28,8 +28,8 @@ import base64
 import contextlib
 import functools
 import hashlib
-import hmac
 import heapq
+import hmac
 import math
 import re
 import secrets
@@ -52,10 +52,36 @@ from .dialect import Dialect, SandboxError, form_or_json
 from .faults import Fault
 from .formats import json_response, odata_datetime, parse_datetime_ms
 from .limits import LimitDecision
-from .odata import (Column, Compare, Literal, Node, ODataError, Predicate, Prop, QueryFunction, comparable,
-                    compile_filter, conjuncts, parse_filter, parse_key)
-from .schema import (BOOLEAN, DATETIME, EMAIL, ID, INT, PHONE, PICKLIST, REFERENCE, STRING, TEXT, URL, FieldSpec,
-                     ObjectSpec)
+from .odata import (
+    Column,
+    Compare,
+    Literal,
+    Node,
+    ODataError,
+    Predicate,
+    Prop,
+    QueryFunction,
+    comparable,
+    compile_filter,
+    conjuncts,
+    parse_filter,
+    parse_key,
+)
+from .schema import (
+    BOOLEAN,
+    DATETIME,
+    EMAIL,
+    ID,
+    INT,
+    PHONE,
+    PICKLIST,
+    REFERENCE,
+    STRING,
+    TEXT,
+    URL,
+    FieldSpec,
+    ObjectSpec,
+)
 from .state import SandboxState
 from .store import DELETED, VERSION, ChangeResult, ObjectStore
 

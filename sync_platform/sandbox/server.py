@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import socket
-import threading
 import tempfile
+import threading
 from pathlib import Path
 from types import TracebackType
 

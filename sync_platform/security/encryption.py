@@ -45,7 +45,7 @@ import polars as pl
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 
-from ..settings import load_settings
+from sync_platform.core.settings import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +176,8 @@ def _secrets_dir() -> Path:
     return load_settings().data_dir / "secrets"
 
 
-def _configured(env: str, secret: str) -> tuple[list[str], str] | None:
-    value = os.environ.get(env)
-    if value and value.strip():
+def _configured(env: str, value: str | None, secret: str) -> tuple[list[str], str] | None:
+    if value:
         return [k for k in value.split(",") if k.strip()], env
     import dlt
 
@@ -209,13 +208,13 @@ def _local_keys(name: str, create: bool) -> tuple[list[str], str] | None:
 
 
 def _embedded_default() -> bool:
-    return os.environ.get("SYNC_PLATFORM_WAREHOUSE", "duckdb").strip().lower() == "duckdb"
+    return load_settings().embedded
 
 
 def field_cipher(create_if_missing: bool = False) -> FieldCipher:
     """The configured field keys as a cipher. ``create_if_missing`` makes a local key file, and only
     for the embedded (DuckDB) default; the decrypt path never passes it."""
-    found = _configured(KEYS_ENV, KEYS_SECRET) or _local_keys(KEY_FILE, create_if_missing and _embedded_default())
+    found = _configured(KEYS_ENV, load_settings().field_keys, KEYS_SECRET) or _local_keys(KEY_FILE, create_if_missing and _embedded_default())
     if not found or not found[0]:
         raise MissingKeyError(f"no field-encryption key: set {KEYS_ENV} (comma-separated, newest first) or the dlt "
                               f"secret {KEYS_SECRET}; the embedded default keeps one in <data dir>/secrets/{KEY_FILE}")
@@ -224,7 +223,7 @@ def field_cipher(create_if_missing: bool = False) -> FieldCipher:
 
 
 def lookup_key(create_if_missing: bool = False) -> bytes:
-    found = (_configured(LOOKUP_KEY_ENV, LOOKUP_KEY_SECRET)
+    found = (_configured(LOOKUP_KEY_ENV, load_settings().lookup_key, LOOKUP_KEY_SECRET)
              or _local_keys(LOOKUP_KEY_FILE, create_if_missing and _embedded_default()))
     if not found or not found[0]:
         raise MissingKeyError(f"no lookup key: set {LOOKUP_KEY_ENV} or the dlt secret {LOOKUP_KEY_SECRET}; the "

@@ -9,10 +9,10 @@ the factory sees every record of every logger, message arguments and exception t
 from __future__ import annotations
 
 import logging
-import os
 import traceback
 
-from .redaction import redact_text
+from sync_platform.core.settings import load_settings
+from sync_platform.security.redaction import redact_text
 
 _installed = False
 
@@ -20,7 +20,7 @@ _installed = False
 def install_log_redaction() -> None:
     """Wrap the current log-record factory once; idempotent."""
     global _installed
-    if _installed or os.environ.get("SYNC_PLATFORM_REDACT_LOGS", "1") == "0":
+    if _installed or not load_settings().redact_logs:
         return
     previous = logging.getLogRecordFactory()
 

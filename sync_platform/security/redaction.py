@@ -6,11 +6,15 @@ value itself: emails keep their first character and domain suffix, phones their 
 
 from __future__ import annotations
 
+import hashlib
 import re
+from datetime import date, datetime
 
 import phonenumbers
 
 PII_COLUMNS = frozenset({"email", "phone", "first_name", "last_name", "name", "full_name"})
+HASH_PREFIX = "blake2b:"
+HASH_PATTERN = re.compile(rf"^{HASH_PREFIX}[0-9a-f]{{16}}$")
 _EMAIL = re.compile(r"([^@\s])[^@\s]*@([^@\s])[^@\s]*?(\.[A-Za-z]{2,})?(?=\s|$)")
 
 
@@ -42,3 +46,11 @@ def redact_text(text: str, region: str = "US") -> str:
         digits = re.sub(r"\D", "", match.raw_string)
         text = text[:match.start] + "***" + digits[-2:] + text[match.end:]
     return text
+
+
+def pii_hash(value: object) -> str | None:
+    """A short, stable digest of a value (``blake2b:<16 hex>``): comparable, not readable."""
+    if value is None:
+        return None
+    text = value.isoformat() if isinstance(value, datetime | date) else str(value)
+    return HASH_PREFIX + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

@@ -9,9 +9,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from sync_platform.core.config import CrmSyncConfig, load_sync_config
+from sync_platform.core.settings import load_settings
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.defs.resources import SyncConfigResource, WarehouseResource
 from sync_platform.sandbox import SandboxConfig, SandboxServer
 from sync_platform.sandbox.client import SandboxAdminClient
-from sync_platform.warehouse import Warehouse
 
 
 class SyncHarness:
@@ -21,6 +24,21 @@ class SyncHarness:
         self.admin = admin
         self.data_dir = data_dir
         self.instance = instance  # one instance per test: run history carries over, as in production
+
+    @property
+    def warehouse(self) -> Warehouse:
+        return Warehouse.from_settings(load_settings())
+
+    @property
+    def resources(self) -> dict[str, object]:
+        """Handed to every run: the test's warehouse (DuckDB under its data dir, or the PostgreSQL
+        database a test configured) and its sync.yaml, as configured at the time of the run."""
+        settings = load_settings()
+        return {"warehouse": WarehouseResource.from_settings(settings),
+                "sync_config": SyncConfigResource.from_settings(settings)}
+
+    def config(self, crm: str) -> CrmSyncConfig:
+        return load_sync_config().crm(crm)
 
     def run(self, crm: str, full_refresh: bool = False, raise_on_error: bool = True
             ) -> tuple[dg.ExecuteInProcessResult, dict[str, dict]]:
@@ -32,7 +50,8 @@ class SyncHarness:
         from sync_platform.definitions import defs
 
         job = defs().resolve_job_def(name)
-        result = job.execute_in_process(instance=self.instance, raise_on_error=raise_on_error)
+        result = job.execute_in_process(instance=self.instance, raise_on_error=raise_on_error,
+                                        resources=self.resources)
         return result, self._metadata(result)
 
     def run_assets(self, *keys: str, raise_on_error: bool = True
@@ -43,7 +62,7 @@ class SyncHarness:
         job = defs().resolve_implicit_global_asset_job_def()
         selection = [dg.AssetKey.from_user_string(k) for k in keys]
         result = job.execute_in_process(instance=self.instance, asset_selection=selection,
-                                        raise_on_error=raise_on_error)
+                                        raise_on_error=raise_on_error, resources=self.resources)
         return result, {"/".join(k.path): v for k, v in self._metadata(result, full=True).items()}
 
     def checks(self, result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -62,7 +81,7 @@ class SyncHarness:
         return meta
 
     def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return Warehouse.from_env().query(sql, params)
+        return self.warehouse.query(sql, params)
 
 
 @pytest.fixture

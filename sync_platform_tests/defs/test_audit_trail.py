@@ -8,11 +8,11 @@ import shutil
 import pytest
 import yaml
 
-from sync_platform.audit import AuditLog
-from sync_platform.audit_changes import pii_hash
+from sync_platform.core.settings import PROJECT_ROOT
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.ops.audit import AuditLog
 from sync_platform.security.encryption import decrypt_frame
-from sync_platform.settings import PROJECT_ROOT
-from sync_platform.warehouse import Warehouse
+from sync_platform.security.redaction import pii_hash
 
 
 @pytest.fixture(autouse=True)

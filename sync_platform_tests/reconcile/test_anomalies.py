@@ -14,8 +14,7 @@ from sync_platform.reconcile.anomalies import (
     IDENTICAL_CURSOR_SHARE,
     cursor_anomalies,
 )
-
-from .conftest import BASE, seeded_pair
+from sync_platform_tests.reconcile.conftest import BASE, seeded_pair
 
 NOW = BASE + timedelta(days=1)
 

@@ -8,8 +8,7 @@ import polars as pl
 import pytest
 
 from sync_platform.reconcile import CLASSES, classify, content_hash, field_differences
-
-from .conftest import BASE, seeded_pair
+from sync_platform_tests.reconcile.conftest import BASE, seeded_pair
 
 
 def test_each_class_is_found_with_its_ids(pair):

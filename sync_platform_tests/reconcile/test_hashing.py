@@ -9,9 +9,9 @@ import duckdb
 import polars as pl
 import pytest
 
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.ingest.sources.arrow import BOOL, DATETIME, INT, STRING, to_arrow
 from sync_platform.reconcile import canonical_values, content_hash, content_hash_sql
-from sync_platform.sources.arrow import BOOL, DATETIME, INT, STRING, to_arrow
-from sync_platform.warehouse import Warehouse
 
 COLUMNS = {"Id": STRING, "FirstName": STRING, "Email": STRING, "HasOptedOutOfEmail": BOOL,
            "NumberOfEmployees": INT, "SystemModstamp": DATETIME}

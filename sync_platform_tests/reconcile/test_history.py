@@ -6,11 +6,10 @@ from datetime import timedelta
 
 import pytest
 
+from sync_platform.core.warehouse import Warehouse
 from sync_platform.reconcile import classify
 from sync_platform.reconcile.history import drift_row, drift_status, read_history, record_drift
-from sync_platform.warehouse import Warehouse
-
-from .conftest import BASE, seeded_pair
+from sync_platform_tests.reconcile.conftest import BASE, seeded_pair
 
 
 @pytest.mark.parametrize(("share", "status"), [(0.0, "ok"), (0.003, "warn"), (0.005, "warn"), (0.008, "error")])

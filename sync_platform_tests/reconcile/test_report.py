@@ -12,8 +12,7 @@ from sync_platform.reconcile import classify, content_hash, field_differences
 from sync_platform.reconcile.anomalies import cursor_anomalies
 from sync_platform.reconcile.history import drift_row, history_frame
 from sync_platform.reconcile.report import EntityReport, report_html, report_markdown, write_report
-
-from .conftest import BASE, seeded_pair
+from sync_platform_tests.reconcile.conftest import BASE, seeded_pair
 
 NOW = BASE + timedelta(days=7)
 

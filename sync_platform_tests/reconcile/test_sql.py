@@ -12,11 +12,10 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
+from sync_platform.core.warehouse import Warehouse
 from sync_platform.reconcile import classify, content_hash, content_hash_sql
 from sync_platform.reconcile.sql import bisect, classify_in_warehouse, classify_sql
-from sync_platform.warehouse import Warehouse
-
-from .conftest import BASE, seeded_pair
+from sync_platform_tests.reconcile.conftest import BASE, seeded_pair
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -8,7 +8,7 @@ CRM credentials are configured.
 
 import dagster as dg
 
-from sync_platform.config import CRMS, load_sync_config
+from sync_platform.core.config import CRMS, load_sync_config
 
 
 def _selection(crm: str) -> dg.AssetSelection:

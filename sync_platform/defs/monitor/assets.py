@@ -8,16 +8,14 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from sync_platform.defs.monitor.targets import raw_paths
+from sync_platform.defs.resources import WAREHOUSE_POOL, WarehouseResource
 from sync_platform.monitor.metrics import (
-    collect_sync_metrics,
     dead_letter_depths,
     per_crm_totals,
     record_sync_metrics,
 )
-from sync_platform.warehouse import Warehouse
-
-from ..ingest.assets import WAREHOUSE_POOL
-from .targets import raw_paths
+from sync_platform.monitor.run_history import collect_sync_metrics
 
 METRICS_CRON = "*/15 * * * *"
 
@@ -37,13 +35,13 @@ def _table(metrics) -> str:
 
 @dg.asset(key=["monitor", "sync_metrics"], group_name="monitor", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
           owners=["team:data"], tags={"layer": "monitor"})
-def sync_metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def sync_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Per CRM and object, from the newest raw materializations: records/s, lag, errors by kind, dead-letter
     depth, requests and remaining API budget; appended to ops.sync_metrics and plotted per CRM in the UI."""
     now = datetime.now(UTC)
-    warehouse = Warehouse.from_env()
-    metrics = collect_sync_metrics(context.instance, raw_paths(), now, dead_letter_depths(warehouse))
-    written = record_sync_metrics(warehouse, metrics, now)
+    store = warehouse.get()
+    metrics = collect_sync_metrics(context.instance, raw_paths(), now, dead_letter_depths(store))
+    written = record_sync_metrics(store, metrics, now)
     metadata: dict = {"objects": written, "objects_synced": sum(m.synced_at is not None for m in metrics)}
     for crm, totals in per_crm_totals(metrics).items():
         metadata.update({f"{crm}_{name}": dg.MetadataValue.float(float(value)) if isinstance(value, float)

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import dagster as dg
 
-from .targets import expectations
+from sync_platform.defs.monitor.targets import expectations
 
 
 def build_freshness_checks() -> list[dg.AssetChecksDefinition]:

@@ -13,13 +13,13 @@ from datetime import datetime
 import dagster as dg
 from dagster._time import get_current_datetime  # Dagster's clock: the one event timestamps use
 
-from sync_platform.alerts import AlertBook, AlertOutcome
-from sync_platform.config import CRMS, load_sync_config
-from sync_platform.dead_letters import DeadLetterQueue
-from sync_platform.monitor import freshness, health, quality_gate
-from sync_platform.warehouse import DUCKDB, Warehouse
-
-from .targets import canonical_entity_paths, expectations
+from sync_platform.core.config import CRMS
+from sync_platform.core.warehouse import DUCKDB, Warehouse
+from sync_platform.defs.monitor.targets import canonical_entity_paths, expectations
+from sync_platform.defs.resources import SyncConfigResource, WarehouseResource
+from sync_platform.monitor import freshness, health, quality_gate, run_history
+from sync_platform.ops.alerts import AlertBook, AlertOutcome
+from sync_platform.ops.dead_letters import DeadLetterQueue
 
 STAND_ASIDE_TICKS = 5
 _WRITING = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
@@ -35,9 +35,10 @@ def _summary(outcome: AlertOutcome) -> str:
     return "; ".join(parts) or "all clear"
 
 
-def run_monitor(context: dg.SensorEvaluationContext, body: Callable[[Warehouse, datetime], str]) -> dg.SkipReason:
+def run_monitor(context: dg.SensorEvaluationContext, resource: WarehouseResource,
+                body: Callable[[Warehouse, datetime], str]) -> dg.SkipReason:
     """Run ``body`` against the warehouse unless a run is writing to DuckDB right now."""
-    warehouse = Warehouse.from_env()
+    warehouse = resource.get()
     if warehouse.kind == DUCKDB:
         skipped = int(context.cursor or 0)
         if skipped < STAND_ASIDE_TICKS and context.instance.get_runs(
@@ -54,46 +55,48 @@ def run_monitor(context: dg.SensorEvaluationContext, body: Callable[[Warehouse, 
 
 
 @dg.sensor(name="freshness_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
-def freshness_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+def freshness_alerts(context: dg.SensorEvaluationContext, warehouse: WarehouseResource,
+                     sync_config: SyncConfigResource) -> dg.SkipReason:
     """Alert when a raw or canonical asset was last updated longer ago than its freshness SLO; resolve when fresh."""
 
-    def body(warehouse: Warehouse, now: datetime) -> str:
-        wanted = expectations()
-        last = freshness.last_updates(context.instance, [e.path for e in wanted])
+    def body(store: Warehouse, now: datetime) -> str:
+        wanted = expectations(sync_config.load())
+        last = run_history.last_updates(context.instance, [e.path for e in wanted])
         findings = freshness.stale_findings(wanted, last, now=now)
-        return _summary(AlertBook(warehouse).report(freshness.SCOPE, findings, now=now))
+        return _summary(AlertBook(store).report(freshness.SCOPE, findings, now=now))
 
-    return run_monitor(context, body)
+    return run_monitor(context, warehouse, body)
 
 
 @dg.sensor(name="dead_letter_alerts", minimum_interval_seconds=120, default_status=dg.DefaultSensorStatus.RUNNING)
-def dead_letter_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+def dead_letter_alerts(context: dg.SensorEvaluationContext, warehouse: WarehouseResource,
+                       sync_config: SyncConfigResource) -> dg.SkipReason:
     """Alert on pending dead letters per CRM and on a CRM whose recent syncs fail too often, with the error kinds."""
 
-    def body(warehouse: Warehouse, now: datetime) -> str:
-        config = load_sync_config()
-        book = AlertBook(warehouse)
+    def body(store: Warehouse, now: datetime) -> str:
+        config = sync_config.load()
+        book = AlertBook(store)
         depth = book.report(health.DEAD_LETTER_SCOPE, health.dead_letter_findings(
-            DeadLetterQueue(warehouse).pending(), config.alerts), now=now)
-        runs = {crm: health.recent_sync_runs(context.instance, crm, config.alerts.error_rate_runs)
+            DeadLetterQueue(store).pending(), config.alerts), now=now)
+        runs = {crm: run_history.recent_sync_runs(context.instance, crm, config.alerts.error_rate_runs)
                 for crm in CRMS if config.crm(crm).enabled}
         failed = [r.run_id for outcomes in runs.values() for r in outcomes if r.failed]
         rate = book.report(health.ERROR_RATE_SCOPE, health.error_rate_findings(
-            runs, health.dead_letters_of_runs(warehouse, failed), config.alerts), now=now)
+            runs, health.dead_letters_of_runs(store, failed), config.alerts), now=now)
         return f"dead letters: {_summary(depth)}. error rate: {_summary(rate)}"
 
-    return run_monitor(context, body)
+    return run_monitor(context, warehouse, body)
 
 
 @dg.sensor(name="quality_gate_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
-def quality_gate_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+def quality_gate_alerts(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SkipReason:
     """Alert while the newest canonical build of an entity was blocked by its quality gate (blast radius)."""
 
-    def body(warehouse: Warehouse, now: datetime) -> str:
-        latest = quality_gate.latest_metadata(context.instance, canonical_entity_paths())
-        return _summary(AlertBook(warehouse).report(quality_gate.SCOPE, quality_gate.blast_radius_findings(latest), now=now))
+    def body(store: Warehouse, now: datetime) -> str:
+        latest = run_history.latest_metadata(context.instance, canonical_entity_paths())
+        return _summary(AlertBook(store).report(quality_gate.SCOPE, quality_gate.blast_radius_findings(latest), now=now))
 
-    return run_monitor(context, body)
+    return run_monitor(context, warehouse, body)
 
 
 @dg.definitions

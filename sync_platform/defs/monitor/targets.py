@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from sync_platform.canonical_build import ENTITIES
-from sync_platform.config import load_sync_config
+from sync_platform.canonical.model import ENTITY_TABLES
+from sync_platform.core.config import SyncConfig, load_sync_config
+from sync_platform.defs.ingest.assets import raw_assets
 from sync_platform.monitor.freshness import FreshnessExpectation, freshness_expectations
-
-from ..ingest.assets import raw_assets
 
 
 def raw_paths() -> list[tuple[str, ...]]:
@@ -14,13 +13,13 @@ def raw_paths() -> list[tuple[str, ...]]:
 
 
 def canonical_entity_paths() -> list[tuple[str, ...]]:
-    return [("canonical", table) for table, _ in ENTITIES.values()]
+    return [("canonical", table) for table, _ in ENTITY_TABLES.values()]
 
 
 def canonical_paths() -> list[tuple[str, ...]]:
     return [*canonical_entity_paths(), ("canonical", "duplicates")]
 
 
-def expectations() -> list[FreshnessExpectation]:
-    """Read per call: an edited sync.yaml applies at the next sensor tick."""
-    return freshness_expectations(load_sync_config(), raw_paths(), canonical_paths())
+def expectations(config: SyncConfig | None = None) -> list[FreshnessExpectation]:
+    """From ``config`` (sensors pass the one they read per tick), else ``sync.yaml`` as it is now."""
+    return freshness_expectations(config or load_sync_config(), raw_paths(), canonical_paths())

@@ -9,23 +9,21 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from sync_platform.audit import AuditEntry, AuditLog
-from sync_platform.config import load_sync_config
-from sync_platform.warehouse import Warehouse
-
-from ..ingest.assets import WAREHOUSE_POOL
+from sync_platform.defs.resources import WAREHOUSE_POOL, SyncConfigResource, WarehouseResource
+from sync_platform.ops.audit import AuditEntry, AuditLog
 
 RETENTION_CRON = "30 3 * * *"  # daily, 03:30 UTC: away from the quarter-hour syncs
 
 
 @dg.asset(key=["ops", "audit_retention"], group_name="ops", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
           tags={"layer": "ops"}, owners=["team:data"])
-def audit_retention(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def audit_retention(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                    sync_config: SyncConfigResource) -> dg.MaterializeResult:
     """Delete audit-log entries older than ``audit.retention_days``: the trail is kept as long as the
     policy says, and no longer."""
-    days = load_sync_config().audit.retention_days
+    days = sync_config.load().audit.retention_days
     started_at = datetime.now(UTC)
-    log = AuditLog(Warehouse.from_env())
+    log = AuditLog(warehouse.get())
     purged = log.purge_older_than(days, now=started_at)
     cutoff = started_at - timedelta(days=days)
     log.record(AuditEntry(run_id=context.run_id, step="retention", crm=None, entity="audit_log",

@@ -14,17 +14,16 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from sync_platform.alerts import AlertBook, Finding
-from sync_platform.audit import AuditEntry, AuditLog
-from sync_platform.config import CRMS, load_sync_config
-from sync_platform.reconcile.cycle import TargetResult, evaluate, listing_dataset, now, run_cycle, targets
+from sync_platform.core.config import CRMS, SyncConfig, load_sync_config
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.defs.resources import WAREHOUSE_POOL, SyncConfigResource, WarehouseResource
+from sync_platform.ops.alerts import AlertBook, Finding
+from sync_platform.ops.audit import AuditEntry, AuditLog
 from sync_platform.reconcile.cross_crm import ACROSS_CRMS, COMPARED, linked_conflicts
+from sync_platform.reconcile.cycle import TargetResult, evaluate, listing_dataset, now, run_cycle, targets
 from sync_platform.reconcile.history import drift_row, read_history, record_drift
-from sync_platform.reconcile.report import EntityReport, report_markdown, write_report
 from sync_platform.reconcile.remediation import remediate
-from sync_platform.warehouse import Warehouse
-
-from ..ingest.assets import WAREHOUSE_POOL
+from sync_platform.reconcile.report import EntityReport, report_markdown, write_report
 
 ERROR_ANOMALIES = {"content_changed_cursor_unchanged", "cursor_moved_backwards"}
 
@@ -82,10 +81,9 @@ def _check(result: TargetResult, key: dg.AssetKey) -> dg.AssetCheckResult:
                   "counts": result.diff.counts})
 
 
-def _cycle(crm: str, run_id: str, only: list[str] | None = None) -> tuple[list[TargetResult], dict]:
-    config = load_sync_config()
+def _cycle(crm: str, run_id: str, warehouse: Warehouse, config: SyncConfig,
+           only: list[str] | None = None) -> tuple[list[TargetResult], dict]:
     rc = config.reconcile
-    warehouse = Warehouse.from_env()
     started = now()
     results, report = run_cycle(crm, config.crm(crm), run_id, warehouse, rc.threshold,
                                 {"identical_share": rc.identical_cursor_share}, only=only, engine=rc.engine)
@@ -112,9 +110,10 @@ def build_reconcile_assets(crm: str) -> dg.AssetsDefinition:
               for spec in specs]
 
     @dg.multi_asset(name=f"reconcile_{crm}", specs=specs, check_specs=checks, pool=WAREHOUSE_POOL, can_subset=True)
-    def reconcile_crm(context: dg.AssetExecutionContext) -> Iterator:
+    def reconcile_crm(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                      sync_config: SyncConfigResource) -> Iterator:
         selected = [key.path[-1] for key in context.selected_asset_keys]
-        results, requests = _cycle(crm, context.run_id, only=selected)
+        results, requests = _cycle(crm, context.run_id, warehouse.get(), sync_config.load(), only=selected)
         for result in results:
             key = reconcile_key(crm, result.target.table)
             yield dg.MaterializeResult(asset_key=key, metadata={**_metadata(result), "listing_requests": requests})
@@ -132,15 +131,17 @@ def build_remediation_asset(crm: str) -> dg.AssetsDefinition:
         check_specs=[dg.AssetCheckSpec("drift_after_remediation", asset=["remediate", crm],
                                        description="Every repaired id agrees with the CRM afterwards.")],
     )
-    def remediate_crm(context: dg.AssetExecutionContext) -> Iterator:
+    def remediate_crm(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                      sync_config: SyncConfigResource) -> Iterator:
         """Re-fetch exactly the ids the last reconciliation found different, then re-reconcile."""
-        warehouse = Warehouse.from_env()
+        store, config = warehouse.get(), sync_config.load()
         started = now()
-        outcome = remediate(crm, warehouse)
+        outcome = remediate(crm, store, config.crm(crm))
         context.log.info(f"{crm}: re-fetched {outcome.fetched}, marked deleted {outcome.marked_deleted}")
-        results, requests = _cycle(crm, context.run_id, only=list(outcome.requested)) if outcome.touched else ([], {})
+        results, requests = (_cycle(crm, context.run_id, store, config, only=list(outcome.requested))
+                             if outcome.touched else ([], {}))
         remaining = {r.target.table: sum(r.diff.counts.values()) for r in results}
-        AuditLog(warehouse).record(*(AuditEntry(
+        AuditLog(store).record(*(AuditEntry(
             run_id=context.run_id, step="remediate", crm=crm, entity=table, started_at=started, ended_at=now(),
             records_read=outcome.requested.get(table, 0), updated=outcome.fetched.get(table, 0),
             deleted=outcome.marked_deleted.get(table, 0),
@@ -165,7 +166,8 @@ CROSS_CRM_KEY = dg.AssetKey(["reconcile", "across_crms"])
           tags={"layer": "reconcile"},
           check_specs=[dg.AssetCheckSpec("systems_agree", asset=CROSS_CRM_KEY,
                                          description="Warns when linked golden records carry conflicting values.")])
-def reconcile_across_crms(context: dg.AssetExecutionContext):
+def reconcile_across_crms(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                          sync_config: SyncConfigResource):
     """Do all systems agree? The same customer or company in several CRMs, field by field.
 
     Golden records held by two or more CRMs are compared on their descriptive fields (names,
@@ -173,18 +175,18 @@ def reconcile_across_crms(context: dg.AssetExecutionContext):
     to ``reconcile.cross_crm_conflicts`` (golden id, field, systems: no values) and one point per
     entity to the drift history with direction ``across_crms``.
     """
-    warehouse = Warehouse.from_env()
-    threshold = load_sync_config().reconcile.cross_crm_threshold
+    store = warehouse.get()
+    threshold = sync_config.load().reconcile.cross_crm_threshold
     checked_at = now()
-    outcomes = [o for o in (linked_conflicts(warehouse, e) for e in COMPARED) if o is not None]
+    outcomes = [o for o in (linked_conflicts(store, e) for e in COMPARED) if o is not None]
     frames = [o.conflicts.with_columns(pl.lit(o.entity).alias("entity")) for o in outcomes]
     conflicts = pl.concat(frames) if frames else pl.DataFrame()
     if not conflicts.is_empty():
-        warehouse.write_frame(conflicts.with_columns(pl.lit(checked_at).alias("checked_at")), "reconcile",
-                              "cross_crm_conflicts")
-    elif warehouse.table_exists("reconcile", "cross_crm_conflicts"):
-        warehouse.query("DELETE FROM reconcile.cross_crm_conflicts")
-    record_drift(warehouse, [drift_row(o.diff, "all", o.entity, threshold, checked_at=checked_at,
+        store.write_frame(conflicts.with_columns(pl.lit(checked_at).alias("checked_at")), "reconcile",
+                          "cross_crm_conflicts")
+    elif store.table_exists("reconcile", "cross_crm_conflicts"):
+        store.query("DELETE FROM reconcile.cross_crm_conflicts")
+    record_drift(store, [drift_row(o.diff, "all", o.entity, threshold, checked_at=checked_at,
                                        run_id=context.run_id, direction=ACROSS_CRMS) for o in outcomes])
     summary = {o.entity: {"linked": o.linked, "conflicting": o.diff.differing,
                           "by_field": dict(o.field_counts().iter_rows())} for o in outcomes}
@@ -206,26 +208,27 @@ def build_report_asset(crms: list[str]) -> dg.AssetsDefinition:
 
     @dg.asset(key=["reconcile", "report"], deps=deps, group_name="reconcile", kinds={"html", "polars"},
               owners=["team:data"], pool=WAREHOUSE_POOL, tags={"layer": "reconcile"})
-    def reconcile_report(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def reconcile_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                         sync_config: SyncConfigResource) -> dg.MaterializeResult:
         """Do all systems agree? Counts per class, drift vs threshold, top fields, sample ids and the trend.
 
         Re-evaluates the latest listings against the raw tables as they are now (after any repair),
         so the report shows the current state while the chart shows the history, spike and repair.
         Written as markdown here and as a standalone HTML page under ``data/reports/``.
         """
-        warehouse = Warehouse.from_env()
-        rc = load_sync_config().reconcile
+        store = warehouse.get()
+        rc = sync_config.load().reconcile
         entries = []
         for crm in crms:
             for target in targets(crm):
-                if warehouse.table_exists(listing_dataset(crm), target.table):
-                    entries.append(evaluate(warehouse, target, rc.threshold(crm, target.table),
+                if store.table_exists(listing_dataset(crm), target.table):
+                    entries.append(evaluate(store, target, rc.threshold(crm, target.table),
                                             {"identical_share": rc.identical_cursor_share}, rc.engine).to_report())
-        for outcome in (linked_conflicts(warehouse, e) for e in COMPARED):
+        for outcome in (linked_conflicts(store, e) for e in COMPARED):
             if outcome is not None:
                 entries.append(EntityReport("all", outcome.entity, outcome.diff, rc.cross_crm_threshold,
                                             outcome.field_counts(), direction=ACROSS_CRMS))
-        history = read_history(warehouse)
+        history = read_history(store)
         checked_at = now()
         path = write_report(entries, history, checked_at)
         context.log.info(f"reconciliation report: {path}")
@@ -245,10 +248,11 @@ RECONCILE_SELECTION = dg.AssetSelection.groups("reconcile") - dg.AssetSelection.
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    crms = [crm for crm in CRMS if load_sync_config().crm(crm).enabled]
+    config = load_sync_config()
+    crms = [crm for crm in CRMS if config.crm(crm).enabled]
     reconcile_assets = [build_reconcile_assets(crm) for crm in crms]
     remediation_assets = [build_remediation_asset(crm) for crm in crms]
-    rc = load_sync_config().reconcile
+    rc = config.reconcile
     reconcile_job = dg.define_asset_job(
         "reconcile", selection=RECONCILE_SELECTION,
         description="List every CRM and compare it with the warehouse (no repair).")

@@ -11,14 +11,12 @@ syncs see changes again or the probe comes back clean.
 
 import dagster as dg
 
-from sync_platform.alerts import AlertBook, Finding
-from sync_platform.config import CRMS, load_sync_config
+from sync_platform.core.config import CRMS, load_sync_config
+from sync_platform.core.errors import CrmRequestError
+from sync_platform.defs.resources import WAREHOUSE_POOL, SyncConfigResource, WarehouseResource
+from sync_platform.ops.alerts import AlertBook, Finding
 from sync_platform.reconcile.cycle import targets
 from sync_platform.reconcile.probe import probe
-from sync_platform.sources.errors import CrmRequestError
-from sync_platform.warehouse import Warehouse
-
-from ..ingest.assets import WAREHOUSE_POOL
 
 FINDING = "zero_change_runs_with_source_activity"
 
@@ -35,11 +33,12 @@ def build_probe_asset(crm: str) -> dg.AssetsDefinition:
               tags={"crm": crm, "layer": "reconcile"},
               description=f"A random sample of {crm} records re-read by id after each sync: changes the cursor "
                           "missed (content changed, cursor did not) show up here within one interval.")
-    def activity_probe(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        config = load_sync_config()
+    def activity_probe(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                       sync_config: SyncConfigResource) -> dg.MaterializeResult:
+        config = sync_config.load()
         size = config.reconcile.probe_sample
         try:
-            results, report = probe(crm, config.crm(crm), Warehouse.from_env(), size)
+            results, report = probe(crm, config.crm(crm), warehouse.get(), size)
         except CrmRequestError as exc:
             # the sync itself landed; a probe that cannot reach the CRM must not fail it
             context.log.warning(f"{crm} probe failed: {exc}")
@@ -96,9 +95,10 @@ def zero_change_findings(instance: dg.DagsterInstance, crm: str, runs: int) -> l
 
 @dg.sensor(name="zero_change_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Alerts when syncs keep seeing 0 changes while the probe sees activity (a frozen cursor).")
-def zero_change_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    config = load_sync_config()
-    book = AlertBook(Warehouse.from_env())
+def zero_change_alerts(context: dg.SensorEvaluationContext, warehouse: WarehouseResource,
+                       sync_config: SyncConfigResource) -> dg.SkipReason:
+    config = sync_config.load()
+    book = AlertBook(warehouse.get())
     summary = []
     for crm in CRMS:
         if not config.crm(crm).enabled:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sync_platform.settings import PROJECT_ROOT
+from sync_platform.core.settings import PROJECT_ROOT
 
 
 @pytest.fixture
@@ -21,8 +21,8 @@ def _contacts_fingerprint(harness) -> list[tuple]:
     """Per CRM: rows, emails, first and last email (decrypted: ciphertext changes on every write)."""
     import polars as pl
 
+    from sync_platform.core.warehouse import Warehouse
     from sync_platform.security.encryption import decrypt_frame
-    from sync_platform.warehouse import Warehouse
 
     contacts = decrypt_frame(Warehouse.from_env().read_frame("SELECT * FROM canonical.contacts"), ["email"])
     return contacts.group_by("source_system").agg(pl.len(), pl.col("email").count().alias("emails"),
@@ -86,7 +86,7 @@ def test_the_incident_a_field_swap_is_stopped_before_it_corrupts_anything(synced
 
 
 def test_a_malformed_mapping_fails_at_load_naming_file_and_key(tmp_path: Path, monkeypatch):
-    from sync_platform.mapping.loader import MappingError, load_mappings
+    from sync_platform.canonical.mapping.loader import MappingError, load_mappings
 
     broken = tmp_path / "mappings"
     shutil.copytree(PROJECT_ROOT / "data" / "mappings", broken)

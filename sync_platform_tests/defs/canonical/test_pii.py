@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from sync_platform.canonical.model import E164_PATTERN
 from sync_platform.cli import app
-from sync_platform.mapping.model import E164_PATTERN
+from sync_platform.core.settings import PROJECT_ROOT
+from sync_platform.core.warehouse import Warehouse
 from sync_platform.security.encryption import KEYS_ENV, decrypt_frame, generate_key, is_encrypted
-from sync_platform.settings import PROJECT_ROOT
-from sync_platform.warehouse import Warehouse
 
 runner = CliRunner()
 
@@ -117,7 +117,7 @@ def _seed_operational_rows(email: str, phone: str, source_id: str) -> None:
         cur.execute("INSERT INTO ops.quarantine (entity, source_system, source_id, rule, \"column\", value_masked) "
                     "VALUES ('interaction', 'salesforce', '500Sb0000000001AAA', 'contact_source_id_exists', "
                     "'contact_source_id', ?)", (source_id,))
-    from sync_platform.dead_letters import DeadLetterQueue
+    from sync_platform.ops.dead_letters import DeadLetterQueue
 
     DeadLetterQueue(warehouse).ensure()
     warehouse.query("INSERT INTO ops.dead_letters (id, crm, object, kind, attempts, error, created_at) "
@@ -182,10 +182,11 @@ def test_live_mapping_check_passes_against_the_sandbox_and_names_a_missing_field
     assert "live: dynamics:" in ok.output and "live: hubspot:" in ok.output
 
     # an org without the custom field the Salesforce mapping reads for a new canonical value
-    from sync_platform.mapping import raw_schema
+    from sync_platform.ingest import raw_schema
 
     contacts = raw_schema.RAW_TABLES["salesforce"]["contacts"]
-    patched = raw_schema.RawTable("salesforce", "contacts", "Contact", {**contacts.fields, "Job_Level__c": "string"})
+    patched = raw_schema.RawTable("salesforce", "contacts", "Contact", {**contacts.fields, "Job_Level__c": "string"},
+                                  contacts.cursor_field)
     monkeypatch.setitem(raw_schema.RAW_TABLES["salesforce"], "contacts", patched)
     broken = tmp_path / "mappings"
     shutil.copytree(PROJECT_ROOT / "data" / "mappings", broken)

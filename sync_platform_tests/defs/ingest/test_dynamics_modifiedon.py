@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .test_ingest import write_config
+from sync_platform_tests.defs.ingest.test_ingest import write_config
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sync_platform.repair import fetch_ids_into_warehouse
-
-from .test_ingest import write_config
+from sync_platform.ingest.fetch_by_id import fetch_ids_into_warehouse
+from sync_platform_tests.defs.ingest.test_ingest import write_config
 
 # per CRM: sandbox object, primary key column, editable field and its column, an id that never existed
 CRM = {
@@ -34,7 +33,8 @@ def test_by_id_fetch_repairs_frozen_changes_reports_vanished_ids_and_keeps_the_c
     harness.admin.update(crm, obj, [changed], {field: "a user change"})  # the next incremental's job
     vanished = never_existed(ids[0])
 
-    result = fetch_ids_into_warehouse(crm, {"contacts": [*frozen, deleted, vanished, "not an id"]})
+    result = fetch_ids_into_warehouse(crm, {"contacts": [*frozen, deleted, vanished, "not an id"]}, harness.warehouse,
+                                      harness.config(crm))
 
     assert harness.rows(f"SELECT count(*) FROM {table} WHERE {column} = 'repaired'") == [(250,)]
     assert result.requests >= 2, "250 ids take more than one request (chunked)"
@@ -60,5 +60,7 @@ def test_by_id_fetch_repairs_frozen_changes_reports_vanished_ids_and_keeps_the_c
 
 def test_unknown_tables_are_refused_before_any_request(harness):
     with pytest.raises(ValueError, match="unknown Salesforce object"):
-        fetch_ids_into_warehouse("salesforce", {"opportunities": ["006Sb0000000001AAA"]})
-    assert fetch_ids_into_warehouse("salesforce", {"contacts": []}).fetched == {}
+        fetch_ids_into_warehouse("salesforce", {"opportunities": ["006Sb0000000001AAA"]}, harness.warehouse,
+                                 harness.config("salesforce"))
+    assert fetch_ids_into_warehouse("salesforce", {"contacts": []}, harness.warehouse,
+                                    harness.config("salesforce")).fetched == {}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sync_platform.dead_letters import DeadLetterQueue
-from sync_platform.warehouse import Warehouse
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.ops.dead_letters import DeadLetterQueue
 
 # per CRM: sandbox object, warehouse table, primary key column, an editable field and its column
 CRM = {

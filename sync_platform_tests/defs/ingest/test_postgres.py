@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from sync_platform.instance import ensure_dagster_home
-from sync_platform.warehouse import Warehouse
+from sync_platform.core.instance import ensure_dagster_home
+from sync_platform.core.warehouse import Warehouse
+
 
 def test_one_materialization_end_to_end_on_postgres(harness, postgres_db, tmp_path, monkeypatch):
     monkeypatch.setenv("SYNC_PLATFORM_WAREHOUSE", "postgres")

@@ -6,10 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from sync_platform.cli import app
-from sync_platform.dead_letters import DeadLetterQueue
-from sync_platform.warehouse import Warehouse
-
-from .test_ingest import write_config
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.ops.dead_letters import DeadLetterQueue
+from sync_platform_tests.defs.ingest.test_ingest import write_config
 
 # per CRM: a boolean field only contacts carry, the read path a sync uses, its by-id path, the email key
 CRM = {

@@ -12,11 +12,10 @@ import pytest
 import yaml
 from dagster._core.test_utils import freeze_time
 
-from sync_platform.alerts import AlertBook
-from sync_platform.instance import ensure_dagster_home
-from sync_platform.warehouse import Warehouse
-
-from ..conftest import SyncHarness
+from sync_platform.core.instance import ensure_dagster_home
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.ops.alerts import AlertBook
+from sync_platform_tests.defs.conftest import SyncHarness
 
 
 def write_config(path: Path, alerts: dict | None = None, **per_crm: dict) -> None:

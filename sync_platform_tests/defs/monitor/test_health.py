@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from sync_platform.dead_letters import DeadLetterQueue
-from sync_platform.sources.errors import CrmRequestError, ErrorKind
-from sync_platform.warehouse import Warehouse
+from sync_platform.core.errors import CrmRequestError, ErrorKind
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.ops.dead_letters import DeadLetterQueue
 
 
 def add_run(instance: dg.DagsterInstance, job: str, failed: bool) -> None:

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 from typer.testing import CliRunner
 
-from sync_platform.alerts import Finding
 from sync_platform.cli import app
-from sync_platform.dead_letters import DeadLetterQueue
-from sync_platform.sources.errors import CrmRequestError, ErrorKind
-from sync_platform.warehouse import Warehouse
+from sync_platform.core.errors import CrmRequestError, ErrorKind
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.ops.alerts import Finding
+from sync_platform.ops.dead_letters import DeadLetterQueue
 
 
 def test_sync_metrics_and_status_show_throughput_lag_dead_letters_drift_and_alerts(monitor):

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import yaml
 
-from sync_platform.audit import AuditEntry, AuditLog
-from sync_platform.warehouse import Warehouse
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.ops.audit import AuditEntry, AuditLog
 
 
 def test_the_retention_asset_purges_old_entries_and_audits_itself(tmp_path, monkeypatch):

@@ -14,10 +14,10 @@ import dagster as dg
 import pytest
 import yaml
 
-from sync_platform.alerts import AlertBook
-from sync_platform.config import DEFAULT_PATH
+from sync_platform.core.config import DEFAULT_PATH
+from sync_platform.core.warehouse import Warehouse
 from sync_platform.defs.reconcile.probe import FINDING, zero_change_alerts
-from sync_platform.warehouse import Warehouse
+from sync_platform.ops.alerts import AlertBook
 
 CONTACTS = "reconcile/salesforce/contacts"
 

@@ -1,0 +1,156 @@
+"""Build, gate and publish one canonical entity: what the canonical asset decides and reports.
+
+Reads every CRM's raw table (and the parent entity's canonical table), builds the entity
+(:func:`~sync_platform.canonical.build.build_entity`), quarantines the rejected rows, and replaces
+``canonical.<table>`` only when the rejected share is within the threshold: the blast-radius
+gate. Above it the previous table stays published. Either way the decision is written to the
+audit log (step ``canonical``), with per-column change counts against the previous table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from sync_platform.canonical.build import EntityBuild, build_entity
+from sync_platform.canonical.changes import KEY, ChangeSummary, pii_columns, summarize_changes
+from sync_platform.canonical.erasure import ErasureList
+from sync_platform.canonical.mapping.loader import Mapping
+from sync_platform.canonical.model import ENTITY_TABLES
+from sync_platform.canonical.protection import protect, sensitive_columns
+from sync_platform.canonical.quality.validate import ValidationOutcome
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.ops.audit import AuditEntry, AuditLog
+from sync_platform.ops.quarantine import keys_of_latest_run, quarantine_rows, record
+from sync_platform.security.encryption import decrypt_frame
+from sync_platform.security.redaction import mask_value
+
+BLAST_RADIUS_ALERT = "canonical_blast_radius_exceeded"
+SAMPLE_ROWS = 20
+
+
+@dataclass
+class Publication:
+    """One entity's build and the gate's decision on it."""
+
+    entity: str
+    table: str
+    build: EntityBuild
+    threshold: float
+    sources: list[str]
+    quarantined: int = 0
+    changes: ChangeSummary = field(default_factory=ChangeSummary)
+
+    @property
+    def outcome(self) -> ValidationOutcome:
+        return self.build.outcome
+
+    @property
+    def blocked(self) -> bool:
+        return self.outcome.rejected_share > self.threshold
+
+    def alert_message(self) -> str:
+        o = self.outcome
+        return (f"ALERT {BLAST_RADIUS_ALERT}: {o.rejected.height} of {o.rows} {self.entity} rows rejected "
+                f"({o.rejected_share:.1%} > {self.threshold:.1%}); canonical.{self.table} kept as it was")
+
+    def alert_details(self) -> dict[str, Any]:
+        return {"alert": BLAST_RADIUS_ALERT, "severity": "error", "rejected_share": self.outcome.rejected_share,
+                "threshold": self.threshold, "rule_counts": self.outcome.rule_counts()}
+
+    def metadata(self) -> dict[str, Any]:
+        o, mapped = self.outcome, self.build.mapped
+        return {
+            "gate": "blocked: previous table kept" if self.blocked else "passed",
+            "rows_inserted": self.changes.inserted,
+            "rows_updated": self.changes.updated,
+            "rows_deleted": self.changes.deleted,
+            "changed_fields": self.changes.changed_fields,
+            "rows_in": o.rows,
+            "rows_good": o.good.height,
+            "rows_rejected": o.rejected.height,
+            "rejected_share": round(o.rejected_share, 5),
+            "threshold": self.threshold,
+            "quarantined_cases": self.quarantined,
+            "rule_counts": o.rule_counts(),
+            "mapping_versions": self.build.versions,
+            "ignored_source_columns": {crm: m.ignored_count for crm, m in mapped.items()},
+            "conversion_failures": {crm: m.failure_counts() for crm, m in mapped.items()},
+            "sources": self.sources,
+        }
+
+    def check_metadata(self) -> dict[str, Any]:
+        o = self.outcome
+        return {"rejected_share": round(o.rejected_share, 5), "threshold": self.threshold,
+                "rows_rejected": o.rejected.height, "rule_counts": o.rule_counts(),
+                "table_failures": o.table_failures.height}
+
+    def audit_entry(self, run_id: str, started_at: datetime) -> AuditEntry:
+        o = self.outcome
+        return AuditEntry(
+            run_id=run_id, step="canonical", crm=None, entity=self.entity, started_at=started_at,
+            ended_at=datetime.now(UTC), records_read=o.rows, inserted=self.changes.inserted,
+            updated=self.changes.updated, deleted=self.changes.deleted, rejected=o.rejected.height,
+            changed_fields=self.changes.changed_fields, status="blocked" if self.blocked else "success",
+            error_class=BLAST_RADIUS_ALERT if self.blocked else None,
+            details={"rejected_share": round(o.rejected_share, 5), "threshold": self.threshold,
+                     "rule_counts": o.rule_counts(), "mapping_versions": self.build.versions,
+                     "sources": self.sources, **self.changes.details()})
+
+
+def read_raw(warehouse: Warehouse, entity: str, mappings: dict[str, Mapping]) -> dict[str, pl.DataFrame]:
+    """Each CRM's raw table of ``entity``, where it has been synced."""
+    raw = {}
+    for crm, mapping in sorted(mappings.items()):
+        source = mapping.entity(entity).table
+        if warehouse.table_exists(f"raw_{crm}", source):
+            raw[crm] = warehouse.read_frame(f"SELECT * FROM raw_{crm}.{source}")
+    return raw
+
+
+def publish_entity(warehouse: Warehouse, entity: str, mappings: dict[str, Mapping], threshold: float,
+                   run_id: str) -> Publication:
+    """Build ``entity``, quarantine its rejected rows, publish it unless the gate blocks, audit the decision."""
+    table, link = ENTITY_TABLES[entity]
+    started_at = datetime.now(UTC)
+    raw = read_raw(warehouse, entity, mappings)
+    parent = parent_quarantined = None
+    if link is not None and warehouse.table_exists("canonical", ENTITY_TABLES[link[0]][0]):
+        parent = warehouse.read_frame(f"SELECT * FROM canonical.{ENTITY_TABLES[link[0]][0]}")
+        parent_quarantined = keys_of_latest_run(warehouse, link[0])
+    erased = ErasureList.load(warehouse)  # PII: erased people never re-enter canonical data
+    build = build_entity(entity, raw, mappings, parent, parent_quarantined, erased)
+    erased.remember_caught(warehouse)
+    result = Publication(entity, table, build, threshold, sorted(raw))
+    result.quarantined = record(warehouse, quarantine_rows(build.outcome.failures, entity, build.versions, run_id))
+    if not result.blocked:
+        result.changes = _changes(warehouse, entity, table, mappings, build.outcome)
+        # PII: sensitive columns are encrypted after validation, just before the write
+        warehouse.write_frame(protect(build.outcome.good, entity, mappings), "canonical", table)
+    AuditLog(warehouse).record(result.audit_entry(run_id, started_at))
+    return result
+
+
+def failure_sample(failures: pl.DataFrame, limit: int = SAMPLE_ROWS) -> str:
+    """A markdown table of failure cases with personal data masked (for the check's metadata)."""
+    lines = ["| source | id | rule | column | value |", "|---|---|---|---|---|"]
+    for row in failures.head(limit).iter_rows(named=True):
+        lines.append(f"| {row['source_system']} | {row['source_id']} | {row['rule']} | {row['column']} | "
+                     f"{mask_value(row['column'], row['value'])} |")
+    return "\n".join(lines)
+
+
+def _changes(warehouse: Warehouse, entity: str, table: str, mappings: dict[str, Mapping],
+             outcome: ValidationOutcome) -> ChangeSummary:
+    """What replacing ``canonical.<table>`` with the good rows changes (PII and sensitive fields hashed)."""
+    # the stored table holds ciphertext (a fresh nonce per write): compare in clear, or every
+    # sensitive value would look changed on every run
+    previous = (decrypt_frame(warehouse.read_frame(f"SELECT * FROM canonical.{table}"),
+                              sensitive_columns(entity, mappings))
+                if warehouse.table_exists("canonical", table) else None)
+    sensitive = {f for m in mappings.values() for f in m.sensitive_fields(entity)}
+    return summarize_changes(previous, outcome.good, pii=pii_columns(entity, sensitive),
+                             rejected=outcome.rejected.select(KEY) if outcome.rejected.height else None)
