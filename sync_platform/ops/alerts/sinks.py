@@ -25,7 +25,7 @@ from sync_platform.core.settings import load_settings
 from sync_platform.ops.alerts.model import ESCALATED, RESOLVED, Notice
 from sync_platform.security.redaction import redact_text
 
-LOGGER = logging.getLogger("sync_platform.ops.alerts")
+LOGGER = logging.getLogger("sync_platform.alerts")  # a stable name operators route by
 _COLORS = {"warning": "#e8a317", "error": "#d40e0d", RESOLVED: "#2eb67d"}
 
 

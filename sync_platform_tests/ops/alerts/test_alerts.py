@@ -160,12 +160,12 @@ def test_an_unreachable_webhook_never_reveals_its_url(duckdb_warehouse, sandbox)
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
-    logging.getLogger("sync_platform.ops.alerts").addHandler(handler)
+    logging.getLogger("sync_platform.alerts").addHandler(handler)
     try:
         book = AlertBook(duckdb_warehouse, sinks=[WebhookSink(url, timeout=2, max_attempts=2, backoff_seconds=0.01)])
         assert book.report("freshness", [lag()], now=T0).pending_notices == 1
     finally:
-        logging.getLogger("sync_platform.ops.alerts").removeHandler(handler)
+        logging.getLogger("sync_platform.alerts").removeHandler(handler)
     error = duckdb_warehouse.query("SELECT notify_error FROM ops.alerts")[0][0]
     assert error == "webhook: HTTP 404 (not retried)"
     logged = " ".join(r.getMessage() for r in records)
