@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sync_platform.core.settings import load_settings
+from sync_platform.core.settings import DATA_DIR_ENV, SANDBOX_URL_ENV, WAREHOUSE_ENV, load_settings
 from sync_platform.sandbox import SandboxConfig, SandboxServer
 from sync_platform.sandbox.client import SandboxAdminClient
 from sync_platform.sandbox.schema import ROLES
@@ -78,12 +78,12 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
     if demo_dir.exists():
         shutil.rmtree(demo_dir)  # the demo's own state only; a fresh sandbox needs a fresh warehouse
     demo_dir.mkdir(parents=True)
-    os.environ["SYNC_PLATFORM_DATA_DIR"] = str(demo_dir)
-    os.environ.pop("SYNC_PLATFORM_WAREHOUSE", None)
+    os.environ[DATA_DIR_ENV] = str(demo_dir)  # the runs below, and their step processes, use it
+    os.environ.pop(WAREHOUSE_ENV, None)
     ensure_dagster_home(demo_dir / "dagster_home", postgres=False)
 
     with SandboxServer(SandboxConfig(contacts=contacts)) as server, SandboxAdminClient(server.base_url) as admin:
-        os.environ["SYNC_PLATFORM_SANDBOX_URL"] = server.base_url
+        os.environ[SANDBOX_URL_ENV] = server.base_url
         echo(f"CRM sandbox: {contacts:,} contacts per CRM at {server.base_url}")
         echo(f"Warehouse:   {demo_dir / 'warehouse.duckdb'} (DuckDB); Dagster home: {demo_dir / 'dagster_home'}")
         echo("\n1/6 full sync of Salesforce, HubSpot and Dynamics 365 through Dagster (job sync_all) ...")

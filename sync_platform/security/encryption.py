@@ -45,13 +45,12 @@ import polars as pl
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 
-from sync_platform.core.settings import load_settings
+from sync_platform.core.settings import FIELD_KEYS_ENV, LOOKUP_KEY_ENV, load_settings
 
 log = logging.getLogger(__name__)
 
-KEYS_ENV = "SYNC_PLATFORM_FIELD_KEYS"
+KEYS_ENV = FIELD_KEYS_ENV
 KEYS_SECRET = "sync_platform.field_keys"
-LOOKUP_KEY_ENV = "SYNC_PLATFORM_LOOKUP_KEY"
 LOOKUP_KEY_SECRET = "sync_platform.lookup_key"
 KEY_FILE, LOOKUP_KEY_FILE = "field_keys", "lookup_key"
 PREFIX = "enc1"

@@ -61,8 +61,9 @@ class SyncHarness:
 
         job = defs().resolve_implicit_global_asset_job_def()
         selection = [dg.AssetKey.from_user_string(k) for k in keys]
+        # the implicit asset job takes the resources bound in the definitions (from the same settings)
         result = job.execute_in_process(instance=self.instance, asset_selection=selection,
-                                        raise_on_error=raise_on_error, resources=self.resources)
+                                        raise_on_error=raise_on_error)
         return result, {"/".join(k.path): v for k, v in self._metadata(result, full=True).items()}
 
     def checks(self, result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:

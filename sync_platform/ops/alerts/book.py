@@ -34,7 +34,7 @@ from sync_platform.ops.alerts.model import (
 from sync_platform.ops.alerts.sinks import AlertDeliveryError, AlertSink, sinks_from_config
 
 TABLE = "ops.alerts"
-LOGGER = logging.getLogger(__name__)
+LOGGER = logging.getLogger("sync_platform.alerts.book")  # under the stable name operators route by
 _DDL = """
 CREATE TABLE IF NOT EXISTS ops.alerts (
     id VARCHAR PRIMARY KEY,

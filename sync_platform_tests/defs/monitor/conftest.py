@@ -48,7 +48,8 @@ class Monitor:
         """Evaluate a sensor once at ``at``; returns its skip message (what the UI shows for the tick)."""
         definition = self.defs.resolve_sensor_def(sensor)
         with freeze_time(at):
-            context = dg.build_sensor_context(instance=self.instance, definitions=self.defs)
+            context = dg.build_sensor_context(instance=self.instance, definitions=self.defs,
+                                              resources=self.defs.resources)
             return definition.evaluate_tick(context).skip_message or ""
 
     def book(self) -> AlertBook:

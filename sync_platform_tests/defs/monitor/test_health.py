@@ -92,7 +92,8 @@ def test_a_sensor_stands_aside_while_a_run_writes_to_duckdb_but_not_forever(moni
     cursor = None
     messages = []
     for _ in range(6):
-        context = dg.build_sensor_context(instance=monitor.instance, definitions=monitor.defs, cursor=cursor)
+        context = dg.build_sensor_context(instance=monitor.instance, definitions=monitor.defs, cursor=cursor,
+                                          resources=monitor.defs.resources)
         data = definition.evaluate_tick(context)
         messages.append(data.skip_message)
         cursor = data.cursor

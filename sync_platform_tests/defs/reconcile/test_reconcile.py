@@ -108,7 +108,8 @@ def test_seeded_drift_warns_below_and_fails_above_the_threshold_and_is_repaired(
 def _sensor(harness) -> None:
     from sync_platform.definitions import defs
 
-    zero_change_alerts(dg.build_sensor_context(instance=harness.instance, definitions=defs()))
+    zero_change_alerts(dg.build_sensor_context(instance=harness.instance, definitions=defs(),
+                                               resources=harness.resources))
 
 
 def _open(finding: str) -> list:
