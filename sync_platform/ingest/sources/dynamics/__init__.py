@@ -169,8 +169,8 @@ def _entity_by_id(client: CrmHttpClient, api_url: str, entity_set: str, pk: str,
 
 
 def _entity_pages(client: CrmHttpClient, api_url: str, entity_set: str, pk: str, columns: dict[str, str],
-                  page_size: int, hard_delete: bool, report: SyncReport, table: str, change_tracking: str = "on",
-                  look_back_seconds: float = 300.0) -> Iterator[pa.Table]:
+                  page_size: int, hard_delete: bool, report: SyncReport, table: str,
+                  change_tracking: str = "on", look_back_seconds: float = 300.0) -> Iterator[pa.Table]:
     """Rows of one entity set changed since the last run: tracked, or by ``modifiedon`` when untracked.
 
     The delta token (or the ``modifiedon`` cursor) lives in this resource's dlt state, committed

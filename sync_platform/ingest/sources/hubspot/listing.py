@@ -57,11 +57,12 @@ def hubspot_listing(
     for table, wanted in fields.items():
         key, _, columns = listing_columns(table, wanted)
         object_type = OBJECTS[table][0]
-        yield listing_resource(_list_pages(client, base, object_type, columns, report, table), table, key, columns)
+        pages = _list_pages(client, base, object_type, columns, report, table)
+        yield listing_resource(pages, table, key, columns)
 
 
-def _list_pages(client: CrmHttpClient, base: str, object_type: str, columns: dict[str, str], report: SyncReport,
-                table: str) -> Iterator[pa.Table]:
+def _list_pages(client: CrmHttpClient, base: str, object_type: str, columns: dict[str, str],
+                report: SyncReport, table: str) -> Iterator[pa.Table]:
     """Every live record of one object type with only ``columns``.
 
     Args:
