@@ -92,7 +92,9 @@ def build_by_id_source(crm: str, cfg: CrmSyncConfig, ids: Mapping[str, Sequence[
 def build_listing_source(crm: str, cfg: CrmSyncConfig, fields: dict[str, list[str]],
                          report: SyncReport | None = None):
     """A reconciliation listing of one CRM: ``fields`` maps table -> CRM field names to list."""
-    from sync_platform.ingest.sources.listing import dynamics_listing, hubspot_listing, salesforce_listing
+    from sync_platform.ingest.sources.dynamics.listing import dynamics_listing
+    from sync_platform.ingest.sources.hubspot.listing import hubspot_listing
+    from sync_platform.ingest.sources.salesforce.listing import salesforce_listing
 
     base = sandbox_url()
     kwargs: dict[str, Any] = _sandbox_kwargs(crm, base) if base else {}
@@ -104,6 +106,18 @@ def build_listing_source(crm: str, cfg: CrmSyncConfig, fields: dict[str, list[st
     if crm == "dynamics":
         return dynamics_listing(**common, **kwargs)
     raise ValueError(f"unknown CRM {crm!r}")
+
+
+def listing_columns(crm: str, table: str, fields: Sequence[str]) -> tuple[str, str, dict[str, str]]:
+    """(id column, cursor column, declared columns) of a listing of one CRM, in its own field names."""
+    from sync_platform.ingest.sources.dynamics import listing as dynamics
+    from sync_platform.ingest.sources.hubspot import listing as hubspot
+    from sync_platform.ingest.sources.salesforce import listing as salesforce
+
+    listings = {"salesforce": salesforce, "hubspot": hubspot, "dynamics": dynamics}
+    if crm not in listings:
+        raise ValueError(f"unknown CRM {crm!r}")
+    return listings[crm].listing_columns(table, fields)
 # the settings a CRM needs outside a sync run (metadata checks), by dlt config/secret key
 _SETTINGS = {"salesforce": ("instance_url", "client_id", "client_secret"), "hubspot": ("access_token",),
              "dynamics": ("api_url", "token_url", "client_id", "client_secret")}

@@ -1,6 +1,6 @@
 """One reconciliation cycle of a CRM: list the source, compare with the raw tables, keep the result.
 
-The listing (``sources.listing``) is loaded by dlt into ``reconcile_<crm>.<table>``, next to the
+The listing (``sources/<crm>/listing.py``) is loaded by dlt into ``reconcile_<crm>.<table>``, next to the
 raw tables, so both sides share types and can be compared in one process (polars, below) or
 inside the warehouse (``reconcile.sql``) when they outgrow one. The compared fields are the ones
 the CRM's mapping reads: a field nobody maps cannot corrupt the canonical model.
@@ -18,10 +18,9 @@ from sync_platform.canonical.mapping.loader import load_mappings
 from sync_platform.core.config import CrmSyncConfig
 from sync_platform.core.settings import load_settings
 from sync_platform.core.warehouse import Warehouse
-from sync_platform.ingest.connections import build_listing_source
+from sync_platform.ingest.connections import build_listing_source, listing_columns
 from sync_platform.ingest.raw_schema import raw_column, raw_table
 from sync_platform.ingest.sources.common import DELETED_AT, SyncReport
-from sync_platform.ingest.sources.listing import listing_columns
 from sync_platform.reconcile.anomalies import Anomaly, cursor_anomalies
 from sync_platform.reconcile.diff import Diff, classify, field_differences
 from sync_platform.reconcile.hashing import content_hash, content_hash_sql

@@ -20,40 +20,20 @@ primary key, chunked) into the same tables with the same hints, without touching
 token. Dataverse does not return deleted rows at all, so those ids come back as not found.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # fine here: no resource takes a dlt incremental (the state is its own)
 
-import logging
-import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
 
 import dlt
-import polars as pl
 import pyarrow as pa
 
-from sync_platform.core.errors import CrmRequestError, ErrorKind
-from sync_platform.ingest.sources.arrow import columns_hint, to_arrow
-from sync_platform.ingest.sources.auth import OAuthToken, TokenProvider
-from sync_platform.ingest.sources.common import (
-    DELETED_AT,
-    EPOCH,
-    SyncReport,
-    by_id_tables,
-    chunks,
-    require_known,
-)
-from sync_platform.ingest.sources.dynamics.settings import (
-    CURSOR,
-    IDS_PER_QUERY,
-    NOT_TRACKED,
-    OBJECTS,
-    PAGE_SIZE,
-)
+from sync_platform.ingest.sources.arrow import columns_hint
+from sync_platform.ingest.sources.auth import TokenProvider
+from sync_platform.ingest.sources.common import DELETED_AT, SyncReport, by_id_tables, chunks, require_known
 from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
 
-log = logging.getLogger(__name__)
-_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+from .helpers import by_id_pages, emit, guid, http_client, modified_since, tracked_changes
+from .settings import IDS_PER_QUERY, OBJECTS, PAGE_SIZE
 
 
 @dlt.source(name="dynamics", max_table_nesting=0)
@@ -77,10 +57,22 @@ def dynamics_source(
     Args:
         api_url: ``https://<org>.crm.dynamics.com/api/data/v9.2`` (or the sandbox's).
         token_url: ``https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token``.
+        client_id: app registration id (``SOURCES__DYNAMICS__CLIENT_ID``).
+        client_secret: app registration secret (``SOURCES__DYNAMICS__CLIENT_SECRET``).
         scope: ``https://<org>.crm.dynamics.com/.default``.
+        page_size: rows per page (``odata.maxpagesize``, 5,000 at most).
+        hard_delete: delete rows removed at the source instead of stamping ``deleted_at``.
+        objects: the tables to read, of ``settings.OBJECTS``.
+        policy: retries, throttling and the daily budget reserve.
+        report: collects what each resource saw (a new one when not given).
+        auth: a token provider replacing the client-credentials flow.
         change_tracking: ``auto`` (tracked, falling back to ``modifiedon`` for an untracked
             table), ``on`` (an untracked table fails the run) or ``off`` (always ``modifiedon``).
         look_back_seconds: ``modifiedon`` reads start this far before the saved cursor.
+
+    Yields:
+        One merge resource per table, keyed by the entity's primary key; its delta token (or
+        ``modifiedon`` cursor) lives in the resource's state.
     """
     require_known("Dynamics", objects, OBJECTS)
     if change_tracking not in ("auto", "on", "off"):
@@ -115,6 +107,14 @@ def dynamics_by_id_source(
     Same source name, so the same dlt schema; no change tracking, so the delta token stays put.
     Ids Dataverse does not return (deleted, never existed, not a GUID) land in
     ``report.resource(table).not_found``.
+
+    Args:
+        ids: table -> GUIDs to read.
+        api_url: as for ``dynamics_source``; so are ``token_url``, the credentials, ``scope``,
+            ``page_size``, ``hard_delete``, ``policy``, ``report`` and ``auth``.
+
+    Yields:
+        One merge resource per table given ids, declared exactly as ``dynamics_source``'s.
     """
     tables = by_id_tables("Dynamics", ids, OBJECTS)
     report = report or SyncReport("dynamics")
@@ -124,15 +124,6 @@ def dynamics_by_id_source(
         yield _resource(_entity_by_id, table, hard_delete)(
             client, api_url.rstrip("/"), entity_set, pk, columns, list(ids[table]), page_size, hard_delete,
             report, table)
-
-
-def http_client(token_url: str, client_id: str, client_secret: str, scope: str | None, policy: HttpPolicy | None,
-                report: SyncReport, auth: TokenProvider | None) -> CrmHttpClient:
-    """The environment's HTTP client (OAuth client credentials unless ``auth`` is given): ingestion,
-    by-id reads and reconciliation listings share it."""
-    auth = auth or OAuthToken("dynamics", token_url, client_id, client_secret, scope=scope)
-    return CrmHttpClient("dynamics", auth, policy or HttpPolicy(max_requests=5_900, per_seconds=300.0),
-                         stats=report.stats)
 
 
 def _resource(pages, table: str, hard_delete: bool):
@@ -148,131 +139,63 @@ def _resource(pages, table: str, hard_delete: bool):
 def _entity_by_id(client: CrmHttpClient, api_url: str, entity_set: str, pk: str, columns: dict[str, str],
                   ids: list[str], page_size: int, hard_delete: bool, report: SyncReport,
                   table: str) -> Iterator[pa.Table]:
+    """The given rows of one entity set; ids Dataverse does not return go to ``not_found``.
+
+    Args:
+        client: the environment's HTTP client.
+        api_url: the Web API root without its trailing slash.
+        entity_set: the entity set to read (``contacts``).
+        pk: its primary key attribute (``contactid``).
+        columns: the attributes to select and their declared types.
+        ids: GUIDs (any case, braces allowed; others are reported not found, never asked).
+        page_size: rows per page (``odata.maxpagesize``).
+        hard_delete: whether the table carries the ``_deleted`` hard-delete column.
+        report: collects what the read saw, and the ids not found.
+        table: the resource's table name (``contacts``).
+
+    Yields:
+        One Arrow table per non-empty page.
+    """
     resource = report.resource(table)
     resource.start(None)
-    wanted = {_guid(i): i for i in dict.fromkeys(ids) if _guid(i)}
-    resource.not_found.update(i for i in ids if not _guid(i))
-    headers = {"Prefer": f"odata.maxpagesize={page_size}"}
+    wanted = {guid(i): i for i in dict.fromkeys(ids) if guid(i)}
+    resource.not_found.update(i for i in ids if not guid(i))
     for group in chunks(list(wanted), IDS_PER_QUERY):
-        values = ",".join(f"'{g}'" for g in group)
-        params = {"$select": ",".join(columns),
-                  "$filter": f"Microsoft.Dynamics.CRM.In(PropertyName='{pk}',PropertyValues=[{values}])"}
-        page = client.get_json(f"{api_url}/{entity_set}", params=params, headers=headers)
         seen: set[str] = set()
-        while True:
-            rows = page.get("value", [])
-            seen.update(_guid(str(row.get(pk) or "")) for row in rows)
-            yield from _emit(rows, [], pk, columns, hard_delete, report, table)
-            next_link = page.get("@odata.nextLink")
-            if not next_link:
-                break
-            page = client.get_json(next_link, headers=headers)
+        for rows in by_id_pages(client, f"{api_url}/{entity_set}", pk, columns, group, page_size):
+            seen.update(guid(str(row.get(pk) or "")) for row in rows)
+            yield from emit(rows, [], pk, columns, hard_delete, report, table)
         resource.not_found.update(wanted[g] for g in group if g not in seen)
 
 
-def _guid(value: str) -> str:
-    """The canonical lower-case form of a GUID, or '' if it is not one (it would break the filter)."""
-    text = value.strip().strip("{}").lower()
-    return text if _GUID.match(text) else ""
-
-
 def _entity_pages(client: CrmHttpClient, api_url: str, entity_set: str, pk: str, columns: dict[str, str],
-                  page_size: int, hard_delete: bool, report: SyncReport, table: str, change_tracking: str = "on",
-                  look_back_seconds: float = 300.0) -> Iterator[pa.Table]:
+                  page_size: int, hard_delete: bool, report: SyncReport, table: str,
+                  change_tracking: str = "on", look_back_seconds: float = 300.0) -> Iterator[pa.Table]:
+    """Rows of one entity set changed since the last run: tracked, or by ``modifiedon`` when untracked.
+
+    The delta token (or the ``modifiedon`` cursor) lives in this resource's dlt state, committed
+    with the load.
+
+    Args:
+        client: the environment's HTTP client.
+        api_url: the Web API root without its trailing slash.
+        entity_set: the entity set to read (``contacts``).
+        pk: its primary key attribute (``contactid``).
+        columns: the attributes to select and their declared types.
+        page_size: rows per page (``odata.maxpagesize``).
+        hard_delete: whether deletions are emitted with ``_deleted`` (hard delete) set.
+        report: collects what the read saw.
+        table: the resource's table name (``contacts``).
+        change_tracking: ``on``, ``off`` or ``auto`` (see ``dynamics_source``).
+        look_back_seconds: how far before the saved ``modifiedon`` cursor an untracked read starts.
+
+    Yields:
+        One Arrow table per non-empty page, then tombstones for deleted rows.
+    """
     state = dlt.current.resource_state()
+    url = f"{api_url}/{entity_set}"
     by_modifiedon = (pk, columns, page_size, hard_delete, report, table, state, look_back_seconds)
     if change_tracking == "off" or (change_tracking == "auto" and state.get("tracking") == "off"):
-        yield from _modified_since(client, f"{api_url}/{entity_set}", *by_modifiedon)
+        yield from modified_since(client, url, *by_modifiedon)
         return
-    report.resource(table).start(None)
-    report.resource(table).read_mode = "change_tracking"
-    headers = {"Prefer": f"odata.track-changes,odata.maxpagesize={page_size}"}
-    select = ",".join(columns)
-    token = state.get("delta_token")
-    url, params = f"{api_url}/{entity_set}", {"$select": select}
-    if token:
-        params["$deltatoken"] = token
-    try:
-        page = client.get_json(url, params=params, headers=headers)
-    except CrmRequestError as exc:
-        if _not_tracked(exc) and change_tracking == "auto":
-            log.warning("dynamics %s: the table is not enabled for change tracking; reading modifiedon from now on",
-                        table)
-            state["tracking"] = "off"
-            state.pop("delta_token", None)
-            yield from _modified_since(client, url, *by_modifiedon)
-            return
-        if not token or exc.kind != ErrorKind.CLIENT_ERROR or _not_tracked(exc):
-            raise
-        log.warning("dynamics %s: delta token refused (%s); re-reading everything", table, exc.detail)
-        page = client.get_json(url, params={"$select": select}, headers=headers)
-    while True:
-        live = [row for row in page.get("value", []) if "$deletedEntity" not in row.get("@odata.context", "")
-                and row.get("reason") != "deleted"]
-        gone = [row for row in page.get("value", []) if row not in live]
-        yield from _emit(live, gone, pk, columns, hard_delete, report, table)
-        next_link = page.get("@odata.nextLink")
-        if not next_link:
-            break
-        page = client.get_json(next_link, headers=headers)
-    delta_link = page.get("@odata.deltaLink")
-    if delta_link:
-        state["delta_token"] = parse_qs(urlsplit(delta_link).query)["$deltatoken"][0]
-
-
-def _not_tracked(exc: CrmRequestError) -> bool:
-    """Dataverse's ChangeTrackingNotEnabledForEntity (0x80072491)."""
-    return exc.kind == ErrorKind.CLIENT_ERROR and (NOT_TRACKED in exc.detail
-                                                   or "enabled for change tracking" in exc.detail)
-
-
-def _modified_since(client: CrmHttpClient, url: str, pk: str, columns: dict[str, str], page_size: int,
-                    hard_delete: bool, report: SyncReport, table: str, state: dict,
-                    look_back_seconds: float) -> Iterator[pa.Table]:
-    """Rows with ``modifiedon`` at or after the saved cursor minus the look-back, by (modifiedon, id).
-
-    ``ge`` plus the id tie-break never loses rows sharing a (whole-second) stamp; the cursor is
-    saved in the resource state, which dlt commits with the load, so it only moves once the data
-    landed. Deletions do not show up here at all.
-    """
-    resource = report.resource(table)
-    resource.read_mode, resource.deletes_visible = "modifiedon", False
-    log.warning("dynamics %s: change tracking is off; deletions are not seen until reconciliation finds them "
-                "(class 'extra')", table)
-    saved = state.get("modifiedon_cursor")
-    cursor = datetime.fromisoformat(saved) if saved else EPOCH
-    start = max(cursor - timedelta(seconds=look_back_seconds), EPOCH) if saved else EPOCH
-    resource.start(start, look_back_seconds)
-    params = {"$select": ",".join(columns), "$filter": f"{CURSOR} ge {start.strftime('%Y-%m-%dT%H:%M:%SZ')}",
-              "$orderby": f"{CURSOR} asc,{pk} asc"}
-    headers = {"Prefer": f"odata.maxpagesize={page_size}"}
-    page = client.get_json(url, params=params, headers=headers)
-    while True:
-        yield from _emit(page.get("value", []), [], pk, columns, hard_delete, report, table, count_rereads=True)
-        next_link = page.get("@odata.nextLink")
-        if not next_link:
-            break
-        page = client.get_json(next_link, headers=headers)
-    if resource.newest_change is not None and resource.newest_change > cursor:
-        state["modifiedon_cursor"] = resource.newest_change.isoformat()
-
-
-def _emit(live: list[dict], gone: list[dict], pk: str, columns: dict[str, str], hard_delete: bool,
-          report: SyncReport, table: str, count_rereads: bool = False) -> Iterator[pa.Table]:
-    null_ts = pl.lit(None, pl.Datetime("us", "UTC"))
-    extra_live = {DELETED_AT: null_ts, **({"_deleted": pl.lit(False)} if hard_delete else {})}
-    if live:
-        arrow = to_arrow(live, columns, extra=extra_live, primary_key=pk, rejects=report.resource(table).rejects)
-        stamps = arrow.column(CURSOR).to_pylist()
-        newest = max((v for v in stamps if v is not None), default=None)
-        report.resource(table).saw(arrow.num_rows, 0, newest, stamps if count_rereads else None)
-        if arrow.num_rows:
-            yield arrow
-    if gone:
-        # Dataverse tells only the id of a deleted row: a tombstone stamped with the time we learnt it
-        now = pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC"))
-        tombstones = [{pk: row["id"], CURSOR: None} for row in gone]
-        arrow = to_arrow(tombstones, columns, primary_key=pk, rejects=report.resource(table).rejects,
-                         extra={DELETED_AT: now, CURSOR: now, **({"_deleted": pl.lit(True)} if hard_delete else {})})
-        report.resource(table).saw(arrow.num_rows, arrow.num_rows, None)
-        yield arrow
+    yield from tracked_changes(client, url, *by_modifiedon, change_tracking)

@@ -6,6 +6,7 @@ SEARCH_PAGE = 200  # search maximum
 LIST_PAGE = 100  # list maximum
 BATCH_READ = 100  # batch/read maximum inputs per call
 SEARCH_CAP = 10_000  # search refuses to page past this many results: never truncate silently
+ID = "id"  # every table's primary key: the record id, next to its properties
 
 OBJECTS: dict[str, tuple[str, str, dict[str, str]]] = {
     # table: (object type, cursor property, properties and their types)

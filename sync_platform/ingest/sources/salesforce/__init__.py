@@ -14,16 +14,14 @@ repair and dead-letter replay, without touching the incremental cursor.
 # runtime annotation, and a string annotation silently turns every run into a full read.
 
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 
 import dlt
-import polars as pl
 import pyarrow as pa
 
-from sync_platform.ingest.sources.arrow import columns_hint, to_arrow
-from sync_platform.ingest.sources.auth import OAuthToken, TokenProvider
+from sync_platform.ingest.sources.arrow import columns_hint
+from sync_platform.ingest.sources.auth import TokenProvider
 from sync_platform.ingest.sources.common import (
     DELETED_AT,
     EPOCH,
@@ -33,15 +31,17 @@ from sync_platform.ingest.sources.common import (
     require_known,
 )
 from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
-from sync_platform.ingest.sources.salesforce.settings import (
-    API_VERSION,
-    CURSOR,
-    IDS_PER_QUERY,
-    OBJECTS,
-    PAGE_SIZE,
-)
 
-_ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")  # 15- or 18-character record ids
+from .helpers import (
+    by_id_soql,
+    http_client,
+    incremental_soql,
+    is_record_id,
+    query_pages,
+    records_page,
+    short_id,
+)
+from .settings import CURSOR, IDS_PER_QUERY, OBJECTS, PAGE_SIZE
 
 
 @dlt.source(name="salesforce", max_table_nesting=0)
@@ -65,9 +65,18 @@ def salesforce_source(
         instance_url: e.g. ``https://acme.my.salesforce.com`` (or the sandbox's base URL).
         client_id: connected-app consumer key (``SOURCES__SALESFORCE__CLIENT_ID``).
         client_secret: connected-app secret (``SOURCES__SALESFORCE__CLIENT_SECRET``).
+        token_url: the OAuth token endpoint, when not ``<instance_url>/services/oauth2/token``.
+        ca_file: a CA bundle to verify the org's (or the sandbox's) TLS certificate with.
         look_back_seconds: how far before the saved cursor each run starts re-reading.
+        page_size: records per ``queryAll`` page (2,000 at most).
         hard_delete: delete rows removed at the source instead of stamping ``deleted_at``.
+        objects: the tables to read, of ``settings.OBJECTS``.
         policy: retries, throttling and the daily budget reserve.
+        report: collects what each resource saw (a new one when not given).
+        auth: a token provider replacing the client-credentials flow.
+
+    Yields:
+        One merge resource per table, primary key ``Id``, incremental on ``SystemModstamp``.
     """
     require_known("Salesforce", objects, OBJECTS)
     report = report or SyncReport("salesforce")
@@ -99,6 +108,14 @@ def salesforce_by_id_source(
     Same source name, so the same dlt schema; no incremental, so the saved cursor stays put.
     Ids the org no longer returns (purged, never existed, malformed) land in
     ``report.resource(table).not_found``.
+
+    Args:
+        ids: table -> record ids to read.
+        instance_url: as for ``salesforce_source``; so are the credentials, ``page_size``,
+            ``hard_delete``, ``policy``, ``report`` and ``auth``.
+
+    Yields:
+        One merge resource per table given ids, declared exactly as ``salesforce_source``'s.
     """
     tables = by_id_tables("Salesforce", ids, OBJECTS)
     report = report or SyncReport("salesforce")
@@ -108,17 +125,6 @@ def salesforce_by_id_source(
         sobject, columns = OBJECTS[table]
         yield _resource(_sobject_by_id, table, hard_delete)(
             client, base, sobject, columns, list(ids[table]), page_size, report, table)
-
-
-def http_client(instance_url: str, client_id: str, client_secret: str, token_url: str | None, ca_file: str | None,
-                policy: HttpPolicy | None, report: SyncReport, auth: TokenProvider | None) -> CrmHttpClient:
-    """The org's HTTP client (OAuth client credentials unless ``auth`` is given): ingestion, by-id
-    reads and reconciliation listings share it."""
-    verify: str | bool = ca_file or True
-    auth = auth or OAuthToken("salesforce", token_url or f"{instance_url.rstrip('/')}/services/oauth2/token",
-                              client_id, client_secret, verify=verify)
-    return CrmHttpClient("salesforce", auth, policy or HttpPolicy(budget_reserve=1000), verify=verify,
-                         stats=report.stats)
 
 
 def _resource(pages, table: str, hard_delete: bool):
@@ -135,66 +141,59 @@ def _hints(columns: dict[str, str], hard_delete: bool) -> dict:
     return hints
 
 
-def _page(records: list[dict], columns: dict[str, str], report: SyncReport, table: str,
-          with_stamps: bool = True) -> pa.Table:
-    """A page as Arrow: ``IsDeleted`` rows get ``deleted_at`` (their last stamp, when the deletion happened)."""
-    deleted_at = pl.when(pl.col("IsDeleted")).then(pl.col(CURSOR)).otherwise(None)
-    arrow = to_arrow(records, columns, extra={DELETED_AT: deleted_at}, primary_key="Id",
-                     rejects=report.resource(table).rejects)
-    stamps = arrow.column(CURSOR).to_pylist()
-    newest = max((r for r in stamps if r is not None), default=None)
-    report.resource(table).saw(arrow.num_rows, sum(1 for r in records if r.get("IsDeleted")), newest,
-                               stamps if with_stamps else None)
-    return arrow
-
-
 def _sobject_pages(client: CrmHttpClient, base: str, sobject: str, columns: dict[str, str], page_size: int,
                    report: SyncReport, table: str, updated: dlt.sources.incremental) -> Iterator[pa.Table]:
+    """Rows of one sObject changed since the saved cursor (minus the look-back), deleted ones included.
+
+    Args:
+        client: the org's HTTP client.
+        base: the instance URL without its trailing slash.
+        sobject: the sObject to read (``Contact``).
+        columns: the fields to select and their declared types.
+        page_size: records per ``queryAll`` page.
+        report: collects what the read saw.
+        table: the resource's table name (``contacts``).
+        updated: dlt's incremental on ``SystemModstamp``; its start value is where the read begins.
+
+    Yields:
+        One Arrow table per non-empty page, in (``SystemModstamp``, ``Id``) order.
+    """
     start: datetime = updated.start_value or EPOCH
     report.resource(table).start(start, updated.lag or 0.0)
-    soql = (f"SELECT {', '.join(columns)} FROM {sobject} WHERE {CURSOR} >= {_soql_datetime(start)} "
-            f"ORDER BY {CURSOR}, Id")
-    for records in _query_all(client, base, soql, page_size):
-        arrow = _page(records, columns, report, table)
+    soql = incremental_soql(sobject, columns, start)
+    for records in query_pages(client, base, soql, page_size):
+        arrow = records_page(records, columns, report, table)
         if arrow.num_rows:
             yield arrow
 
 
 def _sobject_by_id(client: CrmHttpClient, base: str, sobject: str, columns: dict[str, str], ids: list[str],
                    page_size: int, report: SyncReport, table: str) -> Iterator[pa.Table]:
+    """The given records of one sObject, deleted ones included; ids not returned go to ``not_found``.
+
+    Args:
+        client: the org's HTTP client.
+        base: the instance URL without its trailing slash.
+        sobject: the sObject to read (``Contact``).
+        columns: the fields to select and their declared types.
+        ids: record ids (15 or 18 characters; malformed ones are reported not found, never queried).
+        page_size: records per ``queryAll`` page.
+        report: collects what the read saw, and the ids not found.
+        table: the resource's table name (``contacts``).
+
+    Yields:
+        One Arrow table per non-empty page.
+    """
     resource = report.resource(table)
     resource.start(None)
-    valid = [i for i in dict.fromkeys(ids) if _ID.match(i)]
-    resource.not_found.update(i for i in ids if not _ID.match(i))  # SOQL would refuse the whole query
+    valid = [i for i in dict.fromkeys(ids) if is_record_id(i)]
+    resource.not_found.update(i for i in ids if not is_record_id(i))  # SOQL would refuse the whole query
     for group in chunks(valid, IDS_PER_QUERY):
-        quoted = ", ".join(f"'{i}'" for i in group)
-        soql = f"SELECT {', '.join(columns)} FROM {sobject} WHERE Id IN ({quoted})"
+        soql = by_id_soql(sobject, columns, group)
         seen: set[str] = set()
-        for records in _query_all(client, base, soql, page_size):
-            seen.update(_short(r.get("Id")) for r in records)
-            arrow = _page(records, columns, report, table, with_stamps=False)
+        for records in query_pages(client, base, soql, page_size):
+            seen.update(short_id(r.get("Id")) for r in records)
+            arrow = records_page(records, columns, report, table, with_stamps=False)
             if arrow.num_rows:
                 yield arrow
-        resource.not_found.update(i for i in group if _short(i) not in seen)
-
-
-def _query_all(client: CrmHttpClient, base: str, soql: str, page_size: int) -> Iterator[list[dict]]:
-    """Pages of records of one SOQL query through ``queryAll`` (deleted rows included)."""
-    headers = {"Sforce-Query-Options": f"batchSize={page_size}"}
-    page = client.get_json(f"{base}/services/data/v{API_VERSION}/queryAll/", params={"q": soql}, headers=headers)
-    while True:
-        yield page.get("records", [])
-        if page.get("done", True) or not page.get("nextRecordsUrl"):
-            return
-        page = client.get_json(f"{base}{page['nextRecordsUrl']}", headers=headers)
-
-
-def _short(record_id: object) -> str:
-    """The case-sensitive 15-character form: Salesforce answers 18-character ids for either."""
-    return str(record_id or "")[:15]
-
-
-def _soql_datetime(value: datetime) -> str:
-    """SOQL datetime literal in UTC with milliseconds (SOQL literals are unquoted)."""
-    utc = value.astimezone(EPOCH.tzinfo)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+        resource.not_found.update(i for i in group if short_id(i) not in seen)

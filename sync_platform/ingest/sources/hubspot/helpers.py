@@ -1,0 +1,184 @@
+"""HubSpot CRM v3 calls: the portal's clients, search windows past the 10,000 cap, list and batch reads.
+
+Records are flattened (properties, ``id``, ``archived``) and parsed into Arrow pages here; the
+resources in ``__init__`` only decide what to read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import polars as pl
+import pyarrow as pa
+
+from sync_platform.ingest.sources.arrow import to_arrow
+from sync_platform.ingest.sources.auth import OAuthToken, StaticToken, TokenProvider
+from sync_platform.ingest.sources.common import DELETED_AT, SyncReport
+from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
+
+from .settings import ID, LIST_PAGE, SEARCH_CAP, SEARCH_PAGE
+
+
+@dataclass(frozen=True)
+class Clients:
+    list: CrmHttpClient
+    search: CrmHttpClient
+
+
+def http_clients(base: str, access_token: str | None, client_id: str | None, client_secret: str | None,
+             refresh_token: str | None, requests_per_10s: int | None, search_per_second: int,
+                 policy: HttpPolicy | None, report: SyncReport, auth: TokenProvider | None) -> Clients:
+    """The portal's list and search clients (private-app token or OAuth refresh unless ``auth`` is
+    given): ingestion, by-id reads and reconciliation listings share them."""
+    if auth is None:
+        if client_id and client_secret and refresh_token:
+            auth = OAuthToken("hubspot", f"{base}/oauth/v1/token", client_id, client_secret,
+                              refresh_token=refresh_token)
+        elif access_token:
+            auth = StaticToken("hubspot", access_token)
+        else:
+            raise ValueError("HubSpot needs access_token (private app) or client_id, client_secret and refresh_token")
+    policy = policy or HttpPolicy(max_requests=requests_per_10s, per_seconds=10.0)
+    client = CrmHttpClient("hubspot", auth, policy, stats=report.stats)
+    # search has its own, tighter limit: a second client with its own limiter, same counters
+    search = CrmHttpClient("hubspot", auth, replace(policy, max_requests=max(1, int(search_per_second)),
+                                                    per_seconds=1.0), stats=report.stats)
+    return Clients(client, search)
+
+
+def records_page(rows: list[dict], deleted: bool, cursor: str, columns: dict[str, str], report: SyncReport,
+                 table: str, with_stamps: bool = True) -> pa.Table:
+    """Flattened records as Arrow; archived ones get ``deleted_at`` = their archive time."""
+    all_columns = {ID: "string", **columns, "archived": "bool", "archived_at": "datetime"}
+    extra = {DELETED_AT: pl.col("archived_at")} if deleted else {DELETED_AT: pl.lit(None, pl.Datetime("us", "UTC"))}
+    arrow = to_arrow(rows, all_columns, extra=extra, primary_key=ID, rejects=report.resource(table).rejects)
+    arrow = arrow.drop_columns(["archived_at"])
+    stamps = arrow.column(cursor).to_pylist()
+    newest = max((v for v in stamps if v is not None), default=None)
+    report.resource(table).saw(arrow.num_rows, arrow.num_rows if deleted else 0, newest,
+                               stamps if with_stamps else None)
+    return arrow
+
+
+def flatten(obj: dict, cursor: str) -> dict:
+    """One API record as a row: its properties, ``id``, ``archived`` and ``archived_at``."""
+    row = dict(obj.get("properties") or {})
+    row[ID] = obj["id"]
+    row["archived"] = bool(obj.get("archived"))
+    row["archived_at"] = obj.get("archivedAt")
+    if row["archived_at"] and (not row.get(cursor) or _ms_from_iso(row["archived_at"]) > _ms_from_iso(row[cursor])):
+        # archiving is the record's last change: the cursor must not filter the deletion out
+        row[cursor] = row["archived_at"]
+    return row
+
+
+def changed_since(clients: Clients, base: str, object_type: str, cursor: str, properties: list[str],
+                  start: datetime) -> Iterator[tuple[list[dict], bool]]:
+    """Pages of (rows, are_deleted): live changes since ``start``, then archived records."""
+    yield from ((rows, False) for rows in _search_since(clients.search, base, object_type, cursor, properties, start))
+    yield from ((rows, True) for rows in _archived_since(clients.list, base, object_type, cursor, properties, start))
+
+
+def _search_since(client: CrmHttpClient, base: str, object_type: str, cursor: str, properties: list[str],
+                  start: datetime) -> Iterator[list[dict]]:
+    url = f"{base}/crm/v3/objects/{object_type}/search"
+    lower = _ms(start)
+    while True:
+        body = {"filterGroups": [{"filters": [{"propertyName": cursor, "operator": "GTE", "value": str(lower)}]}],
+                "sorts": [{"propertyName": cursor, "direction": "ASCENDING"}],
+                "properties": properties, "limit": SEARCH_PAGE}
+        after, last_stamp, first_stamp = 0, None, None
+        while True:
+            page = client.request("POST", url, json={**body, "after": str(after)} if after else body).json()
+            rows = [flatten(r, cursor) for r in page.get("results", [])]
+            if rows:
+                yield rows
+                first_stamp = first_stamp if first_stamp is not None else _stamp(rows[0], cursor)
+                last_stamp = _stamp(rows[-1], cursor)
+            nxt = (page.get("paging") or {}).get("next")
+            if not nxt:
+                return
+            after = int(nxt["after"])
+            if after + SEARCH_PAGE > SEARCH_CAP:
+                break  # the next page would hit the cap: restart the window at the last stamp seen
+        if last_stamp is None:
+            return
+        if last_stamp == first_stamp or _rows_at(client, url, cursor, last_stamp) > SEARCH_CAP - SEARCH_PAGE:
+            # more rows share this stamp than one window can page: read that stamp by id, move past it
+            yield from _one_stamp_by_id(client, url, cursor, properties, last_stamp)
+            lower = last_stamp + 1
+        else:
+            lower = last_stamp  # restart at the stamp the cap cut through (merge dedups its re-read)
+
+
+def _rows_at(client: CrmHttpClient, url: str, cursor: str, stamp: int) -> int:
+    """How many records carry exactly this stamp (one cheap probe: ``limit`` 1, read ``total``)."""
+    body = {"filterGroups": [{"filters": [{"propertyName": cursor, "operator": "EQ", "value": str(stamp)}]}],
+            "properties": ["hs_object_id"], "limit": 1}
+    return int(client.request("POST", url, json=body).json().get("total", 0))
+
+
+def _one_stamp_by_id(client: CrmHttpClient, url: str, cursor: str, properties: list[str], stamp: int
+                     ) -> Iterator[list[dict]]:
+    last_id = "0"
+    while True:
+        body = {"filterGroups": [{"filters": [
+            {"propertyName": cursor, "operator": "EQ", "value": str(stamp)},
+            {"propertyName": "hs_object_id", "operator": "GT", "value": last_id}]}],
+            "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+            "properties": properties, "limit": SEARCH_PAGE}
+        page = client.request("POST", url, json=body).json()
+        rows = [flatten(r, cursor) for r in page.get("results", [])]
+        if not rows:
+            return
+        yield rows
+        last_id = rows[-1][ID]
+        if len(rows) < SEARCH_PAGE:
+            return
+
+
+def _archived_since(client: CrmHttpClient, base: str, object_type: str, cursor: str, properties: list[str],
+                    start: datetime) -> Iterator[list[dict]]:
+    """Archived (deleted) records archived at or after ``start``: the list API cannot filter, so filter here."""
+    params: dict = {"archived": "true", "limit": LIST_PAGE, "properties": ",".join(properties)}
+    lower = _ms(start)
+    for results in list_pages(client, base, object_type, params):
+        rows = [flatten(r, cursor) for r in results]
+        recent = [r for r in rows if r["archived_at"] and _ms_from_iso(r["archived_at"]) >= lower]
+        if recent:
+            yield recent
+
+
+def list_pages(client: CrmHttpClient, base: str, object_type: str, params: dict) -> Iterator[list[dict]]:
+    """Pages of raw records of the list endpoint (``GET /crm/v3/objects/<type>``), along ``paging.next``."""
+    url = f"{base}/crm/v3/objects/{object_type}"
+    while True:
+        page = client.get_json(url, params=params)
+        yield page.get("results", [])
+        nxt = (page.get("paging") or {}).get("next")
+        if not nxt:
+            return
+        params = {**params, "after": nxt["after"]}
+
+
+def batch_read(client: CrmHttpClient, base: str, object_type: str, cursor: str, properties: list[str],
+               ids: list[str], archived: bool) -> list[dict]:
+    """Flattened records of ``ids`` through one ``batch/read`` call: the live ones, or the archived ones."""
+    url = f"{base}/crm/v3/objects/{object_type}/batch/read"
+    body = {"inputs": [{"id": i} for i in ids], "properties": properties}
+    page = client.request("POST", url, json=body, params={"archived": "true"} if archived else None).json()
+    return [flatten(r, cursor) for r in page.get("results", [])]
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _ms_from_iso(value: str) -> int:
+    return _ms(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def _stamp(row: dict, cursor: str) -> int:
+    return _ms_from_iso(row[cursor])

@@ -1,0 +1,53 @@
+"""The Dynamics source and listing with plain dlt into DuckDB, against the sandbox over HTTP (no Dagster)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from sync_platform.ingest.sources.dynamics import dynamics_source
+from sync_platform.ingest.sources.dynamics.listing import dynamics_listing
+from sync_platform_tests.ingest.sources.conftest import listed
+
+
+def test_dynamics_source_loads_every_contact_then_only_the_tracked_changes(duck, settings_of, admin):
+    pipe = duck("dynamics")
+    pipe.run(dynamics_source(objects=["contacts"], **settings_of("dynamics")))
+    assert pipe.extracted("contacts") == 500
+    assert pipe.rows("SELECT count(*), count(DISTINCT contactid) FROM contacts") == [(500, 500)]
+
+    table = pipe.table("contacts")
+    columns = table["columns"]
+    assert table["write_disposition"] == "merge"
+    assert columns["contactid"]["primary_key"] and not columns["contactid"]["nullable"]
+    expected = {"modifiedon": "timestamp", "donotemail": "bool",
+                "statecode": "bigint", "deleted_at": "timestamp"}
+    assert pipe.declared_types("contacts", *expected) == expected
+    assert pipe.warehouse_types("contacts")["modifiedon"] == "TIMESTAMP WITH TIME ZONE"
+    first_token = pipe.resource_state("dynamics", "contacts")["delta_token"]
+
+    ids = [row[0] for row in pipe.rows("SELECT contactid FROM contacts ORDER BY contactid LIMIT 4")]
+    edited, deleted = ids[:3], ids[3]
+    admin.update("dynamics", "contacts", edited, {"jobtitle": "Edited"})
+    admin.delete("dynamics", "contacts", [deleted])
+    pipe.run(dynamics_source(objects=["contacts"], **settings_of("dynamics")))
+
+    assert pipe.extracted("contacts") == 4, "change tracking returns exactly the three edits and the deletion"
+    assert pipe.resource_state("dynamics", "contacts")["delta_token"] != first_token
+    assert pipe.rows("SELECT count(*), count(DISTINCT contactid) FROM contacts") == [(500, 500)]
+    assert sorted(pipe.rows("SELECT contactid, jobtitle FROM contacts WHERE jobtitle = 'Edited'")) \
+        == [(i, "Edited") for i in edited]
+    assert pipe.rows("SELECT contactid FROM contacts WHERE deleted_at IS NOT NULL") == [(deleted,)]
+
+
+def test_dynamics_listing_yields_the_id_and_cursor_of_every_contact(settings_of, admin):
+    listing = dynamics_listing(fields={"contacts": ["jobtitle"]}, **settings_of("dynamics"))
+    contacts = listed(listing, "contacts")
+    assert contacts.column_names == ["contactid", "modifiedon", "jobtitle"]
+    assert contacts.num_rows == 500 and len(set(contacts.column("contactid").to_pylist())) == 500
+    assert contacts.column("modifiedon").null_count == 0
+    assert pa.types.is_timestamp(contacts.schema.field("modifiedon").type)
+
+    gone = contacts.column("contactid").to_pylist()[:2]
+    admin.delete("dynamics", "contacts", gone)
+    live = listed(dynamics_listing(fields={"contacts": []}, **settings_of("dynamics")), "contacts")
+    assert live.num_rows == 498 and not set(gone) & set(live.column("contactid").to_pylist())
