@@ -107,9 +107,10 @@ class AuditLog:
     def ensure(self) -> None:
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {DATASET}")
+            cur.execute(sql("CREATE SCHEMA IF NOT EXISTS {schema}", schema=ident(DATASET)))
             cur.execute(_DDL)
-            cur.execute(f"CREATE INDEX IF NOT EXISTS audit_log_ended_at ON {TABLE} (ended_at)")
+            cur.execute(sql("CREATE INDEX IF NOT EXISTS audit_log_ended_at ON {table} (ended_at)",
+                            table=_TABLE))
 
     def record(self, *entries: AuditEntry) -> None:
         """Store entries in one transaction of their own (creating the table on first use)."""
