@@ -53,7 +53,7 @@ def test_a_plain_value_is_refused_it_must_be_bound(value):
 
 def test_str_operations_on_a_fragment_lose_its_trust():
     table = ident("ops", "quarantine")
-    for derived in (table + " WHERE 1=1", f"{table}", table.replace("ops", "x"), " ".join([table])):
+    for derived in (table + " WHERE 1=1", f"{table}", table.replace("ops", "x"), table.lower()):
         with pytest.raises(TypeError):
             sql("SELECT * FROM {t}", t=derived)
     with pytest.raises(TypeError):
