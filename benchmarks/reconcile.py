@@ -128,11 +128,12 @@ def sql_phase(lean: dict[str, str]) -> dict:
     import duckdb
     import polars as pl
 
+    from sync_platform.core.sql import ident, sql
     from sync_platform.reconcile.sql import bisect
 
     conn = duckdb.connect()
     for side, path in lean.items():
-        conn.execute(f"CREATE TABLE {side} AS SELECT * FROM read_parquet('{path}')")
+        conn.execute(sql("CREATE TABLE {side} AS SELECT * FROM read_parquet(?)", side=ident(side)), [path])
     loaded = _rss_mb()
     timing, (diff, stats) = timed(lambda: bisect(conn, "source", "warehouse"), repeat=3)
     drift = diff.differences.filter(pl.col("class") != "ahead")

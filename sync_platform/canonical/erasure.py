@@ -32,6 +32,7 @@ import polars as pl
 from sync_platform.canonical.mapping.loader import load_mappings
 from sync_platform.canonical.mapping.normalizers import NORMALIZERS
 from sync_platform.canonical.protection import SHAREABLE_TABLE, read_table
+from sync_platform.core.sql import Fragment, ident, idents, join, placeholders, sql
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.security.encryption import FieldCipher, field_cipher, lookup_hash, lookup_key
 
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 MASK = "[erased]"
 ID_SUBSTRING_MIN = 8  # shorter ids could be part of any number
 REQUESTS, SUBJECTS = "ops.erasure_requests", "ops.erasure_subjects"
+_REQUESTS, _SUBJECTS = ident(*REQUESTS.split(".")), ident(*SUBJECTS.split("."))
+_QUARANTINE = ident("ops", "quarantine")
 _DDL = (
     "CREATE SCHEMA IF NOT EXISTS ops",
     f"""CREATE TABLE IF NOT EXISTS {REQUESTS} (
@@ -91,7 +94,8 @@ class ErasureList:
     def load(cls, warehouse: Warehouse) -> ErasureList:
         if not warehouse.table_exists("ops", "erasure_subjects"):
             return cls()
-        rows = warehouse.query(f"SELECT request_id, source_system, source_id, email_hash FROM {SUBJECTS}")
+        rows = warehouse.query(sql("SELECT request_id, source_system, source_id, email_hash FROM {table}",
+                                   table=_SUBJECTS))
         records = pl.DataFrame([(s, i) for _, s, i, _ in rows if s is not None and i is not None],
                                schema=_KEYS, orient="row").unique()
         hashes = {h: r for r, _, _, h in rows if h}
@@ -131,11 +135,8 @@ class ErasureList:
         if not self.caught:
             return 0
         now = datetime.now(UTC)
-        p = warehouse.placeholder
         with warehouse.connect() as conn:
-            conn.cursor().executemany(
-                f"INSERT INTO {SUBJECTS} (request_id, source_system, source_id, email_hash, added_at) "
-                f"VALUES ({p}, {p}, {p}, {p}, {p})", [(*row, now) for row in self.caught])
+            conn.cursor().executemany(_insert_subjects(warehouse), [(*row, now) for row in self.caught])
         count, self.caught = len(self.caught), []
         log.info("erasure: %d re-created contact record(s) matched an erased email and were suppressed", count)
         return count
@@ -173,27 +174,31 @@ def erase(warehouse: Warehouse, *, email: str | None = None, source_system: str 
     request_id = str(uuid.uuid4())
     ensure_tables(warehouse)
     now = datetime.now(UTC)
-    p = warehouse.placeholder
     with warehouse.connect() as conn:
         cur = conn.cursor()
         subjects = [(request_id, s, i, None, now) for s, i in keys] + [(request_id, None, None, h, now) for h in hashes]
-        cur.executemany(f"INSERT INTO {SUBJECTS} (request_id, source_system, source_id, email_hash, added_at) "
-                        f"VALUES ({p}, {p}, {p}, {p}, {p})", subjects)
+        cur.executemany(_insert_subjects(warehouse), subjects)
     erased, unlinked = _remove_from_canonical(warehouse, keys, golden)
     audit_masked = mask_audit_log(warehouse, values)
     quarantined = _scrub_quarantine(warehouse, keys, values)
     dead = _mask_columns(warehouse, "ops", "dead_letters", ("error", "request", "payload_ref"),
                          values.substitutions(json=False), exact=values.short_ids)
     outcome = ErasureOutcome(request_id, erased, unlinked, audit_masked, quarantined, dead)
-    warehouse.query(
-        f"INSERT INTO {REQUESTS} (id, requested_at, subject, email_hash, source_system, source_id, records_erased, "
-        "interactions_unlinked, audit_entries_masked, quarantine_entries, dead_letters_masked) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    warehouse.query(sql(
+        "INSERT INTO {table} (id, requested_at, subject, email_hash, source_system, source_id, "
+        "records_erased, interactions_unlinked, audit_entries_masked, quarantine_entries, "
+        "dead_letters_masked) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", table=_REQUESTS),
         (request_id, started, "email" if email is not None else "record",
          lookup_hash(wanted, key) if wanted else None, source_system if source_id is not None else None, source_id,
          erased, unlinked, audit_masked, quarantined, dead))
     _audit(warehouse, outcome, started, "email" if email is not None else "record")
     return outcome
+
+
+def _insert_subjects(warehouse: Warehouse) -> str:
+    return sql("INSERT INTO {table} (request_id, source_system, source_id, email_hash, added_at) "
+               "VALUES ({values})", table=_SUBJECTS, values=placeholders(5, warehouse.placeholder))
 
 
 def _person_rows(warehouse: Warehouse, email: str | None, source_system: str | None, source_id: str | None,
@@ -255,34 +260,38 @@ def _raw_values(warehouse: Warehouse, keys: list[tuple[str, str]]) -> set[str]:
         columns = [spec.fields[f].source for f in ("email", "phone") if f in spec.fields and spec.fields[f].source]
         if not columns:
             continue
-        marks = ", ".join("?" for _ in ids)
-        for row in warehouse.query(f"SELECT {', '.join(columns)} FROM raw_{crm}.{spec.table} "
-                                   f"WHERE {spec.source_id} IN ({marks})", ids):
+        statement = sql("SELECT {columns} FROM {table} WHERE {key} IN ({marks})", columns=idents(columns),
+                        table=ident(f"raw_{crm}", spec.table), key=ident(spec.source_id),
+                        marks=placeholders(len(ids)))
+        for row in warehouse.query(statement, ids):
             found |= {str(v).strip() for v in row if v is not None and str(v).strip()}
     return found
 
 
 def _remove_from_canonical(warehouse: Warehouse, keys: list[tuple[str, str]], golden: list[str]) -> tuple[int, int]:
     erased = unlinked = 0
-    p = warehouse.placeholder
+    p = placeholders(1, warehouse.placeholder)
     with warehouse.connect() as conn:
         cur = conn.cursor()
         for table in ("contacts", SHAREABLE_TABLE):
             if _exists(cur, p, "canonical", table) and keys:
-                before = _count(cur, f"canonical.{table}")
-                cur.executemany(f"DELETE FROM canonical.{table} WHERE source_system = {p} AND source_id = {p}", keys)
-                removed = before - _count(cur, f"canonical.{table}")
+                target = ident("canonical", table)
+                before = _count(cur, target)
+                cur.executemany(sql("DELETE FROM {table} WHERE source_system = {p} AND source_id = {p}",
+                                    table=target, p=p), keys)
+                removed = before - _count(cur, target)
                 erased = removed if table == "contacts" else erased
         if _exists(cur, p, "canonical", "interactions") and keys:
             for system, source_id in keys:
-                cur.execute(f"SELECT count(*) FROM canonical.interactions WHERE source_system = {p} "
-                            f"AND contact_source_id = {p}", (system, source_id))
+                cur.execute(sql("SELECT count(*) FROM canonical.interactions WHERE source_system = {p} "
+                                "AND contact_source_id = {p}", p=p), (system, source_id))
                 unlinked += cur.fetchone()[0]
-            cur.executemany(f"UPDATE canonical.interactions SET contact_source_id = NULL, customer_id = NULL "
-                            f"WHERE source_system = {p} AND contact_source_id = {p}", keys)
+            cur.executemany(sql("UPDATE canonical.interactions SET contact_source_id = NULL, "
+                                "customer_id = NULL WHERE source_system = {p} AND contact_source_id = {p}",
+                                p=p), keys)
         if _exists(cur, p, "canonical", "duplicate_groups") and golden:
-            cur.executemany(f"DELETE FROM canonical.duplicate_groups WHERE entity = 'contacts' AND golden_id = {p}",
-                            [(g,) for g in golden])
+            cur.executemany(sql("DELETE FROM canonical.duplicate_groups WHERE entity = 'contacts' "
+                                "AND golden_id = {p}", p=p), [(g,) for g in golden])
     return erased, unlinked
 
 
@@ -308,25 +317,29 @@ def _mask_columns(warehouse: Warehouse, schema: str, table: str, columns: Iterab
     exact = list(exact)
     if not (substitutions or exact) or not warehouse.table_exists(schema, table):
         return 0
-    p = warehouse.placeholder
+    p = placeholders(1, warehouse.placeholder)
+    target = ident(schema, table)
     with warehouse.connect() as conn:
         cur = conn.cursor()
         present = set(_columns(cur, p, schema, table))
-        columns = [c for c in columns if c in present]
+        columns = [ident(c) for c in columns if c in present]
         if not columns:
             return 0
-        tests = [(f"strpos({c}, {p}) > 0", needle) for c in columns for needle, _ in substitutions]
-        tests += [(f"{c} = {p}", value) for c in columns for value in exact]
-        cur.execute(f"SELECT count(*) FROM {schema}.{table} WHERE {' OR '.join(t for t, _ in tests)}",
-                    tuple(v for _, v in tests))
+        tests = [(sql("strpos({c}, {p}) > 0", c=c, p=p), needle)
+                 for c in columns for needle, _ in substitutions]
+        tests += [(sql("{c} = {p}", c=c, p=p), value) for c in columns for value in exact]
+        cur.execute(sql("SELECT count(*) FROM {table} WHERE {tests}", table=target,
+                        tests=join([t for t, _ in tests], " OR ")), tuple(v for _, v in tests))
         touched = int(cur.fetchone()[0])
         if touched:
             for c in columns:
                 for needle, mask in substitutions:
-                    cur.execute(f"UPDATE {schema}.{table} SET {c} = replace({c}, {p}, {p}) WHERE strpos({c}, {p}) > 0",
+                    cur.execute(sql("UPDATE {table} SET {c} = replace({c}, {p}, {p}) "
+                                    "WHERE strpos({c}, {p}) > 0", table=target, c=c, p=p),
                                 (needle, mask, needle))
                 for value in exact:
-                    cur.execute(f"UPDATE {schema}.{table} SET {c} = {p} WHERE {c} = {p}", (MASK, value))
+                    cur.execute(sql("UPDATE {table} SET {c} = {p} WHERE {c} = {p}", table=target, c=c, p=p),
+                                (MASK, value))
     return touched
 
 
@@ -335,14 +348,14 @@ def _scrub_quarantine(warehouse: Warehouse, keys: list[tuple[str, str]], values:
     contact id in a case's broken-link entry)."""
     if not warehouse.table_exists("ops", "quarantine"):
         return 0
-    p = warehouse.placeholder
+    p = placeholders(1, warehouse.placeholder)
     with warehouse.connect() as conn:
         cur = conn.cursor()
-        before = _count(cur, "ops.quarantine")
+        before = _count(cur, _QUARANTINE)
         if keys:
-            cur.executemany(f"DELETE FROM ops.quarantine WHERE entity = 'contact' AND source_system = {p} "
-                            f"AND source_id = {p}", keys)
-        removed = before - _count(cur, "ops.quarantine")
+            cur.executemany(sql("DELETE FROM {table} WHERE entity = 'contact' AND source_system = {p} "
+                                "AND source_id = {p}", table=_QUARANTINE, p=p), keys)
+        removed = before - _count(cur, _QUARANTINE)
     return removed + _mask_columns(warehouse, "ops", "quarantine", ("value_masked",),
                                    values.substitutions(json=False), exact=values.short_ids)
 
@@ -361,18 +374,18 @@ def _audit(warehouse: Warehouse, outcome: ErasureOutcome, started: datetime, sub
                  "dead_letters_masked": outcome.dead_letters_masked}))
 
 
-def _exists(cur, p: str, schema: str, table: str) -> bool:
-    cur.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_schema = {p} AND table_name = {p}",
-                (schema, table))
+def _exists(cur, p: Fragment, schema: str, table: str) -> bool:
+    cur.execute(sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = {p} "
+                    "AND table_name = {p}", p=p), (schema, table))
     return bool(cur.fetchone()[0])
 
 
-def _columns(cur, p: str, schema: str, table: str) -> list[str]:
-    cur.execute(f"SELECT column_name FROM information_schema.columns WHERE table_schema = {p} AND table_name = {p}",
-                (schema, table))
+def _columns(cur, p: Fragment, schema: str, table: str) -> list[str]:
+    cur.execute(sql("SELECT column_name FROM information_schema.columns WHERE table_schema = {p} "
+                    "AND table_name = {p}", p=p), (schema, table))
     return [r[0] for r in cur.fetchall()]
 
 
-def _count(cur, table: str) -> int:
-    cur.execute(f"SELECT count(*) FROM {table}")
+def _count(cur, table: Fragment) -> int:
+    cur.execute(sql("SELECT count(*) FROM {table}", table=table))
     return int(cur.fetchone()[0])

@@ -16,6 +16,7 @@ import polars as pl
 from sync_platform.canonical.mapping.loader import Mapping, load_mappings
 from sync_platform.canonical.model import ENTITIES as MODEL
 from sync_platform.canonical.model import ENTITY_TABLES
+from sync_platform.core.sql import ident, sql
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.security.encryption import (
     FieldCipher,
@@ -54,8 +55,11 @@ def read_table(warehouse: Warehouse, table: str, *, decrypt: bool = False, limit
                cipher: FieldCipher | None = None) -> pl.DataFrame:
     """A canonical table; with ``decrypt`` its sensitive columns in clear (needs the key)."""
     entity = TABLE_ENTITIES[table]
-    sql = f"SELECT * FROM {DATASET}.{table} ORDER BY source_system, source_id"
-    frame = warehouse.read_frame(sql + (f" LIMIT {int(limit)}" if limit is not None else ""))
+    statement = sql("SELECT * FROM {table} ORDER BY source_system, source_id", table=ident(DATASET, table))
+    if limit is None:
+        frame = warehouse.read_frame(statement)
+    else:
+        frame = warehouse.read_frame(sql("{statement} LIMIT ?", statement=statement), [int(limit)])
     if decrypt:
         frame = decrypt_frame(frame, sensitive_columns(entity), cipher)
     return frame
@@ -74,7 +78,7 @@ def rotate_tables(warehouse: Warehouse, cipher: FieldCipher | None = None) -> di
         columns = sensitive_columns(entity, mappings)
         if not columns or not warehouse.table_exists(DATASET, table):
             continue
-        frame = warehouse.read_frame(f"SELECT * FROM {DATASET}.{table}")
+        frame = warehouse.read_frame(sql("SELECT * FROM {table}", table=ident(DATASET, table)))
         rotated = rotate_frame(frame, columns, cipher)
         changed = sum(int((frame[c] != rotated[c]).fill_null(False).sum()) for c in columns if c in frame.columns)
         if changed:

@@ -22,6 +22,7 @@ from sync_platform.canonical.mapping.loader import Mapping
 from sync_platform.canonical.model import ENTITY_TABLES
 from sync_platform.canonical.protection import protect, sensitive_columns
 from sync_platform.canonical.quality.validate import ValidationOutcome
+from sync_platform.core.sql import ident, sql
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.ops.audit import AuditEntry, AuditLog
 from sync_platform.ops.quarantine import keys_of_latest_run, quarantine_rows, record
@@ -107,7 +108,7 @@ def read_raw(warehouse: Warehouse, entity: str, mappings: dict[str, Mapping]) ->
     for crm, mapping in sorted(mappings.items()):
         source = mapping.entity(entity).table
         if warehouse.table_exists(f"raw_{crm}", source):
-            raw[crm] = warehouse.read_frame(f"SELECT * FROM raw_{crm}.{source}")
+            raw[crm] = warehouse.read_frame(sql("SELECT * FROM {table}", table=ident(f"raw_{crm}", source)))
     return raw
 
 
@@ -119,7 +120,8 @@ def publish_entity(warehouse: Warehouse, entity: str, mappings: dict[str, Mappin
     raw = read_raw(warehouse, entity, mappings)
     parent = parent_quarantined = None
     if link is not None and warehouse.table_exists("canonical", ENTITY_TABLES[link[0]][0]):
-        parent = warehouse.read_frame(f"SELECT * FROM canonical.{ENTITY_TABLES[link[0]][0]}")
+        parent = warehouse.read_frame(sql("SELECT * FROM {table}",
+                                          table=ident("canonical", ENTITY_TABLES[link[0]][0])))
         parent_quarantined = keys_of_latest_run(warehouse, link[0])
     erased = ErasureList.load(warehouse)  # PII: erased people never re-enter canonical data
     build = build_entity(entity, raw, mappings, parent, parent_quarantined, erased)
@@ -148,8 +150,8 @@ def _changes(warehouse: Warehouse, entity: str, table: str, mappings: dict[str, 
     """What replacing ``canonical.<table>`` with the good rows changes (PII and sensitive fields hashed)."""
     # the stored table holds ciphertext (a fresh nonce per write): compare in clear, or every
     # sensitive value would look changed on every run
-    previous = (decrypt_frame(warehouse.read_frame(f"SELECT * FROM canonical.{table}"),
-                              sensitive_columns(entity, mappings))
+    stored = sql("SELECT * FROM {table}", table=ident("canonical", table))
+    previous = (decrypt_frame(warehouse.read_frame(stored), sensitive_columns(entity, mappings))
                 if warehouse.table_exists("canonical", table) else None)
     sensitive = {f for m in mappings.values() for f in m.sensitive_fields(entity)}
     return summarize_changes(previous, outcome.good, pii=pii_columns(entity, sensitive),

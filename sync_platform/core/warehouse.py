@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import dlt
 
 from sync_platform.core.settings import Settings, load_settings
+from sync_platform.core.sql import Fragment, quoted, sql
 
 if TYPE_CHECKING:
     import polars as pl
@@ -30,6 +32,11 @@ DUCKDB, POSTGRES = "duckdb", "postgres"
 # Capped, the merge spills to disk instead: on 1 M contacts it takes ~20 s longer (7 s -> 25 s),
 # small next to the API time of the extraction, and the load's peak no longer depends on N.
 DUCKDB_LOAD_CONFIG = {"memory_limit": "128MB"}
+
+# a column type as DuckDB describes it (BIGINT, TIMESTAMP WITH TIME ZONE, DECIMAL(38,1), VARCHAR[],
+# STRUCT("x y" BIGINT, z VARCHAR)): words, digits, ( ) [ ] and commas, or double-quoted field names.
+# No quote outside a name, no semicolon, no comment marker: it cannot end the statement.
+_COLUMN_TYPE = re.compile(r'(?:[A-Za-z0-9_ ,()\[\]]|"[^"]*")+')
 
 
 def apply_dlt_defaults() -> None:
@@ -151,25 +158,34 @@ class Warehouse:
 
         # a column of nulls only has no type a table can hold: store it as text, as dlt would
         frame = frame.with_columns(pl.col(c).cast(pl.String) for c, t in frame.schema.items() if t == pl.Null)
-        target = f'"{dataset}"."{table}"'
+        target = quoted(dataset, table)
         with self.connect() as conn:
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{dataset}"')
+            conn.execute(sql("CREATE SCHEMA IF NOT EXISTS {schema}", schema=quoted(dataset)))
             conn.register("incoming_frame", frame.to_arrow())
             exists = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
                                   "AND table_name = ?", [dataset, table]).fetchone()[0]
             if disposition == "replace" or not exists:
-                conn.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM incoming_frame")
+                conn.execute(sql("CREATE OR REPLACE TABLE {target} AS SELECT * FROM incoming_frame",
+                                 target=target))
             else:
                 have = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE "
                                                    "table_schema = ? AND table_name = ?", [dataset, table]).fetchall()}
                 types = dict(conn.execute("SELECT column_name, column_type FROM (DESCRIBE incoming_frame)").fetchall())
                 for column in frame.columns:
                     if column not in have:
-                        conn.execute(f'ALTER TABLE {target} ADD COLUMN "{column}" {types[column]}')
-                conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM incoming_frame")
+                        conn.execute(sql("ALTER TABLE {target} ADD COLUMN {column} {type}", target=target,
+                                         column=quoted(column), type=_column_type(types[column])))
+                conn.execute(sql("INSERT INTO {target} BY NAME SELECT * FROM incoming_frame", target=target))
             conn.unregister("incoming_frame")
 
     def table_exists(self, schema: str, table: str) -> bool:
         rows = self.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
                           (schema, table))
         return bool(rows and rows[0][0])
+
+
+def _column_type(described: str) -> Fragment:
+    """A type DuckDB reported for a frame's column, checked before it goes into ALTER TABLE."""
+    if not _COLUMN_TYPE.fullmatch(described):
+        raise ValueError(f"unexpected column type from DuckDB: {described!r}")
+    return Fragment(described)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sync_platform.core.errors import CrmRequestError
+from sync_platform.core.sql import ident, placeholders, sql
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.ingest.pipeline import dataset
 from sync_platform.ingest.raw_schema import raw_table
@@ -33,7 +34,8 @@ class TableCounts:
 def table_counts(warehouse: Warehouse, crm: str, table: str) -> TableCounts:
     if not warehouse.table_exists(dataset(crm), table):
         return TableCounts()
-    rows = warehouse.query(f"SELECT count(*), count({DELETED_AT}) FROM {dataset(crm)}.{table}")
+    rows = warehouse.query(sql("SELECT count(*), count({deleted_at}) FROM {table}",
+                               deleted_at=ident(DELETED_AT), table=ident(dataset(crm), table)))
     return TableCounts(int(rows[0][0]), int(rows[0][1]))
 
 
@@ -42,8 +44,9 @@ def high_water(warehouse: Warehouse, crm: str, table: str) -> datetime | None:
     spec = raw_table(crm, table)
     if spec is None:
         return None
-    rows = warehouse.query(
-        f"SELECT max({spec.cursor_column}) FROM {dataset(crm)}.{table} WHERE {DELETED_AT} IS NULL")
+    rows = warehouse.query(sql("SELECT max({cursor}) FROM {table} WHERE {deleted_at} IS NULL",
+                               cursor=ident(spec.cursor_column), table=ident(dataset(crm), table),
+                               deleted_at=ident(DELETED_AT)))
     value = rows[0][0] if rows else None
     if value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -54,9 +57,9 @@ def rows_written(warehouse: Warehouse, crm: str, table: str, load_ids: Sequence[
     """Distinct rows this load wrote: merge stamps each with the load id, however often it was read."""
     if not load_ids or not warehouse.table_exists(dataset(crm), table):
         return 0
-    marks = ", ".join("?" for _ in load_ids)
-    rows = warehouse.query(
-        f"SELECT count(*) FROM {dataset(crm)}.{table} WHERE _dlt_load_id IN ({marks})", tuple(load_ids))
+    rows = warehouse.query(sql("SELECT count(*) FROM {table} WHERE _dlt_load_id IN ({marks})",
+                               table=ident(dataset(crm), table), marks=placeholders(len(load_ids))),
+                           tuple(load_ids))
     return int(rows[0][0])
 
 

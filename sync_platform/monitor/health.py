@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sync_platform.core.config import AlertsConfig
+from sync_platform.core.sql import placeholders, sql
 from sync_platform.ops.alerts import Finding
 from sync_platform.ops.dead_letters import DeadLetter
 from sync_platform.security.redaction import redact_text
@@ -94,8 +95,8 @@ def dead_letters_of_runs(warehouse, run_ids: Sequence[str]) -> list[DeadLetter]:
     """Dead letters written by these runs, replayed or not (the taxonomy of their failures)."""
     if not run_ids or not warehouse.table_exists("ops", "dead_letters"):
         return []
-    marks = ", ".join("?" for _ in run_ids)
-    rows = warehouse.query(
+    rows = warehouse.query(sql(
         "SELECT id, crm, object, kind, http_status, request, payload_ref, attempts, error, run_id, created_at, "
-        f"replayed_at FROM ops.dead_letters WHERE run_id IN ({marks})", tuple(run_ids))
+        "replayed_at FROM ops.dead_letters WHERE run_id IN ({marks})", marks=placeholders(len(run_ids))),
+        tuple(run_ids))
     return [DeadLetter(*row) for row in rows]

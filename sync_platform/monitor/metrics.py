@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sync_platform.core.sql import ident, idents, placeholders, sql
 from sync_platform.core.warehouse import Warehouse
 
 TABLE = "ops.sync_metrics"
@@ -108,12 +109,13 @@ def record_sync_metrics(warehouse: Warehouse, metrics: Sequence[SyncMetric], mea
         values.update(measured_at=measured_at, errors_by_kind=json.dumps(m.errors_by_kind, sort_keys=True),
                       api_budget_remaining=m.api_budget_remaining)
         rows.append(tuple(values[c] for c in columns))
-    p = warehouse.placeholder
+    insert = sql("INSERT INTO {table} ({columns}) VALUES ({values})", table=ident(*TABLE.split(".")),
+                 columns=idents(columns), values=placeholders(len(columns), warehouse.placeholder))
     with warehouse.connect() as conn:
         cur = conn.cursor()
         cur.execute("CREATE SCHEMA IF NOT EXISTS ops")
         cur.execute(_DDL)
-        cur.executemany(f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES ({', '.join([p] * len(columns))})", rows)
+        cur.executemany(insert, rows)
     return len(rows)
 
 

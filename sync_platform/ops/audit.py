@@ -19,11 +19,13 @@ from typing import Any
 
 import polars as pl
 
+from sync_platform.core.sql import Fragment, ident, idents, join, placeholders, sql
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.security.redaction import HASH_PATTERN, mask_value, pii_hash
 
 DATASET, NAME = "ops", "audit_log"
 TABLE = f"{DATASET}.{NAME}"
+_TABLE = ident(DATASET, NAME)
 STEPS = ("ingest", "canonical", "reconcile", "remediate", "retention", "erasure", "replay")
 STATUSES = ("success", "failed", "blocked", "partial")
 ERASED = "[erased]"
@@ -105,9 +107,10 @@ class AuditLog:
     def ensure(self) -> None:
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {DATASET}")
+            cur.execute(sql("CREATE SCHEMA IF NOT EXISTS {schema}", schema=ident(DATASET)))
             cur.execute(_DDL)
-            cur.execute(f"CREATE INDEX IF NOT EXISTS audit_log_ended_at ON {TABLE} (ended_at)")
+            cur.execute(sql("CREATE INDEX IF NOT EXISTS audit_log_ended_at ON {table} (ended_at)",
+                            table=_TABLE))
 
     def record(self, *entries: AuditEntry) -> None:
         """Store entries in one transaction of their own (creating the table on first use)."""
@@ -119,10 +122,11 @@ class AuditLog:
                  json.dumps({str(k): int(v) for k, v in sorted(e.changed_fields.items())}), e.status,
                  redact_details(e.error_class), json.dumps(redact_details(e.details), sort_keys=True, default=str))
                 for e in entries]
-        p = self.warehouse.placeholder
+        values = placeholders(len(COLUMNS), self.warehouse.placeholder)
+        statement = sql("INSERT INTO {table} ({columns}) VALUES ({values})", table=_TABLE,
+                        columns=idents(COLUMNS), values=values)
         with self.warehouse.connect() as conn:
-            conn.cursor().executemany(f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join([p] * 16)})",
-                                      rows)
+            conn.cursor().executemany(statement, rows)
 
     def entries(self, step: str | None = None, crm: str | None = None, entity: str | None = None,
                 limit: int = 100) -> pl.DataFrame:
@@ -130,10 +134,10 @@ class AuditLog:
         if not self.warehouse.table_exists(DATASET, NAME):
             return pl.DataFrame(schema=COLUMNS)
         filters = [(c, v) for c, v in (("step", step), ("crm", crm), ("entity", entity)) if v is not None]
-        where = " AND ".join(f"{c} = ?" for c, _ in filters) or "TRUE"
-        rows = self.warehouse.query(
-            f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {where} ORDER BY started_at DESC, ended_at DESC, id "
-            f"LIMIT {int(limit)}", tuple(v for _, v in filters))
+        where = join([sql("{c} = ?", c=ident(c)) for c, _ in filters], " AND ") or Fragment("TRUE")
+        rows = self.warehouse.query(sql(
+            "SELECT {columns} FROM {table} WHERE {where} ORDER BY started_at DESC, ended_at DESC, id LIMIT ?",
+            columns=idents(COLUMNS), table=_TABLE, where=where), (*(v for _, v in filters), int(limit)))
         return pl.DataFrame([tuple(_utc(v) if isinstance(v, datetime) else v for v in row) for row in rows],
                             schema=COLUMNS, orient="row")
 
@@ -144,13 +148,14 @@ class AuditLog:
         if not self.warehouse.table_exists(DATASET, NAME):
             return 0
         cutoff = _utc(now or datetime.now(UTC)) - timedelta(days=days)
-        p = self.warehouse.placeholder
+        p = placeholders(1, self.warehouse.placeholder)
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
-            cur.execute(f"SELECT count(*) FROM {TABLE} WHERE ended_at < {p}", (cutoff,))
+            cur.execute(sql("SELECT count(*) FROM {table} WHERE ended_at < {p}", table=_TABLE, p=p),
+                        (cutoff,))
             purged = int(cur.fetchone()[0])
             if purged:
-                cur.execute(f"DELETE FROM {TABLE} WHERE ended_at < {p}", (cutoff,))
+                cur.execute(sql("DELETE FROM {table} WHERE ended_at < {p}", table=_TABLE, p=p), (cutoff,))
         return purged
 
     def mask_subject(self, values: Sequence[str]) -> int:
@@ -165,15 +170,17 @@ class AuditLog:
                           for n in (str(v), json.dumps(str(v))[1:-1], pii_hash(v)) if n}, key=len, reverse=True)
         if not needles or not self.warehouse.table_exists(DATASET, NAME):
             return 0
-        p = self.warehouse.placeholder
-        hit = " OR ".join(f"strpos(details, {p}) > 0 OR strpos(changed_fields, {p}) > 0" for _ in needles)
+        p = placeholders(1, self.warehouse.placeholder)
+        contains = sql("strpos(details, {p}) > 0 OR strpos(changed_fields, {p}) > 0", p=p)
+        hit = join([contains] * len(needles), " OR ")
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
-            cur.execute(f"SELECT id FROM {TABLE} WHERE {hit}", tuple(n for n in needles for _ in (0, 1)))
+            cur.execute(sql("SELECT id FROM {table} WHERE {hit}", table=_TABLE, hit=hit),
+                        tuple(n for n in needles for _ in (0, 1)))
             ids = [row[0] for row in cur.fetchall()]
             for needle in needles:
-                cur.execute(f"UPDATE {TABLE} SET details = replace(details, {p}, {p}), "
-                            f"changed_fields = replace(changed_fields, {p}, {p}) "
-                            f"WHERE strpos(details, {p}) > 0 OR strpos(changed_fields, {p}) > 0",
+                cur.execute(sql("UPDATE {table} SET details = replace(details, {p}, {p}), "
+                                "changed_fields = replace(changed_fields, {p}, {p}) WHERE {contains}",
+                                table=_TABLE, p=p, contains=contains),
                             (needle, ERASED, needle, ERASED, needle, needle))
         return len(ids)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sync_platform.core.errors import CrmRequestError, ErrorKind, RejectedRecord
+from sync_platform.core.sql import Fragment, ident, placeholders, sql
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.security.redaction import mask_value
 
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS ops.dead_letter_payloads (
     created_at TIMESTAMP WITH TIME ZONE NOT NULL
 )"""
 PAYLOADS = "ops.dead_letter_payloads"
+_TABLE, _PAYLOADS = ident(*TABLE.split(".")), ident(*PAYLOADS.split("."))
 RECORD_KINDS = (ErrorKind.PARSE.value, ErrorKind.VALIDATION.value)
 _PII_KEYS = {"email": ("email",), "phone": ("phone", "telephone", "mobile", "fax"),
              "name": ("firstname", "lastname", "fullname", "first_name", "last_name", "full_name", "middlename")}
@@ -118,12 +120,12 @@ class DeadLetterQueue:
             ids.append(entry_id)
             rows.append((entry_id, exc.crm, obj, exc.kind.value, exc.status,
                          f"{exc.method} {exc.path}".strip() or None, payload_ref, exc.attempts, str(exc), run_id, now))
-        p = self.warehouse.placeholder
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
-            cur.executemany(
-                f"INSERT INTO {TABLE} (id, crm, object, kind, http_status, request, payload_ref, attempts, error, "
-                f"run_id, created_at) VALUES ({', '.join([p] * 11)})", rows)
+            cur.executemany(sql(
+                "INSERT INTO {table} (id, crm, object, kind, http_status, request, payload_ref, attempts, "
+                "error, run_id, created_at) VALUES ({values})",
+                table=_TABLE, values=placeholders(11, self.warehouse.placeholder)), rows)
         return ids
 
     def add_records(self, crm: str, obj: str, rejects: Sequence[RejectedRecord], run_id: str | None) -> list[str]:
@@ -136,7 +138,7 @@ class DeadLetterQueue:
             return []
         self.ensure()
         now = datetime.now(UTC)
-        p = self.warehouse.placeholder
+        p = placeholders(1, self.warehouse.placeholder)
         pending = {r.record_id: r for r in self.pending(crm) if r.object == obj and r.record_id is not None}
         ids = []
         with self.warehouse.connect() as conn:
@@ -147,19 +149,23 @@ class DeadLetterQueue:
                 error = f"{crm} {obj} record {record_id} not loaded ({reject.kind}): {reject.reason}"
                 existing = pending.get(record_id)
                 if existing is not None:
-                    cur.execute(f"UPDATE {TABLE} SET attempts = attempts + 1, error = {p}, run_id = {p}, kind = {p} "
-                                f"WHERE id = {p}", (error, run_id, reject.kind, existing.id))
+                    cur.execute(sql("UPDATE {table} SET attempts = attempts + 1, error = {p}, run_id = {p}, "
+                                    "kind = {p} WHERE id = {p}", table=_TABLE, p=p),
+                                (error, run_id, reject.kind, existing.id))
                     if existing.payload_ref:
-                        cur.execute(f"UPDATE {PAYLOADS} SET payload = {p}, created_at = {p} WHERE id = {p}",
-                                    (payload, now, existing.payload_ref))
+                        cur.execute(sql("UPDATE {table} SET payload = {p}, created_at = {p} WHERE id = {p}",
+                                        table=_PAYLOADS, p=p), (payload, now, existing.payload_ref))
                     ids.append(existing.id)
                     continue
                 entry_id, payload_ref = str(uuid.uuid4()), str(uuid.uuid4())
-                cur.execute(f"INSERT INTO {PAYLOADS} (id, crm, object, record_id, payload, created_at) "
-                            f"VALUES ({', '.join([p] * 6)})", (payload_ref, crm, obj, record_id, payload, now))
-                cur.execute(
-                    f"INSERT INTO {TABLE} (id, crm, object, kind, http_status, request, payload_ref, attempts, error, "
-                    f"run_id, created_at, record_id) VALUES ({', '.join([p] * 12)})",
+                cur.execute(sql("INSERT INTO {table} (id, crm, object, record_id, payload, created_at) "
+                                "VALUES ({values})", table=_PAYLOADS,
+                                values=placeholders(6, self.warehouse.placeholder)),
+                            (payload_ref, crm, obj, record_id, payload, now))
+                cur.execute(sql(
+                    "INSERT INTO {table} (id, crm, object, kind, http_status, request, payload_ref, "
+                    "attempts, error, run_id, created_at, record_id) VALUES ({values})",
+                    table=_TABLE, values=placeholders(12, self.warehouse.placeholder)),
                     (entry_id, crm, obj, reject.kind, None, f"record {record_id}", payload_ref, 1, error, run_id, now,
                      record_id))
                 pending[record_id] = DeadLetter(entry_id, crm, obj, reject.kind, None, None, payload_ref, 1, error,
@@ -171,26 +177,27 @@ class DeadLetterQueue:
         """The stored (redacted) record of a record-level dead letter."""
         if not self.warehouse.table_exists("ops", "dead_letter_payloads"):
             return None
-        rows = self.warehouse.query(f"SELECT payload FROM {PAYLOADS} WHERE id = ?", (payload_ref,))
+        rows = self.warehouse.query(sql("SELECT payload FROM {table} WHERE id = ?", table=_PAYLOADS),
+                                    (payload_ref,))
         return json.loads(rows[0][0]) if rows else None
 
     def pending(self, crm: str | None = None) -> list[DeadLetter]:
-        return self._select("replayed_at IS NULL", crm)
+        return self._select(Fragment("replayed_at IS NULL"), crm)
 
     def all(self, crm: str | None = None) -> list[DeadLetter]:
-        return self._select("TRUE", crm)
+        return self._select(Fragment("TRUE"), crm)
 
-    def _select(self, where: str, crm: str | None) -> list[DeadLetter]:
+    def _select(self, where: Fragment, crm: str | None) -> list[DeadLetter]:
         if not self.warehouse.table_exists("ops", "dead_letters"):
             return []
         params: tuple = ()
         if crm:
-            where += " AND crm = ?"
-            params = (crm,)
-        rows = self.warehouse.query(
-            f"SELECT id, crm, object, kind, http_status, request, payload_ref, attempts, error, run_id, created_at, "
-            f"replayed_at, {'record_id' if self._has_record_id() else 'NULL'} FROM {TABLE} WHERE {where} "
-            f"ORDER BY created_at, id", params)
+            where, params = sql("{where} AND crm = ?", where=where), (crm,)
+        record_id = Fragment("record_id" if self._has_record_id() else "NULL")
+        rows = self.warehouse.query(sql(
+            "SELECT id, crm, object, kind, http_status, request, payload_ref, attempts, error, run_id, "
+            "created_at, replayed_at, {record_id} FROM {table} WHERE {where} ORDER BY created_at, id",
+            record_id=record_id, table=_TABLE, where=where), params)
         return [DeadLetter(*row) for row in rows]
 
     def _has_record_id(self) -> bool:
@@ -206,8 +213,8 @@ class DeadLetterQueue:
     def mark_replayed(self, ids: list[str], run_id: str | None) -> None:
         if not ids:
             return
-        p = self.warehouse.placeholder
         with self.warehouse.connect() as conn:
             conn.cursor().executemany(
-                f"UPDATE {TABLE} SET replayed_at = {p}, replay_run_id = {p} WHERE id = {p}",
+                sql("UPDATE {table} SET replayed_at = {p}, replay_run_id = {p} WHERE id = {p}",
+                    table=_TABLE, p=placeholders(1, self.warehouse.placeholder)),
                 [(datetime.now(UTC), run_id, i) for i in ids])

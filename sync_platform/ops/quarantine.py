@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from sync_platform.core.sql import Fragment, ident, sql
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.security.redaction import mask_value
 
 DATASET, TABLE = "ops", "quarantine"
+_TABLE = ident(DATASET, TABLE)
 
 
 def quarantine_rows(failures: pl.DataFrame, entity: str, versions: dict[str, int], run_id: str) -> pl.DataFrame:
@@ -45,10 +47,11 @@ def latest(warehouse: Warehouse, entity: str | None = None, limit: int = 50) -> 
     """The newest quarantine entries (of the last run per entity)."""
     if not warehouse.table_exists(DATASET, TABLE):
         return pl.DataFrame()
-    where = f"WHERE entity = '{entity}'" if entity else ""
-    return warehouse.read_frame(
-        f"SELECT entity, source_system, source_id, rule, \"column\", value_masked, mapping_version, run_id, "
-        f"quarantined_at, released_at FROM {DATASET}.{TABLE} {where} ORDER BY quarantined_at DESC LIMIT {int(limit)}")
+    where, params = (Fragment("WHERE entity = ?"), [entity]) if entity else (Fragment(""), [])
+    return warehouse.read_frame(sql(
+        'SELECT entity, source_system, source_id, rule, "column", value_masked, mapping_version, run_id, '
+        "quarantined_at, released_at FROM {table} {where} ORDER BY quarantined_at DESC LIMIT ?",
+        table=_TABLE, where=where), [*params, int(limit)])
 
 
 def keys_of_latest_run(warehouse: Warehouse, entity: str) -> pl.DataFrame:
@@ -56,17 +59,19 @@ def keys_of_latest_run(warehouse: Warehouse, entity: str) -> pl.DataFrame:
     source but failed a rule, so a child linking to them is not dangling."""
     if not warehouse.table_exists(DATASET, TABLE):
         return pl.DataFrame(schema={"source_system": pl.String, "source_id": pl.String})
-    return warehouse.read_frame(
-        f"SELECT DISTINCT source_system, source_id FROM {DATASET}.{TABLE} WHERE entity = '{entity}' AND run_id = "
-        f"(SELECT run_id FROM {DATASET}.{TABLE} WHERE entity = '{entity}' ORDER BY quarantined_at DESC LIMIT 1)")
+    return warehouse.read_frame(sql(
+        "SELECT DISTINCT source_system, source_id FROM {table} WHERE entity = ? AND run_id = "
+        "(SELECT run_id FROM {table} WHERE entity = ? ORDER BY quarantined_at DESC LIMIT 1)", table=_TABLE),
+        [entity, entity])
 
 
 def release(warehouse: Warehouse, source_system: str, source_id: str) -> int:
     """Mark a record's open entries reviewed; returns how many."""
     if not warehouse.table_exists(DATASET, TABLE):
         return 0
-    where = "source_system = ? AND source_id = ? AND released_at IS NULL"
-    count = warehouse.query(f"SELECT count(*) FROM {DATASET}.{TABLE} WHERE {where}", (source_system, source_id))
-    warehouse.query(f"UPDATE {DATASET}.{TABLE} SET released_at = ? WHERE {where}",
+    where = Fragment("source_system = ? AND source_id = ? AND released_at IS NULL")
+    count = warehouse.query(sql("SELECT count(*) FROM {table} WHERE {where}", table=_TABLE, where=where),
+                            (source_system, source_id))
+    warehouse.query(sql("UPDATE {table} SET released_at = ? WHERE {where}", table=_TABLE, where=where),
                     (datetime.now(UTC), source_system, source_id))
     return int(count[0][0])

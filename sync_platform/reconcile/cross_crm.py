@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from sync_platform.core.sql import ident, idents, sql
 from sync_platform.reconcile.diff import CLASSES, Diff
 
 ACROSS_CRMS = "across_crms"
@@ -79,8 +80,9 @@ def linked_conflicts(warehouse, entity: str) -> CrossCrmOutcome | None:
     golden, fields = COMPARED[entity]
     if not warehouse.table_exists("canonical", entity):
         return None
-    columns = ", ".join(["source_system", "source_id", "deleted_at", golden, *fields])
-    frame = warehouse.read_frame(f"SELECT {columns} FROM canonical.{entity}")
+    columns = idents(["source_system", "source_id", "deleted_at", golden, *fields])
+    frame = warehouse.read_frame(sql("SELECT {columns} FROM {table}", columns=columns,
+                                     table=ident("canonical", entity)))
     model_entity = entity.removesuffix("s")
     encrypted = [c for c in sensitive_columns(model_entity) if c in fields]
     return cross_crm_conflicts(decrypt_frame(frame, encrypted) if encrypted else frame, entity)

@@ -17,6 +17,7 @@ import polars as pl
 from sync_platform.canonical.mapping.loader import load_mappings
 from sync_platform.core.config import CrmSyncConfig
 from sync_platform.core.settings import load_settings
+from sync_platform.core.sql import Fragment, ident, join, placeholders, quoted, sql
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.ingest.connections import build_listing_source, listing_columns
 from sync_platform.ingest.raw_schema import raw_column, raw_table
@@ -94,14 +95,18 @@ def read_side(warehouse: Warehouse, target: Target, schema: str, live_only: bool
     if not warehouse.table_exists(schema, target.table):
         return pl.DataFrame(schema={"id": pl.String, "cursor": pl.Datetime("us", "UTC"),
                                     **{f: pl.String for f in target.fields}})
-    columns = ", ".join(f'"{c}"' for c in (target.key, target.cursor, *target.fields))
-    where = [f"{DELETED_AT} IS NULL"] if live_only else []
+    columns = join([quoted(c) for c in (target.key, target.cursor, *target.fields)])
+    where = [sql("{deleted_at} IS NULL", deleted_at=ident(DELETED_AT))] if live_only else []
     params: list[str] = []
     if ids is not None:
-        where.append(f'"{target.key}" IN ({", ".join("?" for _ in ids) or "NULL"})')
+        marks = placeholders(len(ids)) if ids else Fragment("NULL")
+        where.append(sql("{key} IN ({marks})", key=quoted(target.key), marks=marks))
         params = list(ids)
-    sql = f"SELECT {columns} FROM {schema}.{target.table}" + (f" WHERE {' AND '.join(where)}" if where else "")
-    frame = warehouse.read_frame(sql, params)
+    statement = sql("SELECT {columns} FROM {table}", columns=columns, table=ident(schema, target.table))
+    if where:
+        statement = sql("{statement} WHERE {conditions}", statement=statement,
+                        conditions=join(where, " AND "))
+    frame = warehouse.read_frame(statement, params)
     return frame.rename({target.key: "id", target.cursor: "cursor"})
 
 
@@ -128,7 +133,8 @@ def save_differences(warehouse: Warehouse, target: Target, diff: Diff, run_id: s
     """Replace this target's rows in ``reconcile.differences`` (the ids remediation re-fetches)."""
     schema, table = DIFFERENCES
     if warehouse.table_exists(schema, table):
-        warehouse.query(f"DELETE FROM {schema}.{table} WHERE crm = ? AND object = ?", (target.crm, target.table))
+        warehouse.query(sql("DELETE FROM {table} WHERE crm = ? AND object = ?", table=ident(schema, table)),
+                        (target.crm, target.table))
     if diff.differences.is_empty():
         return
     frame = diff.differences.select(
@@ -142,10 +148,11 @@ def pending_differences(warehouse: Warehouse, crm: str, table: str | None = None
     schema, name = DIFFERENCES
     if not warehouse.table_exists(schema, name):
         return pl.DataFrame(schema={"object": pl.String, "id": pl.String, "class": pl.String})
-    where, params = "crm = ?", [crm]
+    where, params = Fragment("crm = ?"), [crm]
     if table:
-        where, params = where + " AND object = ?", [crm, table]
-    return warehouse.read_frame(f'SELECT object, id, "class" FROM {schema}.{name} WHERE {where}', params)
+        where, params = Fragment("crm = ? AND object = ?"), [crm, table]
+    return warehouse.read_frame(sql('SELECT object, id, "class" FROM {table} WHERE {where}',
+                                    table=ident(schema, name), where=where), params)
 
 
 def now() -> datetime:
@@ -183,12 +190,14 @@ def compare_in_warehouse(warehouse: Warehouse, target: Target) -> Diff:
     kinds = raw_table(target.crm, target.table).fields  # type: ignore[union-attr]
     hashed = content_hash_sql({raw_column(f): kinds[f] for f in target.crm_fields}, warehouse.kind)
 
-    def side(schema: str, where: str) -> str:
-        return (f'(SELECT CAST("{target.key}" AS VARCHAR) AS id, "{target.cursor}" AS cursor, {hashed} AS content_hash '
-                f"FROM {schema}.{target.table}{where})")
+    def side(schema: str, where: Fragment) -> Fragment:
+        return sql("(SELECT CAST({key} AS VARCHAR) AS id, {cursor} AS cursor, {hashed} AS content_hash "
+                   "FROM {table}{where})", key=quoted(target.key), cursor=quoted(target.cursor),
+                   hashed=hashed, table=ident(schema, target.table), where=where)
 
-    return classify_in_warehouse(warehouse, side(listing_dataset(target.crm), ""),
-                                 side(f"raw_{target.crm}", f" WHERE {DELETED_AT} IS NULL"))
+    live = sql(" WHERE {deleted_at} IS NULL", deleted_at=ident(DELETED_AT))
+    return classify_in_warehouse(warehouse, side(listing_dataset(target.crm), Fragment("")),
+                                 side(f"raw_{target.crm}", live))
 
 
 def evaluate(warehouse: Warehouse, target: Target, threshold: float, anomaly_options: dict,
@@ -205,8 +214,9 @@ def evaluate(warehouse: Warehouse, target: Target, threshold: float, anomaly_opt
         ids = diff.ids("stale", "diverged")[:1000]
         source_rows = read_side(warehouse, target, listing_dataset(target.crm), live_only=False, ids=ids)
         raw_rows = read_side(warehouse, target, f"raw_{target.crm}", live_only=True, ids=ids)
-        cursors = warehouse.read_frame(f'SELECT "{target.key}" AS id, "{target.cursor}" AS cursor '
-                                       f"FROM {listing_dataset(target.crm)}.{target.table}")
+        cursors = warehouse.read_frame(sql("SELECT {key} AS id, {cursor} AS cursor FROM {table}",
+                                           key=quoted(target.key), cursor=quoted(target.cursor),
+                                           table=ident(listing_dataset(target.crm), target.table)))
     else:
         diff, source_rows, raw_rows = compare(warehouse, target)
         cursors = source_rows.select("id", "cursor")

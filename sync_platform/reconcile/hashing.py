@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 import duckdb
 import polars as pl
 
+from sync_platform.core.sql import Fragment, ident, integer, join, quoted, sql
+
 STRING, BOOL, INT, FLOAT, DATETIME, DATE = "string", "bool", "int", "float", "datetime", "date"
 KINDS = (STRING, BOOL, INT, FLOAT, DATETIME, DATE)
 DUCKDB, POSTGRES = "duckdb", "postgres"
@@ -55,62 +57,64 @@ def kind_of(dtype: pl.DataType) -> str:
     raise TypeError(f"content_hash cannot normalise a column of type {dtype}")
 
 
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def epoch_ms_sql(column: str, dialect: str = DUCKDB) -> str:
+def epoch_ms_sql(column: Fragment, dialect: str = DUCKDB) -> Fragment:
     """SQL for a TIMESTAMP (naive = UTC) or TIMESTAMPTZ as UTC epoch milliseconds, floored, BIGINT."""
     if dialect == DUCKDB:
-        us = f"epoch_us({column})"
-        return f"(({us} - (({us} % 1000) + 1000) % 1000) // 1000)"
-    return f"CAST(floor(extract(epoch FROM {column}) * 1000) AS BIGINT)"
+        us = sql("epoch_us({column})", column=column)
+        return sql("(({us} - (({us} % 1000) + 1000) % 1000) // 1000)", us=us)
+    return sql("CAST(floor(extract(epoch FROM {column}) * 1000) AS BIGINT)", column=column)
 
 
-def _text_sql(column: str, kind: str, dialect: str) -> str:
+def _text_sql(column: Fragment, kind: str, dialect: str) -> Fragment:
     """SQL for one non-null value's canonical text."""
-    text = "VARCHAR" if dialect == DUCKDB else "TEXT"
+    text = Fragment("VARCHAR" if dialect == DUCKDB else "TEXT")
     if kind == STRING:
-        return f"CAST({column} AS {text})"
+        return sql("CAST({column} AS {text})", column=column, text=text)
     if kind == BOOL:
-        return f"CASE WHEN {column} THEN 'true' ELSE 'false' END"
+        return sql("CASE WHEN {column} THEN 'true' ELSE 'false' END", column=column)
     if kind == INT:
-        return f"CAST({column} AS {text})"
+        return sql("CAST({column} AS {text})", column=column, text=text)
     if kind == FLOAT:
-        real = "DOUBLE" if dialect == DUCKDB else "DOUBLE PRECISION"
-        x = f"CAST({column} AS {real})"
-        return (f"CASE WHEN {x} = trunc({x}) AND abs({x}) < {_EXACT_FLOAT_INT} "
-                f"THEN CAST(CAST({x} AS BIGINT) AS {text}) ELSE CAST({x} AS {text}) END")
+        real = Fragment("DOUBLE" if dialect == DUCKDB else "DOUBLE PRECISION")
+        x = sql("CAST({column} AS {real})", column=column, real=real)
+        return sql("CASE WHEN {x} = trunc({x}) AND abs({x}) < {exact} "
+                   "THEN CAST(CAST({x} AS BIGINT) AS {text}) ELSE CAST({x} AS {text}) END",
+                   x=x, exact=integer(_EXACT_FLOAT_INT), text=text)
     if kind in (DATETIME, DATE):
-        ts = f"CAST({column} AS TIMESTAMP)" if kind == DATE else column
-        return f"CAST({epoch_ms_sql(ts, dialect)} AS {text})"
+        ts = sql("CAST({column} AS TIMESTAMP)", column=column) if kind == DATE else column
+        return sql("CAST({ms} AS {text})", ms=epoch_ms_sql(ts, dialect), text=text)
     raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
 
 
-def canonical_sql(column: str, kind: str, dialect: str = DUCKDB) -> str:
-    """SQL for one field's canonical encoding (``N`` or ``<n>:<text>``); ``column`` is already quoted."""
+def canonical_sql(column: Fragment, kind: str, dialect: str = DUCKDB) -> Fragment:
+    """SQL for one field's canonical encoding (``N`` or ``<n>:<text>``); ``column`` is a name from
+    ``core.sql.quoted`` (or another Fragment)."""
     if dialect not in (DUCKDB, POSTGRES):
         raise ValueError(f"dialect must be {DUCKDB!r} or {POSTGRES!r}, got {dialect!r}")
     text = _text_sql(column, kind, dialect)
-    size = "strlen" if dialect == DUCKDB else "octet_length"
-    return f"(CASE WHEN {column} IS NULL THEN 'N' ELSE concat({size}({text}), ':', {text}) END)"
+    size = Fragment("strlen" if dialect == DUCKDB else "octet_length")
+    return sql("(CASE WHEN {column} IS NULL THEN 'N' ELSE concat({size}({text}), ':', {text}) END)",
+               column=column, size=size, text=text)
 
 
-def content_hash_sql(columns: Mapping[str, str], dialect: str = DUCKDB) -> str:
+def content_hash_sql(columns: Mapping[str, str], dialect: str = DUCKDB) -> Fragment:
     """SQL expression of the content hash of ``columns`` (name -> kind, in hashing order).
 
     Yields the same number as ``content_hash`` on a frame with those values: UBIGINT in DuckDB,
-    BIGINT (always non-negative) in PostgreSQL.
+    BIGINT (always non-negative) in PostgreSQL. The names are validated and quoted
+    (``core.sql.quoted``).
     """
     if not columns:
         raise ValueError("a content hash needs at least one field")
-    parts = [canonical_sql(quote(name), kind, dialect) for name, kind in columns.items()]
-    text = parts[0] if len(parts) == 1 else f"concat({', '.join(parts)})"
+    parts = [canonical_sql(quoted(name), kind, dialect) for name, kind in columns.items()]
+    text = parts[0] if len(parts) == 1 else sql("concat({parts})", parts=join(parts))
+    mask = integer(_MASK_63)
     if dialect == DUCKDB:  # md5_number: the digest as a little-endian 128-bit integer
-        return f"CAST(md5_number({text}) & {_MASK_63} AS UBIGINT)"
+        return sql("CAST(md5_number({text}) & {mask} AS UBIGINT)", text=text, mask=mask)
     # the first 8 digest bytes in reverse (little-endian) order, as hex, to BIGINT
-    hexed = " || ".join(f"substr(h, {2 * i + 1}, 2)" for i in reversed(range(8)))
-    return f"(SELECT CAST(CAST('x' || {hexed} AS BIT(64)) AS BIGINT) & {_MASK_63} FROM (SELECT md5({text}) AS h) AS m)"
+    hexed = join([sql("substr(h, {start}, 2)", start=integer(2 * i + 1)) for i in reversed(range(8))], " || ")
+    return sql("(SELECT CAST(CAST('x' || {hexed} AS BIT(64)) AS BIGINT) & {mask} "
+               "FROM (SELECT md5({text}) AS h) AS m)", hexed=hexed, mask=mask, text=text)
 
 
 def _positional(frame: pl.DataFrame, fields: Sequence[str]) -> tuple[pl.DataFrame, dict[str, str]]:
@@ -145,7 +149,9 @@ def content_hash(frame: pl.DataFrame, fields: Sequence[str]) -> pl.Series:
         return pl.Series(HASH_COLUMN, [], dtype=pl.UInt64)
     with _duckdb() as conn:
         conn.register("frame", view)
-        table = conn.sql(f"SELECT {content_hash_sql(kinds)} AS {HASH_COLUMN} FROM frame").to_arrow_table()
+        statement = sql("SELECT {hash} AS {column} FROM frame", hash=content_hash_sql(kinds),
+                        column=ident(HASH_COLUMN))
+        table = conn.sql(statement).to_arrow_table()
     return pl.Series(HASH_COLUMN, table.column(0), dtype=pl.UInt64)
 
 
@@ -154,9 +160,10 @@ def canonical_values(frame: pl.DataFrame, fields: Sequence[str]) -> pl.DataFrame
     view, kinds = _positional(frame, fields)
     if view.height == 0:
         return pl.DataFrame(schema={f: pl.String for f in fields})
-    select = ", ".join(f"{canonical_sql(quote(c), kind)} AS {quote(c)}" for c, kind in kinds.items())
+    select = join([sql("{value} AS {name}", value=canonical_sql(quoted(c), kind), name=quoted(c))
+                   for c, kind in kinds.items()])
     with _duckdb() as conn:
         conn.register("frame", view)
-        out = pl.from_arrow(conn.sql(f"SELECT {select} FROM frame").to_arrow_table())
+        out = pl.from_arrow(conn.sql(sql("SELECT {select} FROM frame", select=select)).to_arrow_table())
     assert isinstance(out, pl.DataFrame)
     return out.rename({f"c{i}": f for i, f in enumerate(fields)}).cast(pl.String)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from sync_platform.core.sql import Fragment, ident, idents, join, sql
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.reconcile.diff import CLASSES, Diff
 
@@ -63,12 +64,12 @@ def read_history(warehouse: Warehouse, crm: str | None = None, entity: str | Non
     where, params = [], []
     for column, value in (("crm", crm), ("entity", entity), ("direction", direction)):
         if value is not None:
-            where.append(f"{column} = ?")
+            where.append(sql("{column} = ?", column=ident(column)))
             params.append(value)
     if since is not None:
-        where.append("checked_at >= ?")
+        where.append(Fragment("checked_at >= ?"))
         params.append(since)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = warehouse.query(f"SELECT {', '.join(SCHEMA)} FROM {DATASET}.{TABLE} {clause} "
-                           "ORDER BY checked_at, crm, entity", params)
+    clause = sql("WHERE {conditions}", conditions=join(where, " AND ")) if where else Fragment("")
+    rows = warehouse.query(sql("SELECT {columns} FROM {table} {clause} ORDER BY checked_at, crm, entity",
+                               columns=idents(SCHEMA), table=ident(DATASET, TABLE), clause=clause), params)
     return history_frame([dict(zip(SCHEMA, row, strict=True)) for row in rows])

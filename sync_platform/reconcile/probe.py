@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from sync_platform.core.config import CrmSyncConfig
+from sync_platform.core.sql import ident, quoted, sql
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.ingest.connections import build_by_id_source
 from sync_platform.ingest.raw_schema import raw_column
@@ -59,8 +60,10 @@ def _fetched(pages: list[pa.Table], target: Target) -> pl.DataFrame:
 def sample_ids(warehouse: Warehouse, crm: str, target: Target, size: int) -> list[str]:
     if size <= 0 or not warehouse.table_exists(f"raw_{crm}", target.table):
         return []
-    rows = warehouse.query(f'SELECT "{target.key}" FROM raw_{crm}.{target.table} WHERE {DELETED_AT} IS NULL '
-                           f"ORDER BY random() LIMIT {int(size)}")
+    rows = warehouse.query(sql("SELECT {key} FROM {table} WHERE {deleted_at} IS NULL "
+                               "ORDER BY random() LIMIT ?", key=quoted(target.key),
+                               table=ident(f"raw_{crm}", target.table), deleted_at=ident(DELETED_AT)),
+                           [int(size)])
     return [r[0] for r in rows]
 
 

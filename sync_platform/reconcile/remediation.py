@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sync_platform.core.config import CrmSyncConfig
+from sync_platform.core.sql import ident, placeholders, quoted, sql
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.ingest.fetch_by_id import fetch_ids_into_warehouse
 from sync_platform.ingest.sources.common import DELETED_AT
@@ -68,15 +69,18 @@ def mark_deleted(warehouse: Warehouse, crm: str, table: str, key: str, ids: Iter
     ids = list(ids)
     done = 0
     stamp = datetime.now(UTC)
+    raw, deleted_at = ident(f"raw_{crm}", table), ident(DELETED_AT)
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
-        marks = ", ".join("?" for _ in chunk)
-        where = f'"{key}" IN ({marks}) AND {DELETED_AT} IS NULL'
-        count = warehouse.query(f"SELECT count(*) FROM raw_{crm}.{table} WHERE {where}", chunk)[0][0]
+        where = sql("{key} IN ({marks}) AND {deleted_at} IS NULL", key=quoted(key),
+                    marks=placeholders(len(chunk)), deleted_at=deleted_at)
+        count = warehouse.query(sql("SELECT count(*) FROM {raw} WHERE {where}", raw=raw, where=where),
+                                chunk)[0][0]
         if hard:
-            warehouse.query(f"DELETE FROM raw_{crm}.{table} WHERE {where}", chunk)
+            warehouse.query(sql("DELETE FROM {raw} WHERE {where}", raw=raw, where=where), chunk)
         else:
-            warehouse.query(f"UPDATE raw_{crm}.{table} SET {DELETED_AT} = ? WHERE {where}", [stamp, *chunk])
+            warehouse.query(sql("UPDATE {raw} SET {deleted_at} = ? WHERE {where}", raw=raw,
+                                deleted_at=deleted_at, where=where), [stamp, *chunk])
         done += int(count)
     return done
 

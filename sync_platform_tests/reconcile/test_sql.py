@@ -12,6 +12,7 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
+from sync_platform.core.sql import Fragment
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.reconcile import classify, content_hash, content_hash_sql
 from sync_platform.reconcile.sql import bisect, classify_in_warehouse, classify_sql
@@ -79,7 +80,10 @@ def test_queries_as_sides_and_a_duckdb_warehouse(drifted, tmp_path):
         conn.execute("CREATE TABLE listing AS SELECT * FROM s_frame")
         conn.execute("CREATE TABLE raw AS SELECT * FROM w_frame")
         conn.execute("UPDATE raw SET deleted_at = cursor WHERE id = '003000100'")  # soft-deleted: missing
-    diff = classify_in_warehouse(wh, "listing", "(SELECT id, cursor, content_hash FROM raw WHERE deleted_at IS NULL)")
+    live = "(SELECT id, cursor, content_hash FROM raw WHERE deleted_at IS NULL)"
+    with pytest.raises(ValueError, match="not a safe SQL identifier"):
+        classify_in_warehouse(wh, "listing", live)  # a query as a plain str: only names are taken as text
+    diff = classify_in_warehouse(wh, "listing", Fragment(live))
     assert diff.counts["missing"] == classify(source, warehouse).counts["missing"] + 1
     assert "003000100" in diff.ids("missing")
 

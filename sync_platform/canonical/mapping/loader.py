@@ -229,27 +229,37 @@ def _problems(mapping: Mapping) -> Iterator[tuple[str, str]]:
     if PhoneMetadata.metadata_for_region(mapping.phone_region.upper()) is None:
         yield "phone_region", f"unknown region {mapping.phone_region!r} (an ISO 3166 code such as US or GB)"
     for entity_name, spec in mapping.entities.items():
-        entity = ENTITIES[entity_name]
-        at = f"entities.{entity_name}"
-        table = raw_table(mapping.crm, spec.table)
-        if table is None:
-            yield f"{at}.table", f"the {mapping.crm} source writes no table {spec.table!r}"
-        known_columns = table.columns if table else None
-        for key in ("source_id", "deleted_at"):
-            column = getattr(spec, key)
-            if known_columns is not None and column not in known_columns:
-                yield f"{at}.{key}", _unknown_column(column, mapping.crm, spec.table, known_columns)
-        for name, field_spec in spec.fields.items():
-            yield from _field_problems(entity, name, field_spec, f"{at}.fields.{name}", mapping, spec,
-                                       known_columns)
-        for i, name in enumerate(spec.required):
-            if entity.field(name) is None:
-                yield f"{at}.required.{i}", f"unknown canonical field {name!r} of {entity.name}"
-        required = [f.name for f in entity.fields if f.required]
-        for name in dict.fromkeys(required + [n for n in spec.required if entity.field(n)]):
-            mapped = spec.fields.get(name)
-            if mapped is None or (mapped.source is None and mapped.default is None):
-                yield f"{at}.fields.{name}", f"required canonical field {name!r} has no source and no default"
+        yield from _entity_problems(mapping, entity_name, spec)
+
+
+def _entity_problems(mapping: Mapping, entity_name: str, spec: EntityMapping) -> Iterator[tuple[str, str]]:
+    """One entity's table, key columns, fields and required fields."""
+    entity = ENTITIES[entity_name]
+    at = f"entities.{entity_name}"
+    table = raw_table(mapping.crm, spec.table)
+    if table is None:
+        yield f"{at}.table", f"the {mapping.crm} source writes no table {spec.table!r}"
+    known_columns = table.columns if table else None
+    for key in ("source_id", "deleted_at"):
+        column = getattr(spec, key)
+        if known_columns is not None and column not in known_columns:
+            yield f"{at}.{key}", _unknown_column(column, mapping.crm, spec.table, known_columns)
+    for name, field_spec in spec.fields.items():
+        yield from _field_problems(entity, name, field_spec, f"{at}.fields.{name}", mapping, spec,
+                                   known_columns)
+    yield from _required_problems(entity, spec, at)
+
+
+def _required_problems(entity: Entity, spec: EntityMapping, at: str) -> Iterator[tuple[str, str]]:
+    """``required:`` names canonical fields; every required field (the model's and these) is filled."""
+    for i, name in enumerate(spec.required):
+        if entity.field(name) is None:
+            yield f"{at}.required.{i}", f"unknown canonical field {name!r} of {entity.name}"
+    required = [f.name for f in entity.fields if f.required]
+    for name in dict.fromkeys(required + [n for n in spec.required if entity.field(n)]):
+        mapped = spec.fields.get(name)
+        if mapped is None or (mapped.source is None and mapped.default is None):
+            yield f"{at}.fields.{name}", f"required canonical field {name!r} has no source and no default"
 
 
 def _field_problems(entity: Entity, name: str, spec: FieldMapping, at: str, mapping: Mapping,
@@ -264,6 +274,21 @@ def _field_problems(entity: Entity, name: str, spec: FieldMapping, at: str, mapp
         fields = ", ".join(entity.field_names)
         yield at, f"unknown canonical field {name!r} of {entity.name} (fields: {fields})"
         return
+    yield from _reading_problems(spec, at, mapping, entity_spec, known_columns)
+    yield from _format_problems(field, name, spec, at)
+    read_as = "string" if spec.normalize is not None else spec.type
+    if spec.values is None and read_as is not None and read_as not in _CONVERTIBLE[field.type]:
+        yield f"{at}.type", f"bad type: cannot turn {read_as} into {name}, which is {field.type}"
+    yield from _value_problems(field, spec, at)
+    if spec.sensitive is False and field.pii:
+        yield f"{at}.sensitive", f"{name} is personal data in the canonical model; it cannot be marked " \
+                                 "not sensitive"
+
+
+def _reading_problems(spec: FieldMapping, at: str, mapping: Mapping, entity_spec: EntityMapping,
+                      known_columns: frozenset[str] | None) -> Iterator[tuple[str, str]]:
+    """Where a field's value comes from: a source column that exists or a default, and what the
+    value map, ``unmapped`` and ``normalize`` need."""
     if spec.source is None and spec.default is None:
         yield at, "neither a source column nor a default"
     if spec.source is not None and known_columns is not None and spec.source not in known_columns:
@@ -274,6 +299,12 @@ def _field_problems(entity: Entity, name: str, spec: FieldMapping, at: str, mapp
         yield f"{at}.unmapped", "only means something with a value map (values:)"
     if spec.normalize is not None and spec.normalize not in NORMALIZERS:
         yield f"{at}.normalize", f"unknown normalizer {spec.normalize!r} (known: {', '.join(NORMALIZERS)})"
+
+
+def _format_problems(field: CanonicalField, name: str, spec: FieldMapping,
+                     at: str) -> Iterator[tuple[str, str]]:
+    """A ``format:`` parses datetimes: the cast type and the canonical field are datetimes, and the
+    format is a strptime format or an epoch unit."""
     if spec.format is not None and spec.type not in ("datetime", None):
         yield f"{at}.format", f"a format parses datetimes; the cast type is {spec.type}"
     if spec.format is not None and field.type != "datetime":
@@ -281,13 +312,6 @@ def _field_problems(entity: Entity, name: str, spec: FieldMapping, at: str, mapp
     if spec.format is not None and spec.format not in EPOCH_FORMATS and "%" not in spec.format:
         yield f"{at}.format", f"{spec.format!r} is neither a strptime format (%Y-%m-%d...) " \
                               f"nor one of {EPOCH_FORMATS}"
-    read_as = "string" if spec.normalize is not None else spec.type
-    if spec.values is None and read_as is not None and read_as not in _CONVERTIBLE[field.type]:
-        yield f"{at}.type", f"bad type: cannot turn {read_as} into {name}, which is {field.type}"
-    yield from _value_problems(field, spec, at)
-    if spec.sensitive is False and field.pii:
-        yield f"{at}.sensitive", f"{name} is personal data in the canonical model; it cannot be marked " \
-                                 "not sensitive"
 
 
 def _value_problems(field: CanonicalField, spec: FieldMapping, at: str) -> Iterator[tuple[str, str]]:

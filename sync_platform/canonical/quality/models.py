@@ -6,7 +6,7 @@ live rows; deleted rows carry only their key (Dataverse tombstones) and are judg
 annotations at runtime.
 """
 
-from typing import Optional
+from typing import Annotated
 
 import pandera.polars as pa
 import polars as pl
@@ -21,7 +21,9 @@ from sync_platform.canonical.model import (
     SOURCE_SYSTEMS,
 )
 
-UtcDatetime = pl.Datetime(time_unit="us", time_zone="UTC")
+# a type, not a dtype instance (pl.Datetime("us", "UTC")), so that ``UtcDatetime | None`` (an
+# optional column) can be written; pandera builds the same dtype from the Annotated arguments
+UtcDatetime = Annotated[pl.Datetime, "us", "UTC"]
 
 
 class TombstoneModel(pa.DataFrameModel):
@@ -29,7 +31,7 @@ class TombstoneModel(pa.DataFrameModel):
 
     source_system: str = pa.Field(isin=list(SOURCE_SYSTEMS))
     source_id: str = pa.Field(str_length={"min_value": 1})
-    deleted_at: Optional[UtcDatetime] = pa.Field(nullable=True)
+    deleted_at: UtcDatetime | None = pa.Field(nullable=True)
     mapping_version: pl.Int64 = pa.Field(ge=1)
 
     class Config:
@@ -55,7 +57,7 @@ class _CreatedModel(CanonicalModel):
 
 
 class ContactModel(_CreatedModel):
-    customer_id: Optional[str] = pa.Field(nullable=True)  # golden id, once identity resolution ran
+    customer_id: str | None = pa.Field(nullable=True)  # golden id, once identity resolution ran
     email: str = pa.Field(nullable=True)
     first_name: str = pa.Field(nullable=True)
     last_name: str = pa.Field(nullable=True)
@@ -75,7 +77,7 @@ class ContactModel(_CreatedModel):
 
 
 class AccountModel(_CreatedModel):
-    account_id: Optional[str] = pa.Field(nullable=True)  # golden id, once identity resolution ran
+    account_id: str | None = pa.Field(nullable=True)  # golden id, once identity resolution ran
     name: str = pa.Field(str_length={"min_value": 1})
     domain: str = pa.Field(nullable=True)
     industry: str = pa.Field(nullable=True)

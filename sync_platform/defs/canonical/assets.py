@@ -18,6 +18,7 @@ from sync_platform.canonical.identity import duplicate_report
 from sync_platform.canonical.mapping.loader import load_mappings
 from sync_platform.canonical.model import ENTITY_TABLES
 from sync_platform.canonical.publish import failure_sample, publish_entity
+from sync_platform.core.sql import ident, sql
 from sync_platform.defs.resources import WAREHOUSE_POOL, SyncConfigResource, WarehouseResource
 
 
@@ -78,7 +79,8 @@ def canonical_duplicates(context: dg.AssetExecutionContext, warehouse: Warehouse
     for table, id_column in DUPLICATE_SOURCES.items():
         if not store.table_exists("canonical", table):
             continue
-        report = duplicate_report(store.read_frame(f"SELECT * FROM canonical.{table}"), id_column)
+        rows = store.read_frame(sql("SELECT * FROM {table}", table=ident("canonical", table)))
+        report = duplicate_report(rows, id_column)
         groups.append(report.groups.select(
             pl.lit(table).alias("entity"), pl.col(id_column).alias("golden_id"), "records",
             pl.col("systems").list.join("+").alias("systems"), "within_crm", "cross_crm"))

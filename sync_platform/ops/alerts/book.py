@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sync_platform.core.sql import Fragment, ident, idents, sql
 from sync_platform.core.warehouse import POSTGRES, Warehouse
 from sync_platform.ops.alerts.model import (
     ESCALATED,
@@ -59,8 +60,10 @@ CREATE TABLE IF NOT EXISTS ops.alerts (
 # the single-writer lock plus the read-then-write inside one transaction does
 _PG_OPEN_KEY_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_key ON ops.alerts (key) " \
                      "WHERE resolved_at IS NULL"
-_COLUMNS = ("id, key, severity, finding, message, crm, asset, details, first_seen, last_seen, occurrences, "
-            "resolved_at, notified_at, pending_notice")
+_TABLE = ident(*TABLE.split("."))
+_COLUMNS = idents(("id", "key", "severity", "finding", "message", "crm", "asset", "details", "first_seen",
+                   "last_seen", "occurrences", "resolved_at", "notified_at", "pending_notice"))
+_OLDEST_FIRST = Fragment("ORDER BY first_seen, key")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -87,8 +90,10 @@ class AlertBook:
         self.warehouse = warehouse
         self.sinks = sinks_from_config() if sinks is None else list(sinks)
 
-    def _sql(self, sql: str) -> str:
-        return sql.replace("?", self.warehouse.placeholder)
+    def _sql(self, template: str, **parts: Fragment) -> str:
+        """A statement on ``{table}`` (``ops.alerts``), its ``?`` markers in the engine's own style (the
+        statements here run on a DB-API cursor, not through ``Warehouse.query``)."""
+        return sql(template, table=_TABLE, **parts).replace("?", self.warehouse.placeholder)
 
     def _ensure(self, cur: Any) -> None:
         cur.execute("CREATE SCHEMA IF NOT EXISTS ops")
@@ -116,14 +121,16 @@ class AlertBook:
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
             self._ensure(cur)
-            cur.execute(f"SELECT {_COLUMNS} FROM {TABLE} WHERE resolved_at IS NULL")
+            cur.execute(self._sql("SELECT {columns} FROM {table} WHERE resolved_at IS NULL",
+                                  columns=_COLUMNS))
             open_alerts = {a.key: a for a in map(_alert, cur.fetchall()) if a.key.startswith(scope)}
             for key, f in current.items():
                 existing = open_alerts.get(key)
                 if existing is None:
                     cur.execute(self._sql(
-                        f"INSERT INTO {TABLE} (id, key, severity, crm, asset, finding, message, details, first_seen, "
-                        "last_seen, occurrences, pending_notice, delivered_sinks, notify_attempts) "
+                        "INSERT INTO {table} (id, key, severity, crm, asset, finding, message, details, "
+                        "first_seen, last_seen, occurrences, pending_notice, delivered_sinks, "
+                        "notify_attempts) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '[]', 0)"),
                         (str(uuid.uuid4()), key, f.severity, f.crm, f.asset, f.finding, f.message, _json(f.details),
                          now, now, RAISED))
@@ -131,17 +138,17 @@ class AlertBook:
                     continue
                 escalates = SEVERITIES.index(f.severity) > SEVERITIES.index(existing.severity)
                 if escalates and existing.pending_notice != RAISED:
-                    cur.execute(self._sql(f"UPDATE {TABLE} SET pending_notice = ?, delivered_sinks = '[]' WHERE id = ?"),
-                                (ESCALATED, existing.id))
+                    cur.execute(self._sql("UPDATE {table} SET pending_notice = ?, delivered_sinks = '[]' "
+                                          "WHERE id = ?"), (ESCALATED, existing.id))
                     outcome.escalated.append(key)
                 cur.execute(self._sql(
-                    f"UPDATE {TABLE} SET last_seen = ?, occurrences = occurrences + 1, severity = ?, finding = ?, "
-                    "message = ?, crm = ?, asset = ?, details = ? WHERE id = ?"),
+                    "UPDATE {table} SET last_seen = ?, occurrences = occurrences + 1, severity = ?, "
+                    "finding = ?, message = ?, crm = ?, asset = ?, details = ? WHERE id = ?"),
                     (now, f.severity, f.finding, f.message, f.crm, f.asset, _json(f.details), existing.id))
                 outcome.repeated.append(key)
             for key, alert in open_alerts.items():
                 if key not in current:
-                    cur.execute(self._sql(f"UPDATE {TABLE} SET resolved_at = ?, pending_notice = ?, "
+                    cur.execute(self._sql("UPDATE {table} SET resolved_at = ?, pending_notice = ?, "
                                           "delivered_sinks = '[]' WHERE id = ?"), (now, RESOLVED, alert.id))
                     outcome.resolved.append(key)
         outcome.pending_notices = self.deliver(now)
@@ -153,74 +160,88 @@ class AlertBook:
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
             self._ensure(cur)
-            cur.execute(self._sql(f"SELECT id FROM {TABLE} WHERE key = ? AND resolved_at IS NULL"), (key,))
+            cur.execute(self._sql("SELECT id FROM {table} WHERE key = ? AND resolved_at IS NULL"), (key,))
             rows = cur.fetchall()
             for (alert_id,) in rows:
-                cur.execute(self._sql(f"UPDATE {TABLE} SET resolved_at = ?, pending_notice = ?, "
+                cur.execute(self._sql("UPDATE {table} SET resolved_at = ?, pending_notice = ?, "
                                       "delivered_sinks = '[]' WHERE id = ?"), (now, RESOLVED, alert_id))
         self.deliver(now)
         return bool(rows)
 
     def deliver(self, now: datetime | None = None) -> int:
         """Offer every pending notice to the sinks that have not taken it yet; returns how many remain."""
-        if not self.warehouse.table_exists("ops", "alerts"):
-            return 0
-        with self.warehouse.connect() as conn:
-            cur = conn.cursor()
-            cur.execute(f"SELECT {_COLUMNS}, delivered_sinks FROM {TABLE} WHERE pending_notice IS NOT NULL "
-                        "ORDER BY last_seen, id")
-            pending = [(_alert(row[:-1]), set(json.loads(row[-1] or "[]"))) for row in cur.fetchall()]
+        pending = self._pending_notices()
         if not pending:
             return 0
         updates = []
-        remaining = 0
         for alert, delivered in pending:
             notice = Notice(alert.pending_notice or RAISED, alert)
-            errors = []
-            for sink in self.sinks:
-                if sink.name in delivered:
-                    continue
-                try:
-                    sink.send(notice)
-                    delivered.add(sink.name)
-                except AlertDeliveryError as exc:
-                    errors.append(str(exc))
-                except Exception as exc:  # noqa: BLE001  (a broken sink must not lose the notice nor stop the others)
-                    errors.append(f"{sink.name}: {type(exc).__name__}")
+            errors = self._offer(notice, delivered)
             if errors:
-                remaining += 1
                 LOGGER.warning("alert %s: %s notice not delivered yet (%s); will retry", alert.key, notice.kind,
                                "; ".join(errors))
             updates.append((alert.id, notice.kind, sorted(delivered), "; ".join(errors) or None))
-        stamp = _utc(now) or datetime.now(UTC)
+        self._record_deliveries(updates, _utc(now) or datetime.now(UTC))
+        return sum(1 for *_, error in updates if error is not None)
+
+    def _pending_notices(self) -> list[tuple[Alert, set[str]]]:
+        """Alerts with a notice to deliver, oldest first, each with the sinks that already took it."""
+        if not self.warehouse.table_exists("ops", "alerts"):
+            return []
+        with self.warehouse.connect() as conn:
+            cur = conn.cursor()
+            cur.execute(self._sql("SELECT {columns}, delivered_sinks FROM {table} "
+                                  "WHERE pending_notice IS NOT NULL ORDER BY last_seen, id",
+                                  columns=_COLUMNS))
+            return [(_alert(row[:-1]), set(json.loads(row[-1] or "[]"))) for row in cur.fetchall()]
+
+    def _offer(self, notice: Notice, delivered: set[str]) -> list[str]:
+        """Send ``notice`` to each sink not in ``delivered`` (adding those that take it); the errors."""
+        errors = []
+        for sink in self.sinks:
+            if sink.name in delivered:
+                continue
+            try:
+                sink.send(notice)
+                delivered.add(sink.name)
+            except AlertDeliveryError as exc:
+                errors.append(str(exc))
+            except Exception as exc:  # noqa: BLE001
+                # a broken sink must not lose the notice nor stop the others
+                errors.append(f"{sink.name}: {type(exc).__name__}")
+        return errors
+
+    def _record_deliveries(self, updates: list[tuple[str, str, list[str], str | None]],
+                           stamp: datetime) -> None:
+        """Clear delivered notices; keep the others pending with the sinks that took them and the error."""
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
             for alert_id, kind, delivered, error in updates:
                 if error is None:
                     # only if nothing newer became pending meanwhile (another report in between)
                     cur.execute(self._sql(
-                        f"UPDATE {TABLE} SET pending_notice = NULL, delivered_sinks = '[]', notified_at = ?, "
+                        "UPDATE {table} SET pending_notice = NULL, delivered_sinks = '[]', notified_at = ?, "
                         "notify_error = NULL WHERE id = ? AND pending_notice = ?"), (stamp, alert_id, kind))
                 else:
                     cur.execute(self._sql(
-                        f"UPDATE {TABLE} SET delivered_sinks = ?, notify_attempts = notify_attempts + 1, "
+                        "UPDATE {table} SET delivered_sinks = ?, notify_attempts = notify_attempts + 1, "
                         "notify_error = ? WHERE id = ? AND pending_notice = ?"),
                         (json.dumps(delivered), error, alert_id, kind))
-        return remaining
 
     def open_alerts(self, crm: str | None = None) -> list[Alert]:
-        where, params = "resolved_at IS NULL", ()
+        where, params = Fragment("resolved_at IS NULL"), ()
         if crm is not None:
-            where, params = where + " AND crm = ?", (crm,)
+            where, params = Fragment("resolved_at IS NULL AND crm = ?"), (crm,)
         return self._select(where, params)
 
     def alerts(self, key: str | None = None, limit: int = 100) -> list[Alert]:
         """Open and resolved alerts, newest first."""
-        where, params = ("key = ?", (key,)) if key else ("TRUE", ())
-        return self._select(where, params, f"ORDER BY last_seen DESC, key LIMIT {int(limit)}")
+        where, params = (Fragment("key = ?"), (key,)) if key else (Fragment("TRUE"), ())
+        return self._select(where, (*params, int(limit)), Fragment("ORDER BY last_seen DESC, key LIMIT ?"))
 
-    def _select(self, where: str, params: tuple, order: str = "ORDER BY first_seen, key") -> list[Alert]:
+    def _select(self, where: Fragment, params: tuple, order: Fragment = _OLDEST_FIRST) -> list[Alert]:
         if not self.warehouse.table_exists("ops", "alerts"):
             return []
-        rows = self.warehouse.query(f"SELECT {_COLUMNS} FROM {TABLE} WHERE {where} {order}", params)
+        rows = self.warehouse.query(sql("SELECT {columns} FROM {table} WHERE {where} {order}",
+                                        columns=_COLUMNS, table=_TABLE, where=where, order=order), params)
         return [_alert(row) for row in rows]
