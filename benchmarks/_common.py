@@ -21,8 +21,23 @@ ROOT = Path(__file__).resolve().parent.parent
 def sandbox_process(contacts: int, *extra: str):
     """Start ``sync-platform sandbox`` in a subprocess (its own GIL) and yield (details, startup seconds)."""
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "sync_platform.cli", "sandbox", "--port", "0", "--json",
-                             "--contacts", str(contacts), *extra], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sync_platform.cli",
+            "sandbox",
+            "--port",
+            "0",
+            "--json",
+            "--contacts",
+            str(contacts),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     lines = []
     assert proc.stdout is not None
     for line in proc.stdout:

@@ -42,8 +42,6 @@ def generate(contacts: int, directory: Path) -> dict:
     return {"paths": paths}
 
 
-
-
 def _digest(ids: list[str]) -> str:
     import hashlib
 
@@ -72,9 +70,13 @@ def polars_map(paths: dict[str, str], out: str) -> dict:
 
     timing, (results, frame) = timed(run)
     frame.write_parquet(out)
-    return {**timing, "rows": frame.height, "rss_loaded_mb": loaded,
-            "ignored": sum(r.ignored_count for r in results),
-            "failures": sum(r.conversion_failures.height for r in results)}
+    return {
+        **timing,
+        "rows": frame.height,
+        "rss_loaded_mb": loaded,
+        "ignored": sum(r.ignored_count for r in results),
+        "failures": sum(r.conversion_failures.height for r in results),
+    }
 
 
 def pandera_validate(mapped: str) -> dict:
@@ -88,8 +90,13 @@ def pandera_validate(mapped: str) -> dict:
     loaded = _rss_mb()
     timing, outcome = timed(lambda: validate_entity("contact", frame, required))
     rejected = sorted(outcome.rejected["source_id"].to_list())
-    return {**timing, "rss_loaded_mb": loaded, "rejected": len(rejected),
-            "rules": outcome.rule_counts(), "rejected_ids_hash": _digest(rejected)}
+    return {
+        **timing,
+        "rss_loaded_mb": loaded,
+        "rejected": len(rejected),
+        "rules": outcome.rule_counts(),
+        "rejected_ids_hash": _digest(rejected),
+    }
 
 
 # ---------------------------------------------------------------- plain pandas
@@ -129,8 +136,13 @@ def _pd_phones(s, region: str):
         return nsn.str.match(f"(?:{pattern})").fillna(False).astype(bool) if pattern else False
 
     zero = nsn.str.startswith("0").fillna(False).astype(bool)
-    decided = national & ~zero & ~nsn.str.startswith(home.country_code).fillna(False).astype(bool) \
-        & ~starts(home.national_prefix) & ~starts(home.international_prefix)
+    decided = (
+        national
+        & ~zero
+        & ~nsn.str.startswith(home.country_code).fillna(False).astype(bool)
+        & ~starts(home.national_prefix)
+        & ~starts(home.international_prefix)
+    )
     valid = pd.Series(False, index=s.index)
     for value in code.dropna().unique():
         rules = country_rules(int(value))
@@ -176,8 +188,11 @@ def _pd_map(mapping, raw):
     for field in CONTACT.fields:
         fs = spec.fields.get(field.name)
         if fs is None or fs.source is None:
-            out[field.name] = pd.Series(fs.default if fs else None, index=raw.index,
-                                        dtype="boolean" if field.type == "boolean" else "str")
+            out[field.name] = pd.Series(
+                fs.default if fs else None,
+                index=raw.index,
+                dtype="boolean" if field.type == "boolean" else "str",
+            )
             continue
         source = raw[fs.source]
         present = source.notna() & (source.str.strip().str.len() > 0 if source.dtype == "str" else True)
@@ -216,8 +231,7 @@ def pandas_map(paths: dict[str, str], out: str) -> dict:
 
     timing, (mapped, frame) = timed(run)
     frame.to_parquet(out)
-    return {**timing, "rows": len(frame), "rss_loaded_mb": loaded,
-            "failures": sum(f for _, f in mapped)}
+    return {**timing, "rows": len(frame), "rss_loaded_mb": loaded, "failures": sum(f for _, f in mapped)}
 
 
 def _pd_validate(frame, required: dict) -> tuple:
@@ -247,8 +261,14 @@ def _pd_validate(frame, required: dict) -> tuple:
         for column in fields:
             missing = live & (frame["source_system"] == crm) & frame[column].isna()
             rules[f"required_by_mapping {crm} {column}"] = missing
-    failures = pd.concat([pd.DataFrame({"row": frame.index[mask], "rule": rule})
-                          for rule, mask in rules.items() if mask.any()], ignore_index=True)
+    failures = pd.concat(
+        [
+            pd.DataFrame({"row": frame.index[mask], "rule": rule})
+            for rule, mask in rules.items()
+            if mask.any()
+        ],
+        ignore_index=True,
+    )
     rejected_rows = failures["row"].unique()
     return frame.drop(index=rejected_rows), frame.loc[rejected_rows]
 
@@ -263,8 +283,13 @@ def pandas_validate(mapped: str) -> dict:
     loaded = _rss_mb()
     timing, (good, rejected) = timed(lambda: _pd_validate(frame, required))
     ids = sorted(rejected["source_id"].tolist())
-    return {**timing, "rss_loaded_mb": loaded, "rejected": len(ids), "good": len(good),
-            "rejected_ids_hash": _digest(ids)}
+    return {
+        **timing,
+        "rss_loaded_mb": loaded,
+        "rejected": len(ids),
+        "good": len(good),
+        "rejected_ids_hash": _digest(ids),
+    }
 
 
 # ---------------------------------------------------------------- report
@@ -286,8 +311,10 @@ def main() -> None:
         # in a child too: Linux carries the RSS of the forking parent into a child's ru_maxrss,
         # so the parent must stay small for the phases' peaks to be their own
         paths = in_child(generate, args.contacts, directory)["paths"]
-        print(f"raw input: {args.contacts:,} contacts from the sandbox generator (a third per CRM) "
-              f"in {time.perf_counter() - started:.1f} s")
+        print(
+            f"raw input: {args.contacts:,} contacts from the sandbox generator (a third per CRM) "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
         polars_out, pandas_out = str(directory / "polars.parquet"), str(directory / "pandas.parquet")
         pm = in_child(polars_map, paths, polars_out)
         pv = in_child(pandera_validate, polars_out)
@@ -295,24 +322,36 @@ def main() -> None:
         dv = in_child(pandas_validate, polars_out)
         identical = same_values(polars_out, pandas_out)
     rows = pm["rows"]
-    print(f"\n{'phase':<22} {'median s':>9} {'best s':>7} {'rows/s':>11} {'peak RSS MB':>12} "
-          f"{'after loading input':>20}")
-    for name, r in (("polars mapping", pm), ("pandera validation", pv), ("pandas mapping", dm),
-                    ("pandas validation", dv)):
-        print(f"{name:<22} {r['seconds']:>9.2f} {r['best']:>7.2f} {rows / r['seconds']:>11,.0f} "
-              f"{r['peak_rss_mb']:>12,.0f} {r['rss_loaded_mb']:>20,.0f}")
+    print(
+        f"\n{'phase':<22} {'median s':>9} {'best s':>7} {'rows/s':>11} {'peak RSS MB':>12} "
+        f"{'after loading input':>20}"
+    )
+    for name, r in (
+        ("polars mapping", pm),
+        ("pandera validation", pv),
+        ("pandas mapping", dm),
+        ("pandas validation", dv),
+    ):
+        print(
+            f"{name:<22} {r['seconds']:>9.2f} {r['best']:>7.2f} {rows / r['seconds']:>11,.0f} "
+            f"{r['peak_rss_mb']:>12,.0f} {r['rss_loaded_mb']:>20,.0f}"
+        )
     print()
     for label, key in (("median", "seconds"), ("best", "best")):
         polars_total, pandas_total = pm[key] + pv[key], dm[key] + dv[key]
-        print(f"map + validate, {label} of 5: polars/pandera {polars_total:.2f} s, "
-              f"pandas {pandas_total:.2f} s: "
-              f"polars {pandas_total / polars_total:.1f}x faster (target >= 5x; mapping "
-              f"{dm[key] / pm[key]:.1f}x, validation {dv[key] / pv[key]:.1f}x)")
+        print(
+            f"map + validate, {label} of 5: polars/pandera {polars_total:.2f} s, "
+            f"pandas {pandas_total:.2f} s: "
+            f"polars {pandas_total / polars_total:.1f}x faster (target >= 5x; mapping "
+            f"{dm[key] / pm[key]:.1f}x, validation {dv[key] / pv[key]:.1f}x)"
+        )
     print(f"pandas canonical values == polars canonical values: {identical}")
     same_rejected = pv["rejected_ids_hash"] == dv["rejected_ids_hash"]
-    print(f"same rejected rows: {same_rejected} ({pv['rejected']:,} rejected: "
-          f"{pv['rules']}); conversion failures: polars {pm['failures']}, pandas {dm['failures']}; "
-          f"ignored raw columns (3 CRMs): {pm['ignored']}")
+    print(
+        f"same rejected rows: {same_rejected} ({pv['rejected']:,} rejected: "
+        f"{pv['rules']}); conversion failures: polars {pm['failures']}, pandas {dm['failures']}; "
+        f"ignored raw columns (3 CRMs): {pm['ignored']}"
+    )
 
 
 if __name__ == "__main__":

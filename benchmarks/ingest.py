@@ -21,9 +21,11 @@ import time
 
 from _common import in_child, sandbox_process
 
-SOQL = ("SELECT Id, OwnerId, CreatedDate, LastModifiedDate, SystemModstamp, IsDeleted, FirstName, LastName, Email, "
-        "Phone, Title, AccountId, LeadSource, Customer_Status__c, HasOptedOutOfEmail FROM Contact "
-        "WHERE SystemModstamp >= 1970-01-01T00:00:00.000Z ORDER BY SystemModstamp, Id")
+SOQL = (
+    "SELECT Id, OwnerId, CreatedDate, LastModifiedDate, SystemModstamp, IsDeleted, FirstName, LastName, Email, "
+    "Phone, Title, AccountId, LeadSource, Customer_Status__c, HasOptedOutOfEmail FROM Contact "
+    "WHERE SystemModstamp >= 1970-01-01T00:00:00.000Z ORDER BY SystemModstamp, Id"
+)
 
 
 def run_pipeline(base_url: str, workdir: str) -> dict:
@@ -41,8 +43,16 @@ def run_pipeline(base_url: str, workdir: str) -> dict:
     report = SyncReport("salesforce")
     pipeline = build_pipeline("salesforce", Warehouse(DUCKDB, path=Path(workdir) / "ours.duckdb"))
     started = time.perf_counter()
-    pipeline.run(salesforce_source(instance_url=base_url, client_id="sandbox-client", client_secret="sandbox-secret",
-                                   objects=["contacts"], policy=HttpPolicy(), report=report))
+    pipeline.run(
+        salesforce_source(
+            instance_url=base_url,
+            client_id="sandbox-client",
+            client_secret="sandbox-secret",
+            objects=["contacts"],
+            policy=HttpPolicy(),
+            report=report,
+        )
+    )
     elapsed = time.perf_counter() - started
     with pipeline.sql_client() as sql:
         rows = sql.execute_sql("SELECT count(*) FROM contacts")[0][0]
@@ -55,9 +65,14 @@ def run_baseline(base_url: str, workdir: str) -> dict:
     import requests
 
     http = requests.Session()
-    token = http.post(f"{base_url}/services/oauth2/token", data={
-        "grant_type": "client_credentials", "client_id": "sandbox-client",
-        "client_secret": "sandbox-secret"}).json()["access_token"]
+    token = http.post(
+        f"{base_url}/services/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "sandbox-client",
+            "client_secret": "sandbox-secret",
+        },
+    ).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     conn = duckdb.connect(f"{workdir}/baseline.duckdb")
     started = time.perf_counter()
@@ -87,29 +102,55 @@ def run_throttled(base_url: str, workdir: str) -> dict:
     from sync_platform.ingest.sources.hubspot import hubspot_source
 
     report = SyncReport("hubspot")
-    pipeline = dlt.pipeline(pipeline_name="bench_hs", destination=dlt.destinations.duckdb(f"{workdir}/hs.duckdb"),
-                            dataset_name="raw", pipelines_dir=workdir)
+    pipeline = dlt.pipeline(
+        pipeline_name="bench_hs",
+        destination=dlt.destinations.duckdb(f"{workdir}/hs.duckdb"),
+        dataset_name="raw",
+        pipelines_dir=workdir,
+    )
     started = time.perf_counter()
-    pipeline.run(hubspot_source(host=base_url, access_token="pat-sandbox-0000-0000", requests_per_10s=100,
-                                search_per_second=5, objects=["contacts"], report=report))
+    pipeline.run(
+        hubspot_source(
+            host=base_url,
+            access_token="pat-sandbox-0000-0000",
+            requests_per_10s=100,
+            search_per_second=5,
+            objects=["contacts"],
+            report=report,
+        )
+    )
     elapsed = time.perf_counter() - started
     with pipeline.sql_client() as sql:
         rows = sql.execute_sql("SELECT count(*) FROM contacts")[0][0]
     resources = report.resources.values()
     window = max(r.last_page_at for r in resources) - min(r.started_at for r in resources)
-    return {"seconds": elapsed, "extract_seconds": window, "requests": report.stats.requests,
-            "http_429": report.stats.rate_limited, "rows": rows}
+    return {
+        "seconds": elapsed,
+        "extract_seconds": window,
+        "requests": report.stats.requests,
+        "http_429": report.stats.rate_limited,
+        "rows": rows,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000],
-                        help="contacts per unthrottled run; give none to run only the throttled part")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="*",
+        default=[100_000, 1_000_000],
+        help="contacts per unthrottled run; give none to run only the throttled part",
+    )
     parser.add_argument("--throttled-contacts", type=int, default=20_000, help="0 skips the throttled part")
     args = parser.parse_args()
 
     print("1. unthrottled Salesforce contacts full refresh into DuckDB (each side in a fresh process)")
-    print(f"{'contacts':>10} {'side':<9} {'seconds':>8} {'records/s':>10} {'peak RSS MB':>12} {'time vs baseline':>17}")
+    print(
+        f"{'contacts':>10} {'side':<9} {'seconds':>8} {'records/s':>10} {'peak RSS MB':>12} {'time vs baseline':>17}"
+    )
     peaks: dict[str, list[tuple[int, float]]] = {"baseline": [], "ours": []}
     for size in args.sizes:
         with sandbox_process(size) as (details, _), tempfile.TemporaryDirectory() as workdir:
@@ -119,8 +160,10 @@ def main() -> None:
             assert ours["rows"] == baseline["rows"] == size, (ours, baseline)
             for side, r in (("baseline", baseline), ("ours", ours)):
                 ratio = r["seconds"] / baseline["seconds"]
-                print(f"{size:>10,} {side:<9} {r['seconds']:>8.1f} {size / r['seconds']:>10,.0f} "
-                      f"{r['peak_rss_mb']:>12.0f} {ratio:>16.2f}x")
+                print(
+                    f"{size:>10,} {side:<9} {r['seconds']:>8.1f} {size / r['seconds']:>10,.0f} "
+                    f"{r['peak_rss_mb']:>12.0f} {ratio:>16.2f}x"
+                )
                 peaks[side].append((size, r["peak_rss_mb"]))
     if len(args.sizes) > 1:
         for side, figures in peaks.items():
@@ -133,12 +176,17 @@ def main() -> None:
     if not n:
         return
     print(f"\n2. throttled HubSpot full refresh, {n:,} contacts, sandbox at 100 req / 10 s and search 5 / s")
-    with sandbox_process(n, "--hubspot-per-10s", "100") as (details, _), tempfile.TemporaryDirectory() as workdir:
+    with (
+        sandbox_process(n, "--hubspot-per-10s", "100") as (details, _),
+        tempfile.TemporaryDirectory() as workdir,
+    ):
         r = in_child(run_throttled, details["base_url"], workdir)
     rate, extract_rate = r["requests"] / r["seconds"], r["requests"] / r["extract_seconds"]
-    print(f"   {r['rows']:,} rows, {r['requests']} requests; whole pipeline {r['seconds']:.1f} s = {rate:.2f} req/s "
-          f"({rate / 5:.0%} of the 5 req/s search ceiling); extraction {r['extract_seconds']:.1f} s = "
-          f"{extract_rate:.2f} req/s ({extract_rate / 5:.0%}); 429s: {r['http_429']}")
+    print(
+        f"   {r['rows']:,} rows, {r['requests']} requests; whole pipeline {r['seconds']:.1f} s = {rate:.2f} req/s "
+        f"({rate / 5:.0%} of the 5 req/s search ceiling); extraction {r['extract_seconds']:.1f} s = "
+        f"{extract_rate:.2f} req/s ({extract_rate / 5:.0%}); 429s: {r['http_429']}"
+    )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,14 @@ class EntityBuild:
         return {crm: m.mapping_version for crm, m in self.mapped.items()}
 
 
-def build_entity(entity: str, raw: dict[str, pl.DataFrame], mappings: dict[str, Mapping],
-                 parent: pl.DataFrame | None = None, parent_quarantined: pl.DataFrame | None = None,
-                 erased: Suppression | None = None) -> EntityBuild:
+def build_entity(
+    entity: str,
+    raw: dict[str, pl.DataFrame],
+    mappings: dict[str, Mapping],
+    parent: pl.DataFrame | None = None,
+    parent_quarantined: pl.DataFrame | None = None,
+    erased: Suppression | None = None,
+) -> EntityBuild:
     """Map each CRM's raw rows, add golden ids, validate, and check links to ``parent`` (canonical rows).
 
     A link to a parent that exists at the source but sits in quarantine is not dangling
@@ -50,7 +55,9 @@ def build_entity(entity: str, raw: dict[str, pl.DataFrame], mappings: dict[str, 
     (quarantine included) can hold them.
     """
     mapped = {crm: apply_mapping(mappings[crm], entity, frame) for crm, frame in raw.items()}
-    frame = pl.concat([m.frame for m in mapped.values()], how="diagonal_relaxed") if mapped else pl.DataFrame()
+    frame = (
+        pl.concat([m.frame for m in mapped.values()], how="diagonal_relaxed") if mapped else pl.DataFrame()
+    )
     if erased is not None:
         frame = erased.exclude(entity, frame)
     if entity in GOLDEN and frame.height:
@@ -63,9 +70,12 @@ def build_entity(entity: str, raw: dict[str, pl.DataFrame], mappings: dict[str, 
     required = {crm: mappings[crm].required_fields(entity) for crm in mapped}
     outcome = validate_entity(entity, frame, required=required)
     if link is not None and parent is not None and frame.height:
-        known = parent.select("source_system", "source_id", *(["deleted_at"] if "deleted_at" in parent.columns else []))
+        known = parent.select(
+            "source_system", "source_id", *(["deleted_at"] if "deleted_at" in parent.columns else [])
+        )
         if parent_quarantined is not None and parent_quarantined.height:
-            known = pl.concat([known, parent_quarantined.select("source_system", "source_id")],
-                              how="diagonal_relaxed")
+            known = pl.concat(
+                [known, parent_quarantined.select("source_system", "source_id")], how="diagonal_relaxed"
+            )
         outcome = outcome.with_failures(referential_failures(frame, known, link[1]))
     return EntityBuild(entity, outcome, mapped)

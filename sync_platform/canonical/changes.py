@@ -50,15 +50,27 @@ class ChangeSummary:
 
     def details(self) -> dict[str, Any]:
         """The part of the audit entry's ``details`` this comparison contributes."""
-        out: dict[str, Any] = {"unchanged": self.unchanged, "quarantined_from_previous": self.quarantined,
-                               "by_source": self.by_source, "change_samples": self.samples}
+        out: dict[str, Any] = {
+            "unchanged": self.unchanged,
+            "quarantined_from_previous": self.quarantined,
+            "by_source": self.by_source,
+            "change_samples": self.samples,
+        }
         if self.columns_added or self.columns_removed:
-            out["columns_added"], out["columns_removed"] = list(self.columns_added), list(self.columns_removed)
+            out["columns_added"], out["columns_removed"] = (
+                list(self.columns_added),
+                list(self.columns_removed),
+            )
         return out
 
 
-def summarize_changes(previous: pl.DataFrame | None, current: pl.DataFrame, pii: Collection[str] = PII_COLUMNS,
-                      rejected: pl.DataFrame | None = None, sample_per_field: int = SAMPLE_PER_FIELD) -> ChangeSummary:
+def summarize_changes(
+    previous: pl.DataFrame | None,
+    current: pl.DataFrame,
+    pii: Collection[str] = PII_COLUMNS,
+    rejected: pl.DataFrame | None = None,
+    sample_per_field: int = SAMPLE_PER_FIELD,
+) -> ChangeSummary:
     """Compare the previous canonical table with the one about to replace it.
 
     - inserted: keys only in ``current``; deleted: rows whose ``deleted_at`` became set, plus keys gone
@@ -70,28 +82,45 @@ def summarize_changes(previous: pl.DataFrame | None, current: pl.DataFrame, pii:
     """
     if previous is None or previous.is_empty() or not set(KEY) <= set(previous.columns):
         return ChangeSummary(inserted=current.height, by_source=_by_source(current, "inserted"))
-    compared = [c for c in current.columns if c in previous.columns and c not in KEY and not c.startswith("_dlt")]
+    compared = [
+        c for c in current.columns if c in previous.columns and c not in KEY and not c.startswith("_dlt")
+    ]
     own = [c for c in current.columns if c not in KEY and not c.startswith("_dlt")]
-    gone = [c for c in previous.columns if c not in KEY and not c.startswith("_dlt") and c not in current.columns]
-    old = previous.select(*KEY, *(pl.col(c).cast(current.schema[c], strict=False).alias(f"{c}__old")
-                                  for c in compared)).with_columns(pl.lit(True).alias(_OLD))
+    gone = [
+        c for c in previous.columns if c not in KEY and not c.startswith("_dlt") and c not in current.columns
+    ]
+    old = previous.select(
+        *KEY, *(pl.col(c).cast(current.schema[c], strict=False).alias(f"{c}__old") for c in compared)
+    ).with_columns(pl.lit(True).alias(_OLD))
     new = current.select(*KEY, *compared).with_columns(pl.lit(True).alias(_NEW))
     joined = new.join(old, on=list(KEY), how="full", coalesce=True)
     in_old, in_new = pl.col(_OLD).fill_null(False), pl.col(_NEW).fill_null(False)
-    newly_deleted = (pl.col("deleted_at").is_not_null() & pl.col("deleted_at__old").is_null()) \
-        if "deleted_at" in compared else pl.lit(False)
+    newly_deleted = (
+        (pl.col("deleted_at").is_not_null() & pl.col("deleted_at__old").is_null())
+        if "deleted_at" in compared
+        else pl.lit(False)
+    )
     flags = [pl.col(c).ne_missing(pl.col(f"{c}__old")).alias(c) for c in compared]
     status = joined.with_columns(
-        pl.when(in_new & ~in_old).then(pl.lit("inserted"))
-        .when(in_old & ~in_new).then(pl.lit("removed"))
-        .when(newly_deleted).then(pl.lit("deleted"))
-        .when(pl.any_horizontal(flags) if flags else pl.lit(False)).then(pl.lit("updated"))
-        .otherwise(pl.lit("unchanged")).alias("__status"))
+        pl.when(in_new & ~in_old)
+        .then(pl.lit("inserted"))
+        .when(in_old & ~in_new)
+        .then(pl.lit("removed"))
+        .when(newly_deleted)
+        .then(pl.lit("deleted"))
+        .when(pl.any_horizontal(flags) if flags else pl.lit(False))
+        .then(pl.lit("updated"))
+        .otherwise(pl.lit("unchanged"))
+        .alias("__status")
+    )
     if rejected is not None and rejected.height:
         held = rejected.select(KEY).unique().with_columns(pl.lit(True).alias("__rejected"))
         status = status.join(held, on=list(KEY), how="left").with_columns(
             pl.when((pl.col("__status") == "removed") & pl.col("__rejected").fill_null(False))
-            .then(pl.lit("quarantined")).otherwise(pl.col("__status")).alias("__status"))
+            .then(pl.lit("quarantined"))
+            .otherwise(pl.col("__status"))
+            .alias("__status")
+        )
     status = status.with_columns(pl.col("__status").replace({"removed": "deleted"}))
     counts = dict(status.group_by("__status").len().iter_rows())
     updated = status.filter(pl.col("__status") == "updated")
@@ -100,20 +129,37 @@ def summarize_changes(previous: pl.DataFrame | None, current: pl.DataFrame, pii:
     samples = {c: _samples(updated, c, c in pii, sample_per_field) for c in changed_fields}
     by_source = status.filter(pl.col("__status") != "unchanged").group_by("source_system", "__status").len()
     return ChangeSummary(
-        inserted=counts.get("inserted", 0), updated=counts.get("updated", 0),
-        deleted=counts.get("deleted", 0), unchanged=counts.get("unchanged", 0),
-        quarantined=counts.get("quarantined", 0), changed_fields=changed_fields,
-        samples=samples, by_source=_nest(by_source),
-        columns_added=tuple(c for c in own if c not in previous.columns), columns_removed=tuple(gone))
+        inserted=counts.get("inserted", 0),
+        updated=counts.get("updated", 0),
+        deleted=counts.get("deleted", 0),
+        unchanged=counts.get("unchanged", 0),
+        quarantined=counts.get("quarantined", 0),
+        changed_fields=changed_fields,
+        samples=samples,
+        by_source=_nest(by_source),
+        columns_added=tuple(c for c in own if c not in previous.columns),
+        columns_removed=tuple(gone),
+    )
 
 
 def _samples(updated: pl.DataFrame, column: str, is_pii: bool, limit: int) -> list[dict[str, Any]]:
     """A few changes of one column (lowest keys first, so a re-run shows the same ones)."""
-    rows = (updated.filter(pl.col(column).ne_missing(pl.col(f"{column}__old")))
-            .sort(list(KEY)).head(limit).select(*KEY, pl.col(f"{column}__old").alias("old"), pl.col(column).alias("new")))
+    rows = (
+        updated.filter(pl.col(column).ne_missing(pl.col(f"{column}__old")))
+        .sort(list(KEY))
+        .head(limit)
+        .select(*KEY, pl.col(f"{column}__old").alias("old"), pl.col(column).alias("new"))
+    )
     show = pii_hash if is_pii else _shown
-    return [{"source_system": r["source_system"], "source_id": r["source_id"], "old": show(r["old"]),
-             "new": show(r["new"])} for r in rows.iter_rows(named=True)]
+    return [
+        {
+            "source_system": r["source_system"],
+            "source_id": r["source_id"],
+            "old": show(r["old"]),
+            "new": show(r["new"]),
+        }
+        for r in rows.iter_rows(named=True)
+    ]
 
 
 def _shown(value: object) -> object:

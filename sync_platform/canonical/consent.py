@@ -29,13 +29,19 @@ def shareable_contacts(contacts: pl.DataFrame, erased: pl.DataFrame | None = Non
     else:
         live = live.filter(~opted_out)
     if erased is not None and erased.height:
-        live = live.join(erased.select("source_system", "source_id"), on=["source_system", "source_id"], how="anti")
+        live = live.join(
+            erased.select("source_system", "source_id"), on=["source_system", "source_id"], how="anti"
+        )
     return live
 
 
 def consent_counts(contacts: pl.DataFrame, shareable: pl.DataFrame) -> dict[str, int]:
     """Why contacts were held back, for the asset's metadata."""
     live = contacts.filter(pl.col("deleted_at").is_null()) if "deleted_at" in contacts.columns else contacts
-    return {"contacts": contacts.height, "live": live.height, "shareable": shareable.height,
-            "opted_out_records": int(live["email_opt_out"].fill_null(True).sum()) if live.height else 0,
-            "withheld": live.height - shareable.height}
+    return {
+        "contacts": contacts.height,
+        "live": live.height,
+        "shareable": shareable.height,
+        "opted_out_records": int(live["email_opt_out"].fill_null(True).sum()) if live.height else 0,
+        "withheld": live.height - shareable.height,
+    }

@@ -94,10 +94,12 @@ class ErasureList:
     def load(cls, warehouse: Warehouse) -> ErasureList:
         if not warehouse.table_exists("ops", "erasure_subjects"):
             return cls()
-        rows = warehouse.query(sql("SELECT request_id, source_system, source_id, email_hash FROM {table}",
-                                   table=_SUBJECTS))
-        records = pl.DataFrame([(s, i) for _, s, i, _ in rows if s is not None and i is not None],
-                               schema=_KEYS, orient="row").unique()
+        rows = warehouse.query(
+            sql("SELECT request_id, source_system, source_id, email_hash FROM {table}", table=_SUBJECTS)
+        )
+        records = pl.DataFrame(
+            [(s, i) for _, s, i, _ in rows if s is not None and i is not None], schema=_KEYS, orient="row"
+        ).unique()
         hashes = {h: r for r, _, _, h in rows if h}
         return cls(records, hashes, lookup_key() if hashes else None)
 
@@ -116,18 +118,30 @@ class ErasureList:
                 assert key is not None
                 hashed = frame["email"].map_elements(lambda e: lookup_hash(e, key), return_dtype=pl.String)
                 hit = hashed.is_in(list(self.email_hashes)).fill_null(False)
-                for system, source_id, h in frame.select("source_system", "source_id").with_columns(
-                        hashed.alias("h")).filter(hit).iter_rows():
+                for system, source_id, h in (
+                    frame.select("source_system", "source_id")
+                    .with_columns(hashed.alias("h"))
+                    .filter(hit)
+                    .iter_rows()
+                ):
                     self.caught.append((self.email_hashes[h], system, source_id, h))
                 frame = frame.filter(~hit)
             return frame
         if entity == "interaction" and "contact_source_id" in frame.columns:
-            erased = self.records.select("source_system", pl.col("source_id").alias("contact_source_id"),
-                                         pl.lit(True).alias("__erased"))
-            frame = frame.join(erased, on=["source_system", "contact_source_id"], how="left", maintain_order="left")
+            erased = self.records.select(
+                "source_system",
+                pl.col("source_id").alias("contact_source_id"),
+                pl.lit(True).alias("__erased"),
+            )
+            frame = frame.join(
+                erased, on=["source_system", "contact_source_id"], how="left", maintain_order="left"
+            )
             return frame.with_columns(
-                pl.when(pl.col("__erased")).then(None).otherwise(pl.col("contact_source_id"))
-                .alias("contact_source_id")).drop("__erased")
+                pl.when(pl.col("__erased"))
+                .then(None)
+                .otherwise(pl.col("contact_source_id"))
+                .alias("contact_source_id")
+            ).drop("__erased")
         return frame
 
     def remember_caught(self, warehouse: Warehouse) -> int:
@@ -138,7 +152,9 @@ class ErasureList:
         with warehouse.connect() as conn:
             conn.cursor().executemany(_insert_subjects(warehouse), [(*row, now) for row in self.caught])
         count, self.caught = len(self.caught), []
-        log.info("erasure: %d re-created contact record(s) matched an erased email and were suppressed", count)
+        log.info(
+            "erasure: %d re-created contact record(s) matched an erased email and were suppressed", count
+        )
         return count
 
 
@@ -152,8 +168,14 @@ class ErasureOutcome:
     dead_letters_masked: int
 
 
-def erase(warehouse: Warehouse, *, email: str | None = None, source_system: str | None = None,
-          source_id: str | None = None, cipher: FieldCipher | None = None) -> ErasureOutcome:
+def erase(
+    warehouse: Warehouse,
+    *,
+    email: str | None = None,
+    source_system: str | None = None,
+    source_id: str | None = None,
+    cipher: FieldCipher | None = None,
+) -> ErasureOutcome:
     """Carry out one erasure request (see the module docstring). Needs the field key to find the
     person's rows, and the lookup key to hash emails."""
     if (email is None) == (source_id is None) or (source_id is not None and not source_system):
@@ -164,8 +186,10 @@ def erase(warehouse: Warehouse, *, email: str | None = None, source_system: str 
     if email is not None and not wanted:
         raise ValueError("the email is empty")
     rows = _person_rows(warehouse, wanted, source_system, source_id, cipher)
-    keys = sorted({(r["source_system"], r["source_id"]) for r in rows.iter_rows(named=True)}
-                  | ({(source_system, source_id)} if source_id is not None else set()))
+    keys = sorted(
+        {(r["source_system"], r["source_id"]) for r in rows.iter_rows(named=True)}
+        | ({(source_system, source_id)} if source_id is not None else set())
+    )
     emails = {e for e in rows["email"].drop_nulls().to_list()} | ({wanted} if wanted else set())
     hashes = sorted({lookup_hash(e, key) for e in emails})
     golden = sorted(set(rows["customer_id"].drop_nulls().to_list())) if "customer_id" in rows.columns else []
@@ -176,33 +200,63 @@ def erase(warehouse: Warehouse, *, email: str | None = None, source_system: str 
     now = datetime.now(UTC)
     with warehouse.connect() as conn:
         cur = conn.cursor()
-        subjects = [(request_id, s, i, None, now) for s, i in keys] + [(request_id, None, None, h, now) for h in hashes]
+        subjects = [(request_id, s, i, None, now) for s, i in keys] + [
+            (request_id, None, None, h, now) for h in hashes
+        ]
         cur.executemany(_insert_subjects(warehouse), subjects)
     erased, unlinked = _remove_from_canonical(warehouse, keys, golden)
     audit_masked = mask_audit_log(warehouse, values)
     quarantined = _scrub_quarantine(warehouse, keys, values)
-    dead = _mask_columns(warehouse, "ops", "dead_letters", ("error", "request", "payload_ref"),
-                         values.substitutions(json=False), exact=values.short_ids)
+    dead = _mask_columns(
+        warehouse,
+        "ops",
+        "dead_letters",
+        ("error", "request", "payload_ref"),
+        values.substitutions(json=False),
+        exact=values.short_ids,
+    )
     outcome = ErasureOutcome(request_id, erased, unlinked, audit_masked, quarantined, dead)
-    warehouse.query(sql(
-        "INSERT INTO {table} (id, requested_at, subject, email_hash, source_system, source_id, "
-        "records_erased, interactions_unlinked, audit_entries_masked, quarantine_entries, "
-        "dead_letters_masked) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", table=_REQUESTS),
-        (request_id, started, "email" if email is not None else "record",
-         lookup_hash(wanted, key) if wanted else None, source_system if source_id is not None else None, source_id,
-         erased, unlinked, audit_masked, quarantined, dead))
+    warehouse.query(
+        sql(
+            "INSERT INTO {table} (id, requested_at, subject, email_hash, source_system, source_id, "
+            "records_erased, interactions_unlinked, audit_entries_masked, quarantine_entries, "
+            "dead_letters_masked) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            table=_REQUESTS,
+        ),
+        (
+            request_id,
+            started,
+            "email" if email is not None else "record",
+            lookup_hash(wanted, key) if wanted else None,
+            source_system if source_id is not None else None,
+            source_id,
+            erased,
+            unlinked,
+            audit_masked,
+            quarantined,
+            dead,
+        ),
+    )
     _audit(warehouse, outcome, started, "email" if email is not None else "record")
     return outcome
 
 
 def _insert_subjects(warehouse: Warehouse) -> str:
-    return sql("INSERT INTO {table} (request_id, source_system, source_id, email_hash, added_at) "
-               "VALUES ({values})", table=_SUBJECTS, values=placeholders(5, warehouse.placeholder))
+    return sql(
+        "INSERT INTO {table} (request_id, source_system, source_id, email_hash, added_at) VALUES ({values})",
+        table=_SUBJECTS,
+        values=placeholders(5, warehouse.placeholder),
+    )
 
 
-def _person_rows(warehouse: Warehouse, email: str | None, source_system: str | None, source_id: str | None,
-                 cipher: FieldCipher | None) -> pl.DataFrame:
+def _person_rows(
+    warehouse: Warehouse,
+    email: str | None,
+    source_system: str | None,
+    source_id: str | None,
+    cipher: FieldCipher | None,
+) -> pl.DataFrame:
     """The person's canonical contact rows, decrypted: the match, widened by golden id."""
     if not warehouse.table_exists("canonical", "contacts"):
         return pl.DataFrame(schema={**_KEYS, "email": pl.String, "customer_id": pl.String})
@@ -210,11 +264,16 @@ def _person_rows(warehouse: Warehouse, email: str | None, source_system: str | N
     if email is not None:
         matched = contacts.filter(pl.col("email") == email)
     else:
-        matched = contacts.filter((pl.col("source_system") == source_system) & (pl.col("source_id") == source_id))
+        matched = contacts.filter(
+            (pl.col("source_system") == source_system) & (pl.col("source_id") == source_id)
+        )
     if "customer_id" in contacts.columns and matched.height:
-        return contacts.filter(pl.col("customer_id").is_in(matched["customer_id"].drop_nulls().implode())
-                               | pl.struct("source_system", "source_id").is_in(
-                                   matched.select(pl.struct("source_system", "source_id")).to_series().implode()))
+        return contacts.filter(
+            pl.col("customer_id").is_in(matched["customer_id"].drop_nulls().implode())
+            | pl.struct("source_system", "source_id").is_in(
+                matched.select(pl.struct("source_system", "source_id")).to_series().implode()
+            )
+        )
     return matched
 
 
@@ -233,15 +292,18 @@ class MaskValues:
         return pairs
 
 
-def _values_to_mask(warehouse: Warehouse, rows: pl.DataFrame, keys: list[tuple[str, str]], emails: set[str],
-                    golden: list[str]) -> MaskValues:
+def _values_to_mask(
+    warehouse: Warehouse, rows: pl.DataFrame, keys: list[tuple[str, str]], emails: set[str], golden: list[str]
+) -> MaskValues:
     """Every text by which the person could appear in operational tables: clear canonical values,
     the raw CRM spellings of email and phone, full names, record and golden ids."""
     texts = set(emails)
     if "phone" in rows.columns:
         texts |= set(rows["phone"].drop_nulls().to_list())
     if {"first_name", "last_name"} <= set(rows.columns):
-        texts |= {f"{f} {last}" for f, last in rows.select("first_name", "last_name").iter_rows() if f and last}
+        texts |= {
+            f"{f} {last}" for f, last in rows.select("first_name", "last_name").iter_rows() if f and last
+        }
     texts |= _raw_values(warehouse, keys)
     ids = {i for _, i in keys} | set(golden)
     texts = {t for t in texts if t and len(t) >= 5} | {i for i in ids if len(i) >= ID_SUBSTRING_MIN}
@@ -257,18 +319,26 @@ def _raw_values(warehouse: Warehouse, keys: list[tuple[str, str]]) -> set[str]:
         spec = mapping.entities.get("contact")
         if not ids or spec is None or not warehouse.table_exists(f"raw_{crm}", spec.table):
             continue
-        columns = [spec.fields[f].source for f in ("email", "phone") if f in spec.fields and spec.fields[f].source]
+        columns = [
+            spec.fields[f].source for f in ("email", "phone") if f in spec.fields and spec.fields[f].source
+        ]
         if not columns:
             continue
-        statement = sql("SELECT {columns} FROM {table} WHERE {key} IN ({marks})", columns=idents(columns),
-                        table=ident(f"raw_{crm}", spec.table), key=ident(spec.source_id),
-                        marks=placeholders(len(ids)))
+        statement = sql(
+            "SELECT {columns} FROM {table} WHERE {key} IN ({marks})",
+            columns=idents(columns),
+            table=ident(f"raw_{crm}", spec.table),
+            key=ident(spec.source_id),
+            marks=placeholders(len(ids)),
+        )
         for row in warehouse.query(statement, ids):
             found |= {str(v).strip() for v in row if v is not None and str(v).strip()}
     return found
 
 
-def _remove_from_canonical(warehouse: Warehouse, keys: list[tuple[str, str]], golden: list[str]) -> tuple[int, int]:
+def _remove_from_canonical(
+    warehouse: Warehouse, keys: list[tuple[str, str]], golden: list[str]
+) -> tuple[int, int]:
     erased = unlinked = 0
     p = placeholders(1, warehouse.placeholder)
     with warehouse.connect() as conn:
@@ -277,21 +347,41 @@ def _remove_from_canonical(warehouse: Warehouse, keys: list[tuple[str, str]], go
             if _exists(cur, p, "canonical", table) and keys:
                 target = ident("canonical", table)
                 before = _count(cur, target)
-                cur.executemany(sql("DELETE FROM {table} WHERE source_system = {p} AND source_id = {p}",
-                                    table=target, p=p), keys)
+                cur.executemany(
+                    sql(
+                        "DELETE FROM {table} WHERE source_system = {p} AND source_id = {p}", table=target, p=p
+                    ),
+                    keys,
+                )
                 removed = before - _count(cur, target)
                 erased = removed if table == "contacts" else erased
         if _exists(cur, p, "canonical", "interactions") and keys:
             for system, source_id in keys:
-                cur.execute(sql("SELECT count(*) FROM canonical.interactions WHERE source_system = {p} "
-                                "AND contact_source_id = {p}", p=p), (system, source_id))
+                cur.execute(
+                    sql(
+                        "SELECT count(*) FROM canonical.interactions WHERE source_system = {p} "
+                        "AND contact_source_id = {p}",
+                        p=p,
+                    ),
+                    (system, source_id),
+                )
                 unlinked += cur.fetchone()[0]
-            cur.executemany(sql("UPDATE canonical.interactions SET contact_source_id = NULL, "
-                                "customer_id = NULL WHERE source_system = {p} AND contact_source_id = {p}",
-                                p=p), keys)
+            cur.executemany(
+                sql(
+                    "UPDATE canonical.interactions SET contact_source_id = NULL, "
+                    "customer_id = NULL WHERE source_system = {p} AND contact_source_id = {p}",
+                    p=p,
+                ),
+                keys,
+            )
         if _exists(cur, p, "canonical", "duplicate_groups") and golden:
-            cur.executemany(sql("DELETE FROM canonical.duplicate_groups WHERE entity = 'contacts' "
-                                "AND golden_id = {p}", p=p), [(g,) for g in golden])
+            cur.executemany(
+                sql(
+                    "DELETE FROM canonical.duplicate_groups WHERE entity = 'contacts' AND golden_id = {p}",
+                    p=p,
+                ),
+                [(g,) for g in golden],
+            )
     return erased, unlinked
 
 
@@ -310,8 +400,14 @@ def mask_audit_log(warehouse: Warehouse, values: MaskValues) -> int:
     return _mask_columns(warehouse, "ops", "audit_log", ("details",), values.substitutions(json=True))
 
 
-def _mask_columns(warehouse: Warehouse, schema: str, table: str, columns: Iterable[str],
-                  substitutions: list[tuple[str, str]], exact: Iterable[str] = ()) -> int:
+def _mask_columns(
+    warehouse: Warehouse,
+    schema: str,
+    table: str,
+    columns: Iterable[str],
+    substitutions: list[tuple[str, str]],
+    exact: Iterable[str] = (),
+) -> int:
     """Replace each needle by its mask inside text ``columns``, and whole values equal to one of
     ``exact``; returns rows touched."""
     exact = list(exact)
@@ -325,21 +421,36 @@ def _mask_columns(warehouse: Warehouse, schema: str, table: str, columns: Iterab
         columns = [ident(c) for c in columns if c in present]
         if not columns:
             return 0
-        tests = [(sql("strpos({c}, {p}) > 0", c=c, p=p), needle)
-                 for c in columns for needle, _ in substitutions]
+        tests = [
+            (sql("strpos({c}, {p}) > 0", c=c, p=p), needle) for c in columns for needle, _ in substitutions
+        ]
         tests += [(sql("{c} = {p}", c=c, p=p), value) for c in columns for value in exact]
-        cur.execute(sql("SELECT count(*) FROM {table} WHERE {tests}", table=target,
-                        tests=join([t for t, _ in tests], " OR ")), tuple(v for _, v in tests))
+        cur.execute(
+            sql(
+                "SELECT count(*) FROM {table} WHERE {tests}",
+                table=target,
+                tests=join([t for t, _ in tests], " OR "),
+            ),
+            tuple(v for _, v in tests),
+        )
         touched = int(cur.fetchone()[0])
         if touched:
             for c in columns:
                 for needle, mask in substitutions:
-                    cur.execute(sql("UPDATE {table} SET {c} = replace({c}, {p}, {p}) "
-                                    "WHERE strpos({c}, {p}) > 0", table=target, c=c, p=p),
-                                (needle, mask, needle))
+                    cur.execute(
+                        sql(
+                            "UPDATE {table} SET {c} = replace({c}, {p}, {p}) WHERE strpos({c}, {p}) > 0",
+                            table=target,
+                            c=c,
+                            p=p,
+                        ),
+                        (needle, mask, needle),
+                    )
                 for value in exact:
-                    cur.execute(sql("UPDATE {table} SET {c} = {p} WHERE {c} = {p}", table=target, c=c, p=p),
-                                (MASK, value))
+                    cur.execute(
+                        sql("UPDATE {table} SET {c} = {p} WHERE {c} = {p}", table=target, c=c, p=p),
+                        (MASK, value),
+                    )
     return touched
 
 
@@ -353,11 +464,24 @@ def _scrub_quarantine(warehouse: Warehouse, keys: list[tuple[str, str]], values:
         cur = conn.cursor()
         before = _count(cur, _QUARANTINE)
         if keys:
-            cur.executemany(sql("DELETE FROM {table} WHERE entity = 'contact' AND source_system = {p} "
-                                "AND source_id = {p}", table=_QUARANTINE, p=p), keys)
+            cur.executemany(
+                sql(
+                    "DELETE FROM {table} WHERE entity = 'contact' AND source_system = {p} "
+                    "AND source_id = {p}",
+                    table=_QUARANTINE,
+                    p=p,
+                ),
+                keys,
+            )
         removed = before - _count(cur, _QUARANTINE)
-    return removed + _mask_columns(warehouse, "ops", "quarantine", ("value_masked",),
-                                   values.substitutions(json=False), exact=values.short_ids)
+    return removed + _mask_columns(
+        warehouse,
+        "ops",
+        "quarantine",
+        ("value_masked",),
+        values.substitutions(json=False),
+        exact=values.short_ids,
+    )
 
 
 def _audit(warehouse: Warehouse, outcome: ErasureOutcome, started: datetime, subject: str) -> None:
@@ -365,24 +489,47 @@ def _audit(warehouse: Warehouse, outcome: ErasureOutcome, started: datetime, sub
         from sync_platform.ops.audit import AuditEntry, AuditLog  # type: ignore[import-not-found]
     except ImportError:
         return  # TODO(audit): the audit log lands with its own worker; record erasures there
-    AuditLog(warehouse).record(AuditEntry(
-        run_id=None, step="erasure", crm=None, entity="contact", started_at=started, ended_at=datetime.now(UTC),
-        deleted=outcome.records_erased, updated=outcome.interactions_unlinked,
-        details={"request_id": outcome.request_id, "subject": subject,
-                 "audit_entries_masked": outcome.audit_entries_masked,
-                 "quarantine_entries": outcome.quarantine_entries,
-                 "dead_letters_masked": outcome.dead_letters_masked}))
+    AuditLog(warehouse).record(
+        AuditEntry(
+            run_id=None,
+            step="erasure",
+            crm=None,
+            entity="contact",
+            started_at=started,
+            ended_at=datetime.now(UTC),
+            deleted=outcome.records_erased,
+            updated=outcome.interactions_unlinked,
+            details={
+                "request_id": outcome.request_id,
+                "subject": subject,
+                "audit_entries_masked": outcome.audit_entries_masked,
+                "quarantine_entries": outcome.quarantine_entries,
+                "dead_letters_masked": outcome.dead_letters_masked,
+            },
+        )
+    )
 
 
 def _exists(cur, p: Fragment, schema: str, table: str) -> bool:
-    cur.execute(sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = {p} "
-                    "AND table_name = {p}", p=p), (schema, table))
+    cur.execute(
+        sql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = {p} AND table_name = {p}",
+            p=p,
+        ),
+        (schema, table),
+    )
     return bool(cur.fetchone()[0])
 
 
 def _columns(cur, p: Fragment, schema: str, table: str) -> list[str]:
-    cur.execute(sql("SELECT column_name FROM information_schema.columns WHERE table_schema = {p} "
-                    "AND table_name = {p}", p=p), (schema, table))
+    cur.execute(
+        sql(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = {p} "
+            "AND table_name = {p}",
+            p=p,
+        ),
+        (schema, table),
+    )
     return [r[0] for r in cur.fetchall()]
 
 

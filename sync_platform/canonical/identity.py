@@ -28,8 +28,31 @@ import polars as pl
 
 from sync_platform.canonical.model import EMAIL_PATTERN
 
-LEGAL_SUFFIXES = ("inc", "incorporated", "ltd", "limited", "llc", "gmbh", "ag", "sa", "sas", "bv", "nv",
-                  "plc", "corp", "corporation", "co", "company", "srl", "spa", "pty", "oy", "ab", "as", "kk")
+LEGAL_SUFFIXES = (
+    "inc",
+    "incorporated",
+    "ltd",
+    "limited",
+    "llc",
+    "gmbh",
+    "ag",
+    "sa",
+    "sas",
+    "bv",
+    "nv",
+    "plc",
+    "corp",
+    "corporation",
+    "co",
+    "company",
+    "srl",
+    "spa",
+    "pty",
+    "oy",
+    "ab",
+    "as",
+    "kk",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,28 +70,37 @@ def normalized_domain() -> pl.Expr:
 
 
 def normalized_company_name() -> pl.Expr:
-    words = (pl.col("name").str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}\s]", " ")
-             .str.strip_chars().str.replace_all(r"\s+", " "))
+    words = (
+        pl.col("name")
+        .str.to_lowercase()
+        .str.replace_all(r"[^\p{L}\p{N}\s]", " ")
+        .str.strip_chars()
+        .str.replace_all(r"\s+", " ")
+    )
     suffix = r"(?:\s(?:" + "|".join(LEGAL_SUFFIXES) + r"))+$"
     key = words.str.replace(suffix, "")
     return pl.when(key.str.len_chars() > 0).then(key)
 
 
 CONTACT_RULES: tuple[MatchRule, ...] = (MatchRule("email", usable_email()),)
-ACCOUNT_RULES: tuple[MatchRule, ...] = (MatchRule("domain", normalized_domain()),
-                                        MatchRule("name", normalized_company_name()))
+ACCOUNT_RULES: tuple[MatchRule, ...] = (
+    MatchRule("domain", normalized_domain()),
+    MatchRule("name", normalized_company_name()),
+)
 
 
 def golden_ids(frame: pl.DataFrame, rules: Sequence[MatchRule], id_column: str, prefix: str) -> pl.DataFrame:
     """``frame`` with ``id_column`` (``<prefix>_<16 hex>``) and ``match_rule`` (which rule grouped it)."""
     own = pl.concat_str(pl.lit("record:"), pl.col("source_system"), pl.lit(":"), pl.col("source_id"))
     keys = pl.coalesce([pl.concat_str(pl.lit(f"{rule.name}:"), rule.key) for rule in rules] + [own])
-    matched_by = pl.coalesce([pl.when(rule.key.is_not_null()).then(pl.lit(rule.name)) for rule in rules]
-                             + [pl.lit("own")])
+    matched_by = pl.coalesce(
+        [pl.when(rule.key.is_not_null()).then(pl.lit(rule.name)) for rule in rules] + [pl.lit("own")]
+    )
     keyed = frame.with_columns(keys.alias("__identity_key"), matched_by.alias("match_rule"))
     distinct = keyed["__identity_key"].unique()
-    ids = pl.DataFrame({"__identity_key": distinct,
-                        id_column: [_stable_id(prefix, key) for key in distinct.to_list()]})
+    ids = pl.DataFrame(
+        {"__identity_key": distinct, id_column: [_stable_id(prefix, key) for key in distinct.to_list()]}
+    )
     return keyed.join(ids, on="__identity_key", how="left", maintain_order="left").drop("__identity_key")
 
 
@@ -82,15 +114,17 @@ def golden_account_ids(frame: pl.DataFrame, rules: Sequence[MatchRule] = ACCOUNT
     return golden_ids(frame, rules, "account_id", "acc")
 
 
-def link_golden_ids(child: pl.DataFrame, parent: pl.DataFrame, ref_column: str, id_column: str,
-                    alias: str | None = None) -> pl.DataFrame:
+def link_golden_ids(
+    child: pl.DataFrame, parent: pl.DataFrame, ref_column: str, id_column: str, alias: str | None = None
+) -> pl.DataFrame:
     """Resolve a CRM-local link (``ref_column`` names a parent's source_id in the same CRM) to the golden id.
 
     E.g. contacts' ``account_source_id`` -> ``account_id``; interactions' ``contact_source_id`` ->
     ``customer_id``. A link to no known parent resolves to null (referential checks report it).
     """
-    ids = parent.select("source_system", pl.col("source_id").alias(ref_column),
-                        pl.col(id_column).alias(alias or id_column)).unique(["source_system", ref_column])
+    ids = parent.select(
+        "source_system", pl.col("source_id").alias(ref_column), pl.col(id_column).alias(alias or id_column)
+    ).unique(["source_system", ref_column])
     return child.join(ids, on=["source_system", ref_column], how="left", maintain_order="left")
 
 
@@ -114,15 +148,23 @@ def duplicate_report(frame: pl.DataFrame, id_column: str = "customer_id") -> Dup
     """The first question of an integration audit: who is in here twice, in one CRM or across CRMs?"""
     live = frame.filter(pl.col("deleted_at").is_null()) if "deleted_at" in frame.columns else frame
     per_crm = live.group_by(id_column, "source_system").len("records")
-    groups = per_crm.group_by(id_column).agg(
-        pl.col("records").sum().alias("records"),
-        pl.col("source_system").sort().alias("systems"),
-        pl.struct("source_system", "records").sort_by("source_system").alias("records_per_system"),
-        (pl.col("records") > 1).any().alias("within_crm"),
-        (pl.len() > 1).alias("cross_crm"),
-    ).filter(pl.col("records") > 1).sort("records", id_column, descending=[True, False])
-    within = per_crm.filter(pl.col("records") > 1).group_by("source_system").agg(
-        pl.len().alias("groups"), pl.col("records").sum().alias("records"))
+    groups = (
+        per_crm.group_by(id_column)
+        .agg(
+            pl.col("records").sum().alias("records"),
+            pl.col("source_system").sort().alias("systems"),
+            pl.struct("source_system", "records").sort_by("source_system").alias("records_per_system"),
+            (pl.col("records") > 1).any().alias("within_crm"),
+            (pl.len() > 1).alias("cross_crm"),
+        )
+        .filter(pl.col("records") > 1)
+        .sort("records", id_column, descending=[True, False])
+    )
+    within = (
+        per_crm.filter(pl.col("records") > 1)
+        .group_by("source_system")
+        .agg(pl.len().alias("groups"), pl.col("records").sum().alias("records"))
+    )
     cross = groups.filter("cross_crm")
     summary = [_scope_counts("within:" + within["source_system"], within["groups"], within["records"])]
     for (systems,), members in cross.group_by(pl.col("systems").list.join("+")):
@@ -132,8 +174,10 @@ def duplicate_report(frame: pl.DataFrame, id_column: str = "customer_id") -> Dup
 
 
 def _scope_counts(scopes: object, groups: object, records: object) -> pl.DataFrame:
-    return pl.DataFrame({"scope": scopes, "groups": groups, "records": records},
-                        schema={"scope": pl.String, "groups": pl.UInt32, "records": pl.UInt32})
+    return pl.DataFrame(
+        {"scope": scopes, "groups": groups, "records": records},
+        schema={"scope": pl.String, "groups": pl.UInt32, "records": pl.UInt32},
+    )
 
 
 def _stable_id(prefix: str, key: str) -> str:

@@ -85,49 +85,80 @@ class Entity:
 
     @property
     def schema(self) -> dict[str, pl.DataType]:
-        return {"source_system": pl.String(), "source_id": pl.String(),
-                **{f.name: f.dtype for f in self.fields},
-                "deleted_at": pl.Datetime("us", "UTC"), "mapping_version": pl.Int64()}
+        return {
+            "source_system": pl.String(),
+            "source_id": pl.String(),
+            **{f.name: f.dtype for f in self.fields},
+            "deleted_at": pl.Datetime("us", "UTC"),
+            "mapping_version": pl.Int64(),
+        }
 
 
 SYSTEM_COLUMNS = ("source_system", "source_id", "deleted_at", "mapping_version")
 
-CONTACT = Entity("contact", "A person at a customer or prospect.", (
-    Field("email", "string", "Trimmed, lower-cased email address.", pii=True),
-    Field("first_name", "string", "Given name, trimmed, inner spaces collapsed.", pii=True),
-    Field("last_name", "string", "Family name, trimmed, inner spaces collapsed.", pii=True),
-    Field("phone", "string", "E.164 phone number (+14155550123); null if the CRM value is not a number.",
-          pii=True),
-    Field("title", "string", "Job title."),
-    Field("account_source_id", "string", "The CRM's id of the contact's account (same source_system)."),
-    Field("lifecycle_stage", "string", "Where the person is in the customer lifecycle.", required=True,
-          enum=LIFECYCLE_STAGES),
-    Field("email_opt_out", "boolean", "The person opted out of email (the CRM's own flag).", required=True),
-    Field("created_at", "datetime", "Created in the CRM (UTC)."),
-    Field("updated_at", "datetime", "Last change in the CRM, any kind (UTC).", required=True),
-))
+CONTACT = Entity(
+    "contact",
+    "A person at a customer or prospect.",
+    (
+        Field("email", "string", "Trimmed, lower-cased email address.", pii=True),
+        Field("first_name", "string", "Given name, trimmed, inner spaces collapsed.", pii=True),
+        Field("last_name", "string", "Family name, trimmed, inner spaces collapsed.", pii=True),
+        Field(
+            "phone",
+            "string",
+            "E.164 phone number (+14155550123); null if the CRM value is not a number.",
+            pii=True,
+        ),
+        Field("title", "string", "Job title."),
+        Field("account_source_id", "string", "The CRM's id of the contact's account (same source_system)."),
+        Field(
+            "lifecycle_stage",
+            "string",
+            "Where the person is in the customer lifecycle.",
+            required=True,
+            enum=LIFECYCLE_STAGES,
+        ),
+        Field(
+            "email_opt_out", "boolean", "The person opted out of email (the CRM's own flag).", required=True
+        ),
+        Field("created_at", "datetime", "Created in the CRM (UTC)."),
+        Field("updated_at", "datetime", "Last change in the CRM, any kind (UTC).", required=True),
+    ),
+)
 
-ACCOUNT = Entity("account", "A company: customer, prospect or partner.", (
-    Field("name", "string", "Company name, trimmed, inner spaces collapsed.", required=True),
-    Field("domain", "string", "Web domain without scheme, www. or path (acme.com)."),
-    Field("industry", "string", "Industry as the CRM names it."),
-    Field("country", "string", "Country, upper-cased as the CRM holds it (ISO 3166 alpha-2 in the sandbox)."),
-    Field("phone", "string", "E.164 switchboard number."),
-    Field("created_at", "datetime", "Created in the CRM (UTC)."),
-    Field("updated_at", "datetime", "Last change in the CRM, any kind (UTC).", required=True),
-))
+ACCOUNT = Entity(
+    "account",
+    "A company: customer, prospect or partner.",
+    (
+        Field("name", "string", "Company name, trimmed, inner spaces collapsed.", required=True),
+        Field("domain", "string", "Web domain without scheme, www. or path (acme.com)."),
+        Field("industry", "string", "Industry as the CRM names it."),
+        Field(
+            "country", "string", "Country, upper-cased as the CRM holds it (ISO 3166 alpha-2 in the sandbox)."
+        ),
+        Field("phone", "string", "E.164 switchboard number."),
+        Field("created_at", "datetime", "Created in the CRM (UTC)."),
+        Field("updated_at", "datetime", "Last change in the CRM, any kind (UTC).", required=True),
+    ),
+)
 
-INTERACTION = Entity("interaction", "A support case, ticket or incident.", (
-    Field("case_number", "string", "The human-facing number, where the CRM has one."),
-    Field("subject", "string", "Title of the case."),
-    Field("status", "string", "Where the case stands.", required=True, enum=INTERACTION_STATUSES),
-    Field("priority", "string", "How urgent the case is.", enum=PRIORITIES),
-    Field("contact_source_id", "string", "The CRM's id of the contact who raised it (same source_system)."),
-    Field("account_source_id", "string", "The CRM's id of the account (same source_system)."),
-    Field("opened_at", "datetime", "Opened in the CRM (UTC).", required=True),
-    Field("closed_at", "datetime", "Closed or resolved (UTC); required once status is closed."),
-    Field("updated_at", "datetime", "Last change in the CRM, any kind (UTC).", required=True),
-))
+INTERACTION = Entity(
+    "interaction",
+    "A support case, ticket or incident.",
+    (
+        Field("case_number", "string", "The human-facing number, where the CRM has one."),
+        Field("subject", "string", "Title of the case."),
+        Field("status", "string", "Where the case stands.", required=True, enum=INTERACTION_STATUSES),
+        Field("priority", "string", "How urgent the case is.", enum=PRIORITIES),
+        Field(
+            "contact_source_id", "string", "The CRM's id of the contact who raised it (same source_system)."
+        ),
+        Field("account_source_id", "string", "The CRM's id of the account (same source_system)."),
+        Field("opened_at", "datetime", "Opened in the CRM (UTC).", required=True),
+        Field("closed_at", "datetime", "Closed or resolved (UTC); required once status is closed."),
+        Field("updated_at", "datetime", "Last change in the CRM, any kind (UTC).", required=True),
+    ),
+)
 
 ENTITIES: dict[str, Entity] = {e.name: e for e in (CONTACT, ACCOUNT, INTERACTION)}
 

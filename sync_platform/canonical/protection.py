@@ -30,7 +30,8 @@ DATASET = "canonical"
 SHAREABLE_TABLE = "contacts_shareable"
 # canonical table -> the entity whose columns it holds
 TABLE_ENTITIES: dict[str, str] = {table: entity for entity, (table, _) in ENTITY_TABLES.items()} | {
-    SHAREABLE_TABLE: "contact"}
+    SHAREABLE_TABLE: "contact"
+}
 
 
 def sensitive_columns(entity: str, mappings: MappingOf[str, Mapping] | None = None) -> tuple[str, ...]:
@@ -41,8 +42,9 @@ def sensitive_columns(entity: str, mappings: MappingOf[str, Mapping] | None = No
     return tuple(f.name for f in MODEL[entity].fields if f.name in marked)
 
 
-def protect(frame: pl.DataFrame, entity: str, mappings: MappingOf[str, Mapping],
-            cipher: FieldCipher | None = None) -> pl.DataFrame:
+def protect(
+    frame: pl.DataFrame, entity: str, mappings: MappingOf[str, Mapping], cipher: FieldCipher | None = None
+) -> pl.DataFrame:
     """``frame`` ready to be written: sensitive columns encrypted (a local key is created for the
     embedded default on first use)."""
     columns = sensitive_columns(entity, mappings)
@@ -51,8 +53,14 @@ def protect(frame: pl.DataFrame, entity: str, mappings: MappingOf[str, Mapping],
     return encrypt_frame(frame, columns, cipher or field_cipher(create_if_missing=True))
 
 
-def read_table(warehouse: Warehouse, table: str, *, decrypt: bool = False, limit: int | None = None,
-               cipher: FieldCipher | None = None) -> pl.DataFrame:
+def read_table(
+    warehouse: Warehouse,
+    table: str,
+    *,
+    decrypt: bool = False,
+    limit: int | None = None,
+    cipher: FieldCipher | None = None,
+) -> pl.DataFrame:
     """A canonical table; with ``decrypt`` its sensitive columns in clear (needs the key)."""
     entity = TABLE_ENTITIES[table]
     statement = sql("SELECT * FROM {table} ORDER BY source_system, source_id", table=ident(DATASET, table))
@@ -80,7 +88,9 @@ def rotate_tables(warehouse: Warehouse, cipher: FieldCipher | None = None) -> di
             continue
         frame = warehouse.read_frame(sql("SELECT * FROM {table}", table=ident(DATASET, table)))
         rotated = rotate_frame(frame, columns, cipher)
-        changed = sum(int((frame[c] != rotated[c]).fill_null(False).sum()) for c in columns if c in frame.columns)
+        changed = sum(
+            int((frame[c] != rotated[c]).fill_null(False).sum()) for c in columns if c in frame.columns
+        )
         if changed:
             warehouse.write_frame(rotated.select(frame.columns), DATASET, table)
         rewritten[table] = changed

@@ -55,12 +55,19 @@ class Publication:
 
     def alert_message(self) -> str:
         o = self.outcome
-        return (f"ALERT {BLAST_RADIUS_ALERT}: {o.rejected.height} of {o.rows} {self.entity} rows rejected "
-                f"({o.rejected_share:.1%} > {self.threshold:.1%}); canonical.{self.table} kept as it was")
+        return (
+            f"ALERT {BLAST_RADIUS_ALERT}: {o.rejected.height} of {o.rows} {self.entity} rows rejected "
+            f"({o.rejected_share:.1%} > {self.threshold:.1%}); canonical.{self.table} kept as it was"
+        )
 
     def alert_details(self) -> dict[str, Any]:
-        return {"alert": BLAST_RADIUS_ALERT, "severity": "error", "rejected_share": self.outcome.rejected_share,
-                "threshold": self.threshold, "rule_counts": self.outcome.rule_counts()}
+        return {
+            "alert": BLAST_RADIUS_ALERT,
+            "severity": "error",
+            "rejected_share": self.outcome.rejected_share,
+            "threshold": self.threshold,
+            "rule_counts": self.outcome.rule_counts(),
+        }
 
     def metadata(self) -> dict[str, Any]:
         o, mapped = self.outcome, self.build.mapped
@@ -85,21 +92,40 @@ class Publication:
 
     def check_metadata(self) -> dict[str, Any]:
         o = self.outcome
-        return {"rejected_share": round(o.rejected_share, 5), "threshold": self.threshold,
-                "rows_rejected": o.rejected.height, "rule_counts": o.rule_counts(),
-                "table_failures": o.table_failures.height}
+        return {
+            "rejected_share": round(o.rejected_share, 5),
+            "threshold": self.threshold,
+            "rows_rejected": o.rejected.height,
+            "rule_counts": o.rule_counts(),
+            "table_failures": o.table_failures.height,
+        }
 
     def audit_entry(self, run_id: str, started_at: datetime) -> AuditEntry:
         o = self.outcome
         return AuditEntry(
-            run_id=run_id, step="canonical", crm=None, entity=self.entity, started_at=started_at,
-            ended_at=datetime.now(UTC), records_read=o.rows, inserted=self.changes.inserted,
-            updated=self.changes.updated, deleted=self.changes.deleted, rejected=o.rejected.height,
-            changed_fields=self.changes.changed_fields, status="blocked" if self.blocked else "success",
+            run_id=run_id,
+            step="canonical",
+            crm=None,
+            entity=self.entity,
+            started_at=started_at,
+            ended_at=datetime.now(UTC),
+            records_read=o.rows,
+            inserted=self.changes.inserted,
+            updated=self.changes.updated,
+            deleted=self.changes.deleted,
+            rejected=o.rejected.height,
+            changed_fields=self.changes.changed_fields,
+            status="blocked" if self.blocked else "success",
             error_class=BLAST_RADIUS_ALERT if self.blocked else None,
-            details={"rejected_share": round(o.rejected_share, 5), "threshold": self.threshold,
-                     "rule_counts": o.rule_counts(), "mapping_versions": self.build.versions,
-                     "sources": self.sources, **self.changes.details()})
+            details={
+                "rejected_share": round(o.rejected_share, 5),
+                "threshold": self.threshold,
+                "rule_counts": o.rule_counts(),
+                "mapping_versions": self.build.versions,
+                "sources": self.sources,
+                **self.changes.details(),
+            },
+        )
 
 
 def read_raw(warehouse: Warehouse, entity: str, mappings: dict[str, Mapping]) -> dict[str, pl.DataFrame]:
@@ -112,22 +138,26 @@ def read_raw(warehouse: Warehouse, entity: str, mappings: dict[str, Mapping]) ->
     return raw
 
 
-def publish_entity(warehouse: Warehouse, entity: str, mappings: dict[str, Mapping], threshold: float,
-                   run_id: str) -> Publication:
+def publish_entity(
+    warehouse: Warehouse, entity: str, mappings: dict[str, Mapping], threshold: float, run_id: str
+) -> Publication:
     """Build ``entity``, quarantine its rejected rows, publish it unless the gate blocks, audit the decision."""
     table, link = ENTITY_TABLES[entity]
     started_at = datetime.now(UTC)
     raw = read_raw(warehouse, entity, mappings)
     parent = parent_quarantined = None
     if link is not None and warehouse.table_exists("canonical", ENTITY_TABLES[link[0]][0]):
-        parent = warehouse.read_frame(sql("SELECT * FROM {table}",
-                                          table=ident("canonical", ENTITY_TABLES[link[0]][0])))
+        parent = warehouse.read_frame(
+            sql("SELECT * FROM {table}", table=ident("canonical", ENTITY_TABLES[link[0]][0]))
+        )
         parent_quarantined = keys_of_latest_run(warehouse, link[0])
     erased = ErasureList.load(warehouse)  # PII: erased people never re-enter canonical data
     build = build_entity(entity, raw, mappings, parent, parent_quarantined, erased)
     erased.remember_caught(warehouse)
     result = Publication(entity, table, build, threshold, sorted(raw))
-    result.quarantined = record(warehouse, quarantine_rows(build.outcome.failures, entity, build.versions, run_id))
+    result.quarantined = record(
+        warehouse, quarantine_rows(build.outcome.failures, entity, build.versions, run_id)
+    )
     if not result.blocked:
         result.changes = _changes(warehouse, entity, table, mappings, build.outcome)
         # PII: sensitive columns are encrypted after validation, just before the write
@@ -140,19 +170,29 @@ def failure_sample(failures: pl.DataFrame, limit: int = SAMPLE_ROWS) -> str:
     """A markdown table of failure cases with personal data masked (for the check's metadata)."""
     lines = ["| source | id | rule | column | value |", "|---|---|---|---|---|"]
     for row in failures.head(limit).iter_rows(named=True):
-        lines.append(f"| {row['source_system']} | {row['source_id']} | {row['rule']} | {row['column']} | "
-                     f"{mask_value(row['column'], row['value'])} |")
+        lines.append(
+            f"| {row['source_system']} | {row['source_id']} | {row['rule']} | {row['column']} | "
+            f"{mask_value(row['column'], row['value'])} |"
+        )
     return "\n".join(lines)
 
 
-def _changes(warehouse: Warehouse, entity: str, table: str, mappings: dict[str, Mapping],
-             outcome: ValidationOutcome) -> ChangeSummary:
+def _changes(
+    warehouse: Warehouse, entity: str, table: str, mappings: dict[str, Mapping], outcome: ValidationOutcome
+) -> ChangeSummary:
     """What replacing ``canonical.<table>`` with the good rows changes (PII and sensitive fields hashed)."""
     # the stored table holds ciphertext (a fresh nonce per write): compare in clear, or every
     # sensitive value would look changed on every run
     stored = sql("SELECT * FROM {table}", table=ident("canonical", table))
-    previous = (decrypt_frame(warehouse.read_frame(stored), sensitive_columns(entity, mappings))
-                if warehouse.table_exists("canonical", table) else None)
+    previous = (
+        decrypt_frame(warehouse.read_frame(stored), sensitive_columns(entity, mappings))
+        if warehouse.table_exists("canonical", table)
+        else None
+    )
     sensitive = {f for m in mappings.values() for f in m.sensitive_fields(entity)}
-    return summarize_changes(previous, outcome.good, pii=pii_columns(entity, sensitive),
-                             rejected=outcome.rejected.select(KEY) if outcome.rejected.height else None)
+    return summarize_changes(
+        previous,
+        outcome.good,
+        pii=pii_columns(entity, sensitive),
+        rejected=outcome.rejected.select(KEY) if outcome.rejected.height else None,
+    )

@@ -27,17 +27,28 @@ def main() -> None:
 def sandbox(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8765,
-    tls: Annotated[bool, typer.Option("--tls", help="Serve HTTPS with a freshly generated CA "
-                                      "(simple-salesforce only speaks https).")] = False,
-    contacts: Annotated[int, typer.Option(min=1, help="Contacts per CRM; accounts are 1/10, interactions 1/2.")]
-    = 20_000,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls", help="Serve HTTPS with a freshly generated CA (simple-salesforce only speaks https)."
+        ),
+    ] = False,
+    contacts: Annotated[
+        int, typer.Option(min=1, help="Contacts per CRM; accounts are 1/10, interactions 1/2.")
+    ] = 20_000,
     seed: Annotated[int, typer.Option(help="Seed of the deterministic record generator.")] = 42,
     token_lifetime: Annotated[float, typer.Option(min=1, help="Access-token lifetime in seconds.")] = 3600,
     hubspot_per_10s: Annotated[int, typer.Option(min=1, help="HubSpot requests per rolling 10 s.")] = 190,
-    salesforce_daily: Annotated[int, typer.Option(min=1, help="Salesforce daily API request budget.")] = 100_000,
-    dynamics_per_5min: Annotated[int, typer.Option(min=1, help="Dynamics requests per 5-minute window.")] = 6_000,
-    tls_dir: Annotated[Path | None, typer.Option(help="Where to write the CA and server certificate "
-                                                 "(default: data/sandbox/tls).")] = None,
+    salesforce_daily: Annotated[
+        int, typer.Option(min=1, help="Salesforce daily API request budget.")
+    ] = 100_000,
+    dynamics_per_5min: Annotated[
+        int, typer.Option(min=1, help="Dynamics requests per 5-minute window.")
+    ] = 6_000,
+    tls_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the CA and server certificate (default: data/sandbox/tls)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print connection details as JSON.")] = False,
 ) -> None:
     """Run the local CRM sandbox: Salesforce, HubSpot and Dynamics 365 APIs on one port."""
@@ -45,18 +56,29 @@ def sandbox(
     from sync_platform.sandbox.limits import LimitConfig
 
     config = SandboxConfig(
-        contacts=contacts, seed=seed, token_lifetime_seconds=token_lifetime,
-        limits=LimitConfig(hubspot_per_10s=hubspot_per_10s, salesforce_daily=salesforce_daily,
-                           dynamics_per_5min=dynamics_per_5min),
+        contacts=contacts,
+        seed=seed,
+        token_lifetime_seconds=token_lifetime,
+        limits=LimitConfig(
+            hubspot_per_10s=hubspot_per_10s,
+            salesforce_daily=salesforce_daily,
+            dynamics_per_5min=dynamics_per_5min,
+        ),
     )
     if tls and tls_dir is None:
         tls_dir = load_settings().sandbox_dir / "tls"
     try:
         server = SandboxServer(config, host=host, port=port, tls=tls, tls_dir=tls_dir, log_level="warning")
     except OSError as exc:
-        raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror}", param_hint="--port") from None
-    details = {"base_url": server.base_url, "admin_url": f"{server.base_url}/__sandbox/",
-               "ca_file": server.ca_file, "credentials": server.state.credentials()}
+        raise typer.BadParameter(
+            f"cannot listen on {host}:{port}: {exc.strerror}", param_hint="--port"
+        ) from None
+    details = {
+        "base_url": server.base_url,
+        "admin_url": f"{server.base_url}/__sandbox/",
+        "ca_file": server.ca_file,
+        "credentials": server.state.credentials(),
+    }
     if as_json:
         typer.echo(json.dumps(details, indent=2))
     else:
@@ -106,7 +128,9 @@ def status() -> None:
     typer.echo(render(report))
 
 
-dlq = typer.Typer(help="Dead letters: CRM requests that failed for good, kept with the reason.", no_args_is_help=True)
+dlq = typer.Typer(
+    help="Dead letters: CRM requests that failed for good, kept with the reason.", no_args_is_help=True
+)
 app.add_typer(dlq, name="dlq")
 
 
@@ -126,8 +150,10 @@ def dlq_list(
         return
     for d in letters:
         state = f"replayed {d.replayed_at:%Y-%m-%d %H:%M}" if d.replayed_at else "pending"
-        typer.echo(f"{d.created_at:%Y-%m-%d %H:%M:%S}  {d.crm:<10} {d.object:<10} {d.kind:<12} "
-                   f"attempts={d.attempts}  {state}  {d.request or ''}")
+        typer.echo(
+            f"{d.created_at:%Y-%m-%d %H:%M:%S}  {d.crm:<10} {d.object:<10} {d.kind:<12} "
+            f"attempts={d.attempts}  {state}  {d.request or ''}"
+        )
         typer.echo(f"    {d.error}")
 
 
@@ -158,9 +184,14 @@ app.add_typer(mapping_cli, name="mapping")
 @mapping_cli.command("check")
 def mapping_check(
     directory: Annotated[Path | None, typer.Option(help="Mappings folder (default: data/mappings).")] = None,
-    live: Annotated[bool | None, typer.Option(
-        "--live/--no-live", help="Also check every source field against the CRM's metadata (describe, properties, "
-        "EntityDefinitions). Default: whenever the sandbox URL or CRM credentials are configured.")] = None,
+    live: Annotated[
+        bool | None,
+        typer.Option(
+            "--live/--no-live",
+            help="Also check every source field against the CRM's metadata (describe, properties, "
+            "EntityDefinitions). Default: whenever the sandbox URL or CRM credentials are configured.",
+        ),
+    ] = None,
 ) -> None:
     """Validate every mapping file; exit 1 naming the file, key and problem of the first bad one."""
     from sync_platform.canonical.mapping.loader import MappingError, load_mappings
@@ -196,7 +227,9 @@ def _mapping_check_live(mappings: dict, required: bool) -> None:
         raise typer.Exit(code=1)
 
 
-quarantine_cli = typer.Typer(help="Rows the quality gates rejected, with the rule they broke.", no_args_is_help=True)
+quarantine_cli = typer.Typer(
+    help="Rows the quality gates rejected, with the rule they broke.", no_args_is_help=True
+)
 app.add_typer(quarantine_cli, name="quarantine")
 
 
@@ -215,8 +248,10 @@ def quarantine_list(
         return
     for r in rows.iter_rows(named=True):
         released = f"  released {r['released_at']:%Y-%m-%d}" if r["released_at"] else ""
-        typer.echo(f"{r['quarantined_at']:%Y-%m-%d %H:%M}  {r['entity']:<11} {r['source_system']:<10} "
-                   f"{r['source_id']:<38} {r['rule']:<26} {r['column']}={r['value_masked']}{released}")
+        typer.echo(
+            f"{r['quarantined_at']:%Y-%m-%d %H:%M}  {r['entity']:<11} {r['source_system']:<10} "
+            f"{r['source_id']:<38} {r['rule']:<26} {r['column']}={r['value_masked']}{released}"
+        )
 
 
 @quarantine_cli.command("release")
@@ -235,8 +270,9 @@ def quarantine_release(
     typer.echo(f"released {released} entr{'y' if released == 1 else 'ies'} for {source_system} {source_id}")
 
 
-audit_cli = typer.Typer(help="The audit trail: what every sync step read, changed and how it ended.",
-                        no_args_is_help=True)
+audit_cli = typer.Typer(
+    help="The audit trail: what every sync step read, changed and how it ended.", no_args_is_help=True
+)
 app.add_typer(audit_cli, name="audit")
 
 
@@ -244,11 +280,13 @@ app.add_typer(audit_cli, name="audit")
 def audit_list(
     step: Annotated[str | None, typer.Option(help="ingest, canonical, reconcile, retention, ...")] = None,
     crm: Annotated[str | None, typer.Option(help="Only this CRM.")] = None,
-    entity: Annotated[str | None, typer.Option(help="Only this object or entity (contacts, contact, ...).")]
-    = None,
+    entity: Annotated[
+        str | None, typer.Option(help="Only this object or entity (contacts, contact, ...).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many entries, newest first.")] = 20,
-    details: Annotated[bool, typer.Option("--details", help="Also print each entry's details (redacted JSON).")]
-    = False,
+    details: Annotated[
+        bool, typer.Option("--details", help="Also print each entry's details (redacted JSON).")
+    ] = False,
 ) -> None:
     """Show the newest audit-log entries (values redacted)."""
     from sync_platform.core.warehouse import Warehouse
@@ -263,24 +301,38 @@ def audit_list(
         error = f"  error={r['error_class']}" if r["error_class"] else ""
         changed = json.loads(r["changed_fields"])
         fields = "  changed " + ", ".join(f"{k}={v}" for k, v in changed.items()) if changed else ""
-        typer.echo(f"{r['started_at']:%Y-%m-%d %H:%M:%S}  {r['step']:<10} {r['crm'] or '-':<10} {r['entity']:<13} "
-                   f"{r['status']:<8} read={r['records_read']} ins={r['inserted']} upd={r['updated']} "
-                   f"del={r['deleted']} rej={r['rejected']} {seconds:.1f}s{error}{fields}")
+        typer.echo(
+            f"{r['started_at']:%Y-%m-%d %H:%M:%S}  {r['step']:<10} {r['crm'] or '-':<10} {r['entity']:<13} "
+            f"{r['status']:<8} read={r['records_read']} ins={r['inserted']} upd={r['updated']} "
+            f"del={r['deleted']} rej={r['rejected']} {seconds:.1f}s{error}{fields}"
+        )
         if details:
             typer.echo(f"    {r['details']}")
+
+
 # ---------------------------------------------------------------- PII: encrypted fields, keys, erasure
 canonical_cli = typer.Typer(help="The canonical model's tables.", no_args_is_help=True)
 app.add_typer(canonical_cli, name="canonical")
-_TABLES = {"contact": "contacts", "account": "accounts", "interaction": "interactions",
-           "shareable": "contacts_shareable"}
+_TABLES = {
+    "contact": "contacts",
+    "account": "accounts",
+    "interaction": "interactions",
+    "shareable": "contacts_shareable",
+}
 
 
 @canonical_cli.command("show")
 def canonical_show(
-    entity: Annotated[str, typer.Option(help="contact, account, interaction or shareable (shareable contacts).")]
-    = "contact",
-    decrypt: Annotated[bool, typer.Option("--decrypt", help="Show sensitive columns in clear (needs the field "
-                                          "key; for authorized use only).")] = False,
+    entity: Annotated[
+        str, typer.Option(help="contact, account, interaction or shareable (shareable contacts).")
+    ] = "contact",
+    decrypt: Annotated[
+        bool,
+        typer.Option(
+            "--decrypt",
+            help="Show sensitive columns in clear (needs the field key; for authorized use only).",
+        ),
+    ] = False,
     limit: Annotated[int, typer.Option(min=1, help="How many rows.")] = 20,
 ) -> None:
     """Print canonical rows; sensitive columns stay encrypted unless --decrypt."""
@@ -339,7 +391,9 @@ def keys_rotate() -> None:
 def erase(
     email: Annotated[str | None, typer.Option(help="The person's email address.")] = None,
     source: Annotated[str | None, typer.Option(help="With --id: the CRM holding the record.")] = None,
-    record_id: Annotated[str | None, typer.Option("--id", help="With --source: the record's id in that CRM.")] = None,
+    record_id: Annotated[
+        str | None, typer.Option("--id", help="With --source: the record's id in that CRM.")
+    ] = None,
 ) -> None:
     """Erase a person: remove them from canonical data, mask them in operational tables, keep them out."""
     from sync_platform.canonical.erasure import erase as run_erasure
@@ -353,11 +407,15 @@ def erase(
     except EncryptionError as exc:
         typer.echo(f"cannot erase: {exc}", err=True)
         raise typer.Exit(code=1) from None
-    typer.echo(f"erasure request {outcome.request_id}: {outcome.records_erased} canonical contact record(s) removed, "
-               f"{outcome.interactions_unlinked} case link(s) cleared, {outcome.audit_entries_masked} audit entr(ies) "
-               f"masked, {outcome.quarantine_entries} quarantine entr(ies) removed or masked, "
-               f"{outcome.dead_letters_masked} dead letter(s) masked")
-    typer.echo("suppressed: later canonical builds keep this person out; erasing them in the CRM is its owner's job")
+    typer.echo(
+        f"erasure request {outcome.request_id}: {outcome.records_erased} canonical contact record(s) removed, "
+        f"{outcome.interactions_unlinked} case link(s) cleared, {outcome.audit_entries_masked} audit entr(ies) "
+        f"masked, {outcome.quarantine_entries} quarantine entr(ies) removed or masked, "
+        f"{outcome.dead_letters_masked} dead letter(s) masked"
+    )
+    typer.echo(
+        "suppressed: later canonical builds keep this person out; erasing them in the CRM is its owner's job"
+    )
 
 
 if __name__ == "__main__":

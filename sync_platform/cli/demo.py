@@ -82,16 +82,23 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
     os.environ.pop(WAREHOUSE_ENV, None)
     ensure_dagster_home(demo_dir / "dagster_home", postgres=False)
 
-    with SandboxServer(SandboxConfig(contacts=contacts)) as server, SandboxAdminClient(server.base_url) as admin:
+    with (
+        SandboxServer(SandboxConfig(contacts=contacts)) as server,
+        SandboxAdminClient(server.base_url) as admin,
+    ):
         os.environ[SANDBOX_URL_ENV] = server.base_url
         echo(f"CRM sandbox: {contacts:,} contacts per CRM at {server.base_url}")
-        echo(f"Warehouse:   {demo_dir / 'warehouse.duckdb'} (DuckDB); Dagster home: {demo_dir / 'dagster_home'}")
+        echo(
+            f"Warehouse:   {demo_dir / 'warehouse.duckdb'} (DuckDB); Dagster home: {demo_dir / 'dagster_home'}"
+        )
         echo("\n1/6 full sync of Salesforce, HubSpot and Dynamics 365 through Dagster (job sync_all) ...")
         full = _run_job("sync_all")
         full_requests = {crm: admin.requests(crm=crm) for crm in ("salesforce", "hubspot", "dynamics")}
         echo(f"    done in {full.seconds:.1f} s")
-        echo("2/6 changing contacts in every CRM: "
-             + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in CHANGES.items()))
+        echo(
+            "2/6 changing contacts in every CRM: "
+            + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in CHANGES.items())
+        )
         _make_changes(admin, contacts)
         admin.reset_stats()
         echo("3/6 incremental sync (job sync_all) ...")
@@ -99,15 +106,21 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
         inc_requests = {crm: admin.requests(crm=crm) for crm in ("salesforce", "hubspot", "dynamics")}
         echo(f"    done in {incremental.seconds:.1f} s")
         frozen = max(1, int(contacts * FROZEN_SHARE))
-        echo(f"4/6 the incident: a script edits {frozen} Salesforce contacts without moving any timestamp; "
-             "reconciling every CRM (job reconcile_and_repair) ...")
-        admin.touch("salesforce", "Contact", frozen, mode="frozen", start=1, stride=max(1, contacts // frozen))
+        echo(
+            f"4/6 the incident: a script edits {frozen} Salesforce contacts without moving any timestamp; "
+            "reconciling every CRM (job reconcile_and_repair) ..."
+        )
+        admin.touch(
+            "salesforce", "Contact", frozen, mode="frozen", start=1, stride=max(1, contacts // frozen)
+        )
         reconciled = _run_job("reconcile_and_repair", raise_on_error=False)
         echo(f"    done in {reconciled.seconds:.1f} s")
     echo("5/6 canonical model: mapping, golden ids, pandera quality gate (job canonical_build) ...")
     canonical = _run_job("canonical_build", raise_on_error=False)  # a blocked gate is a result to show
     echo(f"    done in {canonical.seconds:.1f} s")
-    echo("6/6 do all systems agree? linked golden records across CRMs, and the report (job reconcile_report) ...")
+    echo(
+        "6/6 do all systems agree? linked golden records across CRMs, and the report (job reconcile_report) ..."
+    )
     agreement = _run_job("reconcile_report", raise_on_error=False)
     echo(f"    done in {agreement.seconds:.1f} s\n")
     _print_summary(full, incremental, full_requests, inc_requests, echo)
@@ -117,27 +130,40 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
     for entity, linked in (across.get("linked_golden_records") or {}).items():
         conflicting = across["conflicting_golden_records"][entity]
         fields = ", ".join(f"{f} {n}" for f, n in across["conflicts_by_field"][entity].items()) or "none"
-        echo(f"across CRMs: {linked} {entity} held by several CRMs, {conflicting} with conflicting values ({fields})")
+        echo(
+            f"across CRMs: {linked} {entity} held by several CRMs, {conflicting} with conflicting values ({fields})"
+        )
     report = agreement.rows.get(("reconcile", "report"), {}).get("html")
     if report:
         echo(f"reconciliation report (drift chart, counts per class, sample ids): {report}")
-    echo("\nExplore it: DAGSTER_HOME=data/demo/dagster_home SYNC_PLATFORM_DATA_DIR=data/demo "
-         ".venv/bin/dagster dev -w workspace.yaml")
-    return {"full": full.rows, "incremental": incremental.rows, "reconcile": reconciled.rows,
-            "canonical": canonical.rows, "report": agreement.rows}
+    echo(
+        "\nExplore it: DAGSTER_HOME=data/demo/dagster_home SYNC_PLATFORM_DATA_DIR=data/demo "
+        ".venv/bin/dagster dev -w workspace.yaml"
+    )
+    return {
+        "full": full.rows,
+        "incremental": incremental.rows,
+        "reconcile": reconciled.rows,
+        "canonical": canonical.rows,
+        "report": agreement.rows,
+    }
 
 
 def _print_reconcile(reconciled: RunSummary, echo: Callable[[str], None]) -> None:
     echo("")
-    echo(f"{'reconcile':<22} {'source':>8} {'missing':>7} {'extra':>6} {'stale':>6} {'diverged':>8} {'drift':>7}"
-         "  after repair")
+    echo(
+        f"{'reconcile':<22} {'source':>8} {'missing':>7} {'extra':>6} {'stale':>6} {'diverged':>8} {'drift':>7}"
+        "  after repair"
+    )
     after = {crm: meta for (_, crm), meta in reconciled.rows.items() if "remaining_drift" in meta}
     for (crm, obj), meta in sorted(reconciled.rows.items()):
         if "source_records" not in meta or "missing" not in meta:
             continue
         left = (after.get(crm) or {}).get("remaining_drift", {}).get(obj, 0)
-        echo(f"{crm + '.' + obj:<22} {meta['source_records']:>8,} {meta['missing']:>7} {meta['extra']:>6} "
-             f"{meta['stale']:>6} {meta['diverged']:>8} {meta['drift_pct']:>6.2f}%  {left} differing")
+        echo(
+            f"{crm + '.' + obj:<22} {meta['source_records']:>8,} {meta['missing']:>7} {meta['extra']:>6} "
+            f"{meta['stale']:>6} {meta['diverged']:>8} {meta['drift_pct']:>6.2f}%  {left} differing"
+        )
 
 
 def _print_canonical(canonical: RunSummary, echo: Callable[[str], None]) -> None:
@@ -147,28 +173,43 @@ def _print_canonical(canonical: RunSummary, echo: Callable[[str], None]) -> None
         if "rows_in" not in meta:
             continue  # the shareable and duplicates tables: derived from the gated ones
         rules = ", ".join(f"{rule} {n}" for rule, n in (meta.get("rule_counts") or {}).items()) or "none"
-        echo(f"{entity:<14} {meta.get('rows_in', 0):>8,} {meta.get('rows_good', 0):>8,} "
-             f"{meta.get('rows_rejected', 0):>11,}  {meta.get('gate')} ({rules})")
+        echo(
+            f"{entity:<14} {meta.get('rows_in', 0):>8,} {meta.get('rows_good', 0):>8,} "
+            f"{meta.get('rows_rejected', 0):>11,}  {meta.get('gate')} ({rules})"
+        )
 
 
-def _print_summary(full: RunSummary, inc: RunSummary, full_req: dict, inc_req: dict,
-                   echo: Callable[[str], None]) -> None:
-    header = f"{'CRM':<11} {'object':<10} {'rows':>8} {'CRM rec/s':>10} | {'new':>4} {'upd':>4} {'del':>4} " \
-             f"{'re-read':>7} {'lag':>8}"
+def _print_summary(
+    full: RunSummary, inc: RunSummary, full_req: dict, inc_req: dict, echo: Callable[[str], None]
+) -> None:
+    header = (
+        f"{'CRM':<11} {'object':<10} {'rows':>8} {'CRM rec/s':>10} | {'new':>4} {'upd':>4} {'del':>4} "
+        f"{'re-read':>7} {'lag':>8}"
+    )
     echo(header)
     echo("-" * len(header))
     for (crm, obj), meta in sorted(inc.rows.items()):
         first = full.rows.get((crm, obj), {})
         lag = meta.get("lag_s", -1)
-        echo(f"{crm:<11} {obj:<10} {meta.get('rows_total', 0):>8,} {first.get('crm_records_per_s', 0):>10,.0f} | "
-             f"{meta.get('rows_inserted', 0):>4} {meta.get('rows_updated', 0):>4} {meta.get('rows_deleted', 0):>4} "
-             f"{meta.get('rows_reread_in_look_back', 0):>7} {_human(lag):>8}")
+        echo(
+            f"{crm:<11} {obj:<10} {meta.get('rows_total', 0):>8,} {first.get('crm_records_per_s', 0):>10,.0f} | "
+            f"{meta.get('rows_inserted', 0):>4} {meta.get('rows_updated', 0):>4} {meta.get('rows_deleted', 0):>4} "
+            f"{meta.get('rows_reread_in_look_back', 0):>7} {_human(lag):>8}"
+        )
     echo("")
     expected = CHANGES["updated_by_users"] + CHANGES["updated_by_automation"]
-    echo(f"Changed per CRM (contacts): {CHANGES['created']} new, {expected} updated, {CHANGES['deleted']} deleted.")
-    echo("CRM rec/s: the full sync's throughput per CRM; HubSpot is paced by its search limit (about 5 requests/s).")
-    echo("API requests   full sync: " + ", ".join(f"{c} {n}" for c, n in full_req.items())
-         + "   incremental: " + ", ".join(f"{c} {n}" for c, n in inc_req.items()))
+    echo(
+        f"Changed per CRM (contacts): {CHANGES['created']} new, {expected} updated, {CHANGES['deleted']} deleted."
+    )
+    echo(
+        "CRM rec/s: the full sync's throughput per CRM; HubSpot is paced by its search limit (about 5 requests/s)."
+    )
+    echo(
+        "API requests   full sync: "
+        + ", ".join(f"{c} {n}" for c, n in full_req.items())
+        + "   incremental: "
+        + ", ".join(f"{c} {n}" for c, n in inc_req.items())
+    )
 
 
 def _human(seconds: float) -> str:

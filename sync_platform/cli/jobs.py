@@ -13,13 +13,19 @@ from sync_platform.core.settings import load_settings
 from sync_platform.ingest.replay import SyncRerun
 
 
-def run_job(job_name: str, *, raise_on_error: bool = True, tags: dict[str, str] | None = None,
-            instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+def run_job(
+    job_name: str,
+    *,
+    raise_on_error: bool = True,
+    tags: dict[str, str] | None = None,
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInProcessResult:
     from sync_platform.definitions import defs
 
     job = defs().resolve_job_def(job_name)
-    return job.execute_in_process(instance=instance or dg.DagsterInstance.get(), raise_on_error=raise_on_error,
-                                  tags=tags)
+    return job.execute_in_process(
+        instance=instance or dg.DagsterInstance.get(), raise_on_error=raise_on_error, tags=tags
+    )
 
 
 def first_failure(result: dg.ExecuteInProcessResult) -> str:
@@ -33,6 +39,7 @@ def rerun_crm_sync(crm: str) -> SyncRerun:
     """Re-run ``<crm>_sync`` on the instance under ``DAGSTER_HOME`` (created if missing)."""
     ensure_dagster_home(load_settings().dagster_home)
     with dg.DagsterInstance.get() as instance:
-        result = run_job(f"{crm}_sync", raise_on_error=False, tags={"dead_letter_replay": "true"},
-                         instance=instance)
+        result = run_job(
+            f"{crm}_sync", raise_on_error=False, tags={"dead_letter_replay": "true"}, instance=instance
+        )
     return SyncRerun(result.success, result.run_id, "" if result.success else first_failure(result))

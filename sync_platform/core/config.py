@@ -34,15 +34,24 @@ class CrmSyncConfig(BaseModel):
     max_attempts: int = Field(6, ge=1, le=20)
     backoff_initial_seconds: float = Field(0.5, gt=0, le=60)
     backoff_max_seconds: float = Field(30.0, gt=0, le=600)
-    page_size: int | None = Field(None, ge=1, le=5000, description="Salesforce batchSize (200..2000), "
-                                  "Dynamics odata.maxpagesize (..5000); HubSpot pages are fixed.")
+    page_size: int | None = Field(
+        None,
+        ge=1,
+        le=5000,
+        description="Salesforce batchSize (200..2000), "
+        "Dynamics odata.maxpagesize (..5000); HubSpot pages are fixed.",
+    )
     search_requests_per_second: int = Field(5, ge=1, le=100, description="HubSpot search ceiling (~5/s).")
     requests_per_window: int | None = Field(None, ge=1)
     window_seconds: float = Field(10.0, gt=0)
     budget_reserve: int = Field(0, ge=0)
-    change_tracking: Literal["auto", "on", "off"] = Field("auto", description=(
-        "Dynamics only. auto: use change tracking, and fall back to modifiedon (remembered per table) when "
-        "a table is not tracked; on: fail if it is not; off: always read modifiedon (deletes go unseen)."))
+    change_tracking: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description=(
+            "Dynamics only. auto: use change tracking, and fall back to modifiedon (remembered per table) when "
+            "a table is not tracked; on: fail if it is not; off: always read modifiedon (deletes go unseen)."
+        ),
+    )
     owners: list[str] = Field(default_factory=lambda: ["team:revops"])
 
     @field_validator("schedule_minutes")
@@ -51,8 +60,10 @@ class CrmSyncConfig(BaseModel):
         if not 1 <= minutes <= 1440:
             raise ValueError(f"must be between 1 (minute) and 1440 (24 hours), got {minutes}")
         if not (60 % minutes == 0 or (minutes % 60 == 0 and 1440 % minutes == 0)):
-            raise ValueError(f"{minutes} does not divide an hour or a day evenly "
-                             "(use e.g. 1, 5, 15, 30, 60, 120, 360, 720 or 1440)")
+            raise ValueError(
+                f"{minutes} does not divide an hour or a day evenly "
+                "(use e.g. 1, 5, 15, 30, 60, 120, 360, 720 or 1440)"
+            )
         return minutes
 
     @property
@@ -67,35 +78,79 @@ class CrmSyncConfig(BaseModel):
 class QualityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_rejected_share: float = Field(0.01, ge=0, le=1, description=(
-        "Blast-radius gate: above this share of rejected rows in a run, the canonical table is not "
-        "replaced and downstream assets stop."))
+    max_rejected_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description=(
+            "Blast-radius gate: above this share of rejected rows in a run, the canonical table is not "
+            "replaced and downstream assets stop."
+        ),
+    )
 
 
 class ReconcileConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schedule_cron: str = Field("0 3 * * *", description="When the reconciliation cycle runs (UTC cron).")
-    drift_threshold: float = Field(0.005, ge=0, le=1, description=(
-        "Drift share (differing / source records) above which the drift check fails with ERROR; "
-        "any non-zero drift below it warns."))
-    thresholds: dict[CrmName, dict[str, float]] = Field(default_factory=dict, description=(
-        "Per CRM and raw table overrides, e.g. {salesforce: {contacts: 0.01}}."))
-    auto_remediate: bool = Field(True, description=(
-        "Re-fetch differing records right after each cycle; false: alert and wait for a person to "
-        "launch the remediation job."))
-    engine: Literal["polars", "sql"] = Field("polars", description=(
-        "Where the comparison runs: 'polars' in the step's process (fast up to tens of millions of "
-        "records), 'sql' inside the warehouse by bucket checksums (memory stays flat)."))
-    cross_crm_threshold: float = Field(0.05, ge=0, le=1, description=(
-        "Share of linked golden records with conflicting values across CRMs above which the report "
-        "marks them in error (the check itself only warns: it is the business's data, not a sync fault)."))
-    identical_cursor_share: float = Field(0.2, gt=0, le=1, description=(
-        "An implausible share of live records sharing one cursor value (a mass overwrite)."))
-    probe_sample: int = Field(200, ge=0, le=10_000, description=(
-        "Records re-read by id after each incremental sync to see activity the cursor missed (0: off)."))
-    zero_change_runs: int = Field(2, ge=1, le=100, description=(
-        "Consecutive successful syncs with no change, while the probe sees activity, before alerting."))
+    drift_threshold: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description=(
+            "Drift share (differing / source records) above which the drift check fails with ERROR; "
+            "any non-zero drift below it warns."
+        ),
+    )
+    thresholds: dict[CrmName, dict[str, float]] = Field(
+        default_factory=dict,
+        description=("Per CRM and raw table overrides, e.g. {salesforce: {contacts: 0.01}}."),
+    )
+    auto_remediate: bool = Field(
+        True,
+        description=(
+            "Re-fetch differing records right after each cycle; false: alert and wait for a person to "
+            "launch the remediation job."
+        ),
+    )
+    engine: Literal["polars", "sql"] = Field(
+        "polars",
+        description=(
+            "Where the comparison runs: 'polars' in the step's process (fast up to tens of millions of "
+            "records), 'sql' inside the warehouse by bucket checksums (memory stays flat)."
+        ),
+    )
+    cross_crm_threshold: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description=(
+            "Share of linked golden records with conflicting values across CRMs above which the report "
+            "marks them in error (the check itself only warns: it is the business's data, not a sync fault)."
+        ),
+    )
+    identical_cursor_share: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description=("An implausible share of live records sharing one cursor value (a mass overwrite)."),
+    )
+    probe_sample: int = Field(
+        200,
+        ge=0,
+        le=10_000,
+        description=(
+            "Records re-read by id after each incremental sync to see activity the cursor missed (0: off)."
+        ),
+    )
+    zero_change_runs: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description=(
+            "Consecutive successful syncs with no change, while the probe sees activity, before alerting."
+        ),
+    )
 
     @field_validator("schedule_cron")
     @classmethod
@@ -110,11 +165,15 @@ class ReconcileConfig(BaseModel):
         for crm, tables in value.items():
             for table, share in tables.items():
                 if not 0 <= share <= 1:
-                    raise ValueError(f"{crm}.{table}: a drift threshold is a share between 0 and 1, got {share}")
+                    raise ValueError(
+                        f"{crm}.{table}: a drift threshold is a share between 0 and 1, got {share}"
+                    )
         return value
 
     def threshold(self, crm: str, table: str) -> float:
         return self.thresholds.get(crm, {}).get(table, self.drift_threshold)  # type: ignore[call-overload]
+
+
 AlertSinkName = Literal["log", "webhook", "email"]
 
 
@@ -123,22 +182,40 @@ class AlertsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sinks: list[AlertSinkName] = Field(default_factory=lambda: ["log", "webhook", "email"], description=(
-        "Notification sinks. 'webhook' is active only when SYNC_PLATFORM_ALERT_WEBHOOK_URL is set (a secret)."))
+    sinks: list[AlertSinkName] = Field(
+        default_factory=lambda: ["log", "webhook", "email"],
+        description=(
+            "Notification sinks. 'webhook' is active only when SYNC_PLATFORM_ALERT_WEBHOOK_URL is set (a secret)."
+        ),
+    )
     webhook_timeout_seconds: float = Field(5.0, gt=0, le=60)
     webhook_max_attempts: int = Field(3, ge=1, le=10)
     email_to: list[str] = Field(default_factory=lambda: ["sync-oncall@localhost"])
     email_from: str = "sync-platform@localhost"
-    freshness_slo_factor: float = Field(2.0, ge=1, le=100, description=(
-        "Freshness SLO of a raw asset = this × its CRM's schedule_minutes."))
-    freshness_slo_minutes: int | None = Field(None, ge=1, le=7 * 1440, description=(
-        "Override: one SLO in minutes for every raw and canonical asset."))
-    dead_letter_max_depth: int = Field(0, ge=0, description=(
-        "Pending dead letters per CRM above this raise a warning (0: any pending dead letter)."))
+    freshness_slo_factor: float = Field(
+        2.0, ge=1, le=100, description=("Freshness SLO of a raw asset = this × its CRM's schedule_minutes.")
+    )
+    freshness_slo_minutes: int | None = Field(
+        None,
+        ge=1,
+        le=7 * 1440,
+        description=("Override: one SLO in minutes for every raw and canonical asset."),
+    )
+    dead_letter_max_depth: int = Field(
+        0,
+        ge=0,
+        description=("Pending dead letters per CRM above this raise a warning (0: any pending dead letter)."),
+    )
     dead_letter_error_depth: int = Field(100, ge=0, description="Above this depth the alert is an error.")
-    error_rate_max: float = Field(0.5, ge=0, le=1, description=(
-        "Alert when failed / total of a CRM's recent <crm>_sync runs exceeds this."))
-    error_rate_runs: int = Field(10, ge=1, le=1000, description="How many recent runs the error rate looks at.")
+    error_rate_max: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=("Alert when failed / total of a CRM's recent <crm>_sync runs exceeds this."),
+    )
+    error_rate_runs: int = Field(
+        10, ge=1, le=1000, description="How many recent runs the error rate looks at."
+    )
     error_rate_min_runs: int = Field(3, ge=1, le=1000, description="No error-rate verdict on fewer runs.")
 
     @field_validator("dead_letter_error_depth")
@@ -148,11 +225,16 @@ class AlertsConfig(BaseModel):
         if depth < warning:
             raise ValueError(f"must be at least dead_letter_max_depth ({warning}), got {depth}")
         return depth
+
+
 class AuditConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    retention_days: int = Field(400, ge=1, description=(
-        "Audit-log entries older than this are deleted by the daily ops/audit_retention asset."))
+    retention_days: int = Field(
+        400,
+        ge=1,
+        description=("Audit-log entries older than this are deleted by the daily ops/audit_retention asset."),
+    )
 
 
 class SyncConfig(BaseModel):

@@ -28,8 +28,18 @@ class CrmRequestError(Exception):
     kind, the HTTP status and how many attempts were made, so a failed run says why.
     """
 
-    def __init__(self, crm: str, kind: ErrorKind, message: str, *, method: str = "", path: str = "",
-                 status: int | None = None, attempts: int = 1, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        crm: str,
+        kind: ErrorKind,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        status: int | None = None,
+        attempts: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
         self.crm = crm
         self.kind = kind
         self.method = method

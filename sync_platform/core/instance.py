@@ -20,12 +20,15 @@ telemetry:
   enabled: false
 """
 
-POSTGRES_YAML = """# dagster-postgres instance storage (runs, events, schedules) for production.
+POSTGRES_YAML = (
+    """# dagster-postgres instance storage (runs, events, schedules) for production.
 storage:
   postgres:
     postgres_url:
       env: SYNC_PLATFORM_DAGSTER_PG_URL
-""" + _POOLS
+"""
+    + _POOLS
+)
 
 LOCAL_YAML = "# Embedded default: SQLite files next to this file.\n" + _POOLS
 

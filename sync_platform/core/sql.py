@@ -50,8 +50,9 @@ def _checked(part: object) -> str:
     if not isinstance(part, str):
         raise TypeError(f"an SQL identifier must be a str, got {type(part).__name__}: {part!r}")
     if not _IDENTIFIER.fullmatch(part):
-        raise ValueError(f"not a safe SQL identifier: {part!r} (ASCII letters, digits and _, "
-                         "not starting with a digit)")
+        raise ValueError(
+            f"not a safe SQL identifier: {part!r} (ASCII letters, digits and _, not starting with a digit)"
+        )
     return part
 
 
@@ -132,8 +133,10 @@ def sql(template: str, **parts: Fragment) -> Fragment:
             raise ValueError(f"SQL template field {{{name}}} has no part (given: {', '.join(sorted(parts))})")
         part = parts[name]
         if not isinstance(part, Fragment):
-            raise TypeError(f"SQL part {name!r} is a {type(part).__name__}, not a Fragment: bind values as "
-                            "parameters, pass names through ident()")
+            raise TypeError(
+                f"SQL part {name!r} is a {type(part).__name__}, not a Fragment: bind values as "
+                "parameters, pass names through ident()"
+            )
         out.append(part)
         used.add(name)
     unused = sorted(set(parts) - used)

@@ -133,11 +133,14 @@ class Warehouse:
             if self.kind == DUCKDB:
                 return pl.from_arrow(conn.sql(sql, params=list(params) or None).to_arrow_table())
             if params:
-                return pl.read_database(sql.replace("?", self.placeholder), conn,
-                                        execute_options={"parameters": tuple(params)})
+                return pl.read_database(
+                    sql.replace("?", self.placeholder), conn, execute_options={"parameters": tuple(params)}
+                )
             return pl.read_database(sql, conn)
 
-    def write_frame(self, frame: pl.DataFrame, dataset: str, table: str, disposition: str = "replace") -> None:
+    def write_frame(
+        self, frame: pl.DataFrame, dataset: str, table: str, disposition: str = "replace"
+    ) -> None:
         """Write a frame: ``replace`` the table or ``append`` to it (new columns are added).
 
         DuckDB takes the Arrow table directly, in the same connection (milliseconds; dlt's
@@ -149,8 +152,12 @@ class Warehouse:
         if self.kind == DUCKDB:
             self._write_duckdb(frame, dataset, table, disposition)
             return
-        pipeline = dlt.pipeline(pipeline_name=f"frames_{dataset}", destination=self.destination(),
-                                dataset_name=dataset, pipelines_dir=str(load_settings().data_dir / "dlt_pipelines"))
+        pipeline = dlt.pipeline(
+            pipeline_name=f"frames_{dataset}",
+            destination=self.destination(),
+            dataset_name=dataset,
+            pipelines_dir=str(load_settings().data_dir / "dlt_pipelines"),
+        )
         pipeline.run(frame.to_arrow(), table_name=table, write_disposition=disposition)
 
     def _write_duckdb(self, frame: pl.DataFrame, dataset: str, table: str, disposition: str) -> None:
@@ -162,25 +169,44 @@ class Warehouse:
         with self.connect() as conn:
             conn.execute(sql("CREATE SCHEMA IF NOT EXISTS {schema}", schema=quoted(dataset)))
             conn.register("incoming_frame", frame.to_arrow())
-            exists = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
-                                  "AND table_name = ?", [dataset, table]).fetchone()[0]
+            exists = conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                [dataset, table],
+            ).fetchone()[0]
             if disposition == "replace" or not exists:
-                conn.execute(sql("CREATE OR REPLACE TABLE {target} AS SELECT * FROM incoming_frame",
-                                 target=target))
+                conn.execute(
+                    sql("CREATE OR REPLACE TABLE {target} AS SELECT * FROM incoming_frame", target=target)
+                )
             else:
-                have = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE "
-                                                   "table_schema = ? AND table_name = ?", [dataset, table]).fetchall()}
-                types = dict(conn.execute("SELECT column_name, column_type FROM (DESCRIBE incoming_frame)").fetchall())
+                have = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT column_name FROM information_schema.columns WHERE "
+                        "table_schema = ? AND table_name = ?",
+                        [dataset, table],
+                    ).fetchall()
+                }
+                types = dict(
+                    conn.execute("SELECT column_name, column_type FROM (DESCRIBE incoming_frame)").fetchall()
+                )
                 for column in frame.columns:
                     if column not in have:
-                        conn.execute(sql("ALTER TABLE {target} ADD COLUMN {column} {type}", target=target,
-                                         column=quoted(column), type=_column_type(types[column])))
+                        conn.execute(
+                            sql(
+                                "ALTER TABLE {target} ADD COLUMN {column} {type}",
+                                target=target,
+                                column=quoted(column),
+                                type=_column_type(types[column]),
+                            )
+                        )
                 conn.execute(sql("INSERT INTO {target} BY NAME SELECT * FROM incoming_frame", target=target))
             conn.unregister("incoming_frame")
 
     def table_exists(self, schema: str, table: str) -> bool:
-        rows = self.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                          (schema, table))
+        rows = self.query(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            (schema, table),
+        )
         return bool(rows and rows[0][0])
 
 

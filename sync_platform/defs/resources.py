@@ -56,9 +56,11 @@ class SyncConfigResource(dg.ConfigurableResource):
 
 def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     settings = settings or load_settings()
-    return {"warehouse": WarehouseResource.from_settings(settings),
-            "sync_config": SyncConfigResource.from_settings(settings),
-            "dlt": DagsterDltResource()}
+    return {
+        "warehouse": WarehouseResource.from_settings(settings),
+        "sync_config": SyncConfigResource.from_settings(settings),
+        "dlt": DagsterDltResource(),
+    }
 
 
 @dg.definitions

@@ -26,20 +26,33 @@ def _sandbox_kwargs(crm: str, base: str) -> dict[str, Any]:
 
     sandbox = SandboxConfig()
     if crm == "salesforce":
-        return {"instance_url": base, "client_id": sandbox.client_id, "client_secret": sandbox.client_secret,
-                "ca_file": load_settings().sandbox_ca_file}
+        return {
+            "instance_url": base,
+            "client_id": sandbox.client_id,
+            "client_secret": sandbox.client_secret,
+            "ca_file": load_settings().sandbox_ca_file,
+        }
     if crm == "hubspot":
         return {"host": base, "access_token": sandbox.hubspot_private_app_token}
-    return {"api_url": f"{base}/api/data/v9.2", "token_url": f"{base}/{sandbox.dynamics_tenant}/oauth2/v2.0/token",
-            "client_id": sandbox.client_id, "client_secret": sandbox.client_secret,
-            "scope": f"https://{sandbox.dynamics_org}.crm.dynamics.com/.default"}
+    return {
+        "api_url": f"{base}/api/data/v9.2",
+        "token_url": f"{base}/{sandbox.dynamics_tenant}/oauth2/v2.0/token",
+        "client_id": sandbox.client_id,
+        "client_secret": sandbox.client_secret,
+        "scope": f"https://{sandbox.dynamics_org}.crm.dynamics.com/.default",
+    }
 
 
 def _policy(cfg: CrmSyncConfig) -> HttpPolicy:
     """The HTTP policy every request to this CRM follows: ingestion, listings and repairs alike."""
-    return HttpPolicy(max_attempts=cfg.max_attempts, backoff_initial=cfg.backoff_initial_seconds,
-                      backoff_max=cfg.backoff_max_seconds, max_requests=cfg.requests_per_window,
-                      per_seconds=cfg.window_seconds, budget_reserve=cfg.budget_reserve)
+    return HttpPolicy(
+        max_attempts=cfg.max_attempts,
+        backoff_initial=cfg.backoff_initial_seconds,
+        backoff_max=cfg.backoff_max_seconds,
+        max_requests=cfg.requests_per_window,
+        per_seconds=cfg.window_seconds,
+        budget_reserve=cfg.budget_reserve,
+    )
 
 
 def build_source(crm: str, cfg: CrmSyncConfig, report: SyncReport | None = None, placeholder: bool = False):
@@ -55,16 +68,26 @@ def build_source(crm: str, cfg: CrmSyncConfig, report: SyncReport | None = None,
     if crm == "salesforce":
         return salesforce_source(look_back_seconds=cfg.look_back_seconds, **pages, **common, **kwargs)
     if crm == "hubspot":
-        return hubspot_source(look_back_seconds=cfg.look_back_seconds, search_per_second=cfg.search_requests_per_second,
-                              **common, **kwargs)
+        return hubspot_source(
+            look_back_seconds=cfg.look_back_seconds,
+            search_per_second=cfg.search_requests_per_second,
+            **common,
+            **kwargs,
+        )
     if crm == "dynamics":
-        return dynamics_source(change_tracking=cfg.change_tracking, look_back_seconds=cfg.look_back_seconds,
-                               **pages, **common, **kwargs)
+        return dynamics_source(
+            change_tracking=cfg.change_tracking,
+            look_back_seconds=cfg.look_back_seconds,
+            **pages,
+            **common,
+            **kwargs,
+        )
     raise ValueError(f"unknown CRM {crm!r}")
 
 
-def build_by_id_source(crm: str, cfg: CrmSyncConfig, ids: Mapping[str, Sequence[str]],
-                       report: SyncReport | None = None):
+def build_by_id_source(
+    crm: str, cfg: CrmSyncConfig, ids: Mapping[str, Sequence[str]], report: SyncReport | None = None
+):
     """A dlt source reading only the given records (``{table: [id, ...]}``) of one CRM.
 
     Same source name, tables, hints and merge keys as ``build_source``, so it loads into the
@@ -77,8 +100,12 @@ def build_by_id_source(crm: str, cfg: CrmSyncConfig, ids: Mapping[str, Sequence[
 
     base = sandbox_url()
     kwargs: dict[str, Any] = _sandbox_kwargs(crm, base) if base else {}
-    common = {"ids": {table: list(values) for table, values in ids.items()}, "policy": _policy(cfg),
-              "report": report, "hard_delete": cfg.hard_delete}
+    common = {
+        "ids": {table: list(values) for table, values in ids.items()},
+        "policy": _policy(cfg),
+        "report": report,
+        "hard_delete": cfg.hard_delete,
+    }
     pages = {"page_size": cfg.page_size} if cfg.page_size else {}
     if crm == "salesforce":
         return salesforce_by_id_source(**pages, **common, **kwargs)
@@ -89,8 +116,9 @@ def build_by_id_source(crm: str, cfg: CrmSyncConfig, ids: Mapping[str, Sequence[
     raise ValueError(f"unknown CRM {crm!r}")
 
 
-def build_listing_source(crm: str, cfg: CrmSyncConfig, fields: dict[str, list[str]],
-                         report: SyncReport | None = None):
+def build_listing_source(
+    crm: str, cfg: CrmSyncConfig, fields: dict[str, list[str]], report: SyncReport | None = None
+):
     """A reconciliation listing of one CRM: ``fields`` maps table -> CRM field names to list."""
     from sync_platform.ingest.sources.dynamics.listing import dynamics_listing
     from sync_platform.ingest.sources.hubspot.listing import hubspot_listing
@@ -118,9 +146,14 @@ def listing_columns(crm: str, table: str, fields: Sequence[str]) -> tuple[str, s
     if crm not in listings:
         raise ValueError(f"unknown CRM {crm!r}")
     return listings[crm].listing_columns(table, fields)
+
+
 # the settings a CRM needs outside a sync run (metadata checks), by dlt config/secret key
-_SETTINGS = {"salesforce": ("instance_url", "client_id", "client_secret"), "hubspot": ("access_token",),
-             "dynamics": ("api_url", "token_url", "client_id", "client_secret")}
+_SETTINGS = {
+    "salesforce": ("instance_url", "client_id", "client_secret"),
+    "hubspot": ("access_token",),
+    "dynamics": ("api_url", "token_url", "client_id", "client_secret"),
+}
 
 
 def crm_settings(crm: str) -> dict[str, Any] | None:

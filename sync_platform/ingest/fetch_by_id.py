@@ -37,8 +37,13 @@ class RepairResult:
     requests: int = 0
 
 
-def fetch_ids_into_warehouse(crm: str, ids_by_table: Mapping[str, Sequence[str]], warehouse: Warehouse,
-                             cfg: CrmSyncConfig, run_id: str | None = None) -> RepairResult:
+def fetch_ids_into_warehouse(
+    crm: str,
+    ids_by_table: Mapping[str, Sequence[str]],
+    warehouse: Warehouse,
+    cfg: CrmSyncConfig,
+    run_id: str | None = None,
+) -> RepairResult:
     """Fetch ``{table: [id, ...]}`` of one CRM and merge them into ``raw_<crm>.<table>``.
 
     Raises the ``CrmRequestError`` that stopped it (nothing is loaded then). A fetched record

@@ -22,7 +22,14 @@ from sync_platform.ingest.sources.common import DELETED_AT, SyncReport
 from sync_platform.ops.audit import AuditEntry
 from sync_platform.ops.dead_letters import DeadLetterQueue
 
-AUDITED_DETAILS = ("rows_reread_in_look_back", "rows_total", "pages", "cursor_high_water", "lag_s", "step_elapsed_s")
+AUDITED_DETAILS = (
+    "rows_reread_in_look_back",
+    "rows_total",
+    "pages",
+    "cursor_high_water",
+    "lag_s",
+    "step_elapsed_s",
+)
 
 
 @dataclass(frozen=True)
@@ -34,8 +41,13 @@ class TableCounts:
 def table_counts(warehouse: Warehouse, crm: str, table: str) -> TableCounts:
     if not warehouse.table_exists(dataset(crm), table):
         return TableCounts()
-    rows = warehouse.query(sql("SELECT count(*), count({deleted_at}) FROM {table}",
-                               deleted_at=ident(DELETED_AT), table=ident(dataset(crm), table)))
+    rows = warehouse.query(
+        sql(
+            "SELECT count(*), count({deleted_at}) FROM {table}",
+            deleted_at=ident(DELETED_AT),
+            table=ident(dataset(crm), table),
+        )
+    )
     return TableCounts(int(rows[0][0]), int(rows[0][1]))
 
 
@@ -44,9 +56,14 @@ def high_water(warehouse: Warehouse, crm: str, table: str) -> datetime | None:
     spec = raw_table(crm, table)
     if spec is None:
         return None
-    rows = warehouse.query(sql("SELECT max({cursor}) FROM {table} WHERE {deleted_at} IS NULL",
-                               cursor=ident(spec.cursor_column), table=ident(dataset(crm), table),
-                               deleted_at=ident(DELETED_AT)))
+    rows = warehouse.query(
+        sql(
+            "SELECT max({cursor}) FROM {table} WHERE {deleted_at} IS NULL",
+            cursor=ident(spec.cursor_column),
+            table=ident(dataset(crm), table),
+            deleted_at=ident(DELETED_AT),
+        )
+    )
     value = rows[0][0] if rows else None
     if value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -57,14 +74,26 @@ def rows_written(warehouse: Warehouse, crm: str, table: str, load_ids: Sequence[
     """Distinct rows this load wrote: merge stamps each with the load id, however often it was read."""
     if not load_ids or not warehouse.table_exists(dataset(crm), table):
         return 0
-    rows = warehouse.query(sql("SELECT count(*) FROM {table} WHERE _dlt_load_id IN ({marks})",
-                               table=ident(dataset(crm), table), marks=placeholders(len(load_ids))),
-                           tuple(load_ids))
+    rows = warehouse.query(
+        sql(
+            "SELECT count(*) FROM {table} WHERE _dlt_load_id IN ({marks})",
+            table=ident(dataset(crm), table),
+            marks=placeholders(len(load_ids)),
+        ),
+        tuple(load_ids),
+    )
     return int(rows[0][0])
 
 
-def load_metrics(warehouse: Warehouse, report: SyncReport, table: str, before: TableCounts, elapsed: float,
-                 load_ids: Sequence[str], now: datetime | None = None) -> dict[str, Any]:
+def load_metrics(
+    warehouse: Warehouse,
+    report: SyncReport,
+    table: str,
+    before: TableCounts,
+    elapsed: float,
+    load_ids: Sequence[str],
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """The metadata of one raw table's materialization after a successful load."""
     crm = report.crm
     after = table_counts(warehouse, crm, table)
@@ -98,23 +127,58 @@ def load_metrics(warehouse: Warehouse, report: SyncReport, table: str, before: T
     }
 
 
-def load_audit_entry(metadata: Mapping[str, Any], crm: str, table: str, run_id: str,
-                     started_at: datetime) -> AuditEntry:
+def load_audit_entry(
+    metadata: Mapping[str, Any], crm: str, table: str, run_id: str, started_at: datetime
+) -> AuditEntry:
     """The audit account of one object's load, from the figures already in its metadata."""
     return AuditEntry(
-        run_id=run_id, step="ingest", crm=crm, entity=table, started_at=started_at, ended_at=datetime.now(UTC),
-        records_read=int(metadata["rows_extracted"]), inserted=int(metadata["rows_inserted"]),
-        updated=int(metadata["rows_updated"]), deleted=int(metadata["rows_deleted"]),
-        rejected=int(metadata.get("rows_rejected", 0)), details={k: metadata[k] for k in AUDITED_DETAILS})
+        run_id=run_id,
+        step="ingest",
+        crm=crm,
+        entity=table,
+        started_at=started_at,
+        ended_at=datetime.now(UTC),
+        records_read=int(metadata["rows_extracted"]),
+        inserted=int(metadata["rows_inserted"]),
+        updated=int(metadata["rows_updated"]),
+        deleted=int(metadata["rows_deleted"]),
+        rejected=int(metadata.get("rows_rejected", 0)),
+        details={k: metadata[k] for k in AUDITED_DETAILS},
+    )
 
 
-def failed_load_audit_entries(crm: str, tables: Sequence[str], run_id: str, started_at: datetime,
-                              exc: BaseException, cause: CrmRequestError | None) -> list[AuditEntry]:
+def failed_load_audit_entries(
+    crm: str,
+    tables: Sequence[str],
+    run_id: str,
+    started_at: datetime,
+    exc: BaseException,
+    cause: CrmRequestError | None,
+) -> list[AuditEntry]:
     """One ``failed`` entry per object of a load that did not happen; ``cause`` is the CRM error, if any."""
-    details = ({"attempts": cause.attempts, "http_status": cause.status,
-                "request": f"{cause.method} {cause.path}".strip() or None, "error": str(cause)}
-               if cause is not None else {"error": str(exc)[:500]})
+    details = (
+        {
+            "attempts": cause.attempts,
+            "http_status": cause.status,
+            "request": f"{cause.method} {cause.path}".strip() or None,
+            "error": str(cause),
+        }
+        if cause is not None
+        else {"error": str(exc)[:500]}
+    )
     error_class = cause.kind.value if cause is not None else type(exc).__name__
     ended_at = datetime.now(UTC)
-    return [AuditEntry(run_id=run_id, step="ingest", crm=crm, entity=table, started_at=started_at, ended_at=ended_at,
-                       status="failed", error_class=error_class, details=details) for table in tables]
+    return [
+        AuditEntry(
+            run_id=run_id,
+            step="ingest",
+            crm=crm,
+            entity=table,
+            started_at=started_at,
+            ended_at=ended_at,
+            status="failed",
+            error_class=error_class,
+            details=details,
+        )
+        for table in tables
+    ]

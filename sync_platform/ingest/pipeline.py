@@ -17,13 +17,15 @@ def dataset(crm: str) -> str:
     return f"raw_{crm}"
 
 
-
-
 def build_pipeline(crm: str, warehouse: Warehouse) -> dlt.Pipeline:
     apply_dlt_defaults()
     settings = load_settings()
-    return dlt.pipeline(pipeline_name=f"sync_{crm}", destination=warehouse.destination(), dataset_name=dataset(crm),
-                        pipelines_dir=str(settings.data_dir / "dlt_pipelines"))
+    return dlt.pipeline(
+        pipeline_name=f"sync_{crm}",
+        destination=warehouse.destination(),
+        dataset_name=dataset(crm),
+        pipelines_dir=str(settings.data_dir / "dlt_pipelines"),
+    )
 
 
 def crm_error(exc: BaseException) -> CrmRequestError | None:

@@ -56,12 +56,18 @@ def raw_column(crm_field: str) -> str:
 
 def _tables() -> dict[str, dict[str, RawTable]]:
     return {
-        "salesforce": {t: RawTable("salesforce", t, sobject, fields, salesforce_settings.CURSOR)
-                       for t, (sobject, fields) in salesforce_settings.OBJECTS.items()},
-        "hubspot": {t: RawTable("hubspot", t, object_type, fields, cursor)
-                    for t, (object_type, cursor, fields) in hubspot_settings.OBJECTS.items()},
-        "dynamics": {t: RawTable("dynamics", t, entity_set, fields, dynamics_settings.CURSOR)
-                     for t, (entity_set, _pk, fields) in dynamics_settings.OBJECTS.items()},
+        "salesforce": {
+            t: RawTable("salesforce", t, sobject, fields, salesforce_settings.CURSOR)
+            for t, (sobject, fields) in salesforce_settings.OBJECTS.items()
+        },
+        "hubspot": {
+            t: RawTable("hubspot", t, object_type, fields, cursor)
+            for t, (object_type, cursor, fields) in hubspot_settings.OBJECTS.items()
+        },
+        "dynamics": {
+            t: RawTable("dynamics", t, entity_set, fields, dynamics_settings.CURSOR)
+            for t, (entity_set, _pk, fields) in dynamics_settings.OBJECTS.items()
+        },
     }
 
 

@@ -30,8 +30,9 @@ class SyncRerun:
     error: str = ""
 
 
-def replay_dead_letters(warehouse: Warehouse, config: SyncConfig, rerun_sync: Callable[[str], SyncRerun],
-                        crm: str | None = None) -> dict[str, tuple[bool, int, str]]:
+def replay_dead_letters(
+    warehouse: Warehouse, config: SyncConfig, rerun_sync: Callable[[str], SyncRerun], crm: str | None = None
+) -> dict[str, tuple[bool, int, str]]:
     """Per CRM (``<crm>`` for requests, ``<crm> records`` for records): (succeeded, how many, detail).
 
     ``rerun_sync(crm)`` re-runs the CRM's sync job: the CLI passes one that launches it in Dagster.
@@ -53,8 +54,9 @@ def replay_dead_letters(warehouse: Warehouse, config: SyncConfig, rerun_sync: Ca
     return outcome
 
 
-def _replay_records(queue: DeadLetterQueue, warehouse: Warehouse, cfg: CrmSyncConfig, crm: str,
-                    letters: list[DeadLetter]) -> tuple[bool, int, str]:
+def _replay_records(
+    queue: DeadLetterQueue, warehouse: Warehouse, cfg: CrmSyncConfig, crm: str, letters: list[DeadLetter]
+) -> tuple[bool, int, str]:
     fetchable = [d for d in letters if not (d.record_id or "").startswith("unidentified:")]
     ids: dict[str, list[str]] = {}
     for letter in fetchable:
@@ -75,8 +77,9 @@ def _replay_records(queue: DeadLetterQueue, warehouse: Warehouse, cfg: CrmSyncCo
     return left == 0, len(letters), detail
 
 
-def _replay_requests(queue: DeadLetterQueue, by_crm: dict[str, list[str]],
-                     rerun_sync: Callable[[str], SyncRerun]) -> dict[str, tuple[bool, int, str]]:
+def _replay_requests(
+    queue: DeadLetterQueue, by_crm: dict[str, list[str]], rerun_sync: Callable[[str], SyncRerun]
+) -> dict[str, tuple[bool, int, str]]:
     outcome = {}
     for name, ids in by_crm.items():
         rerun = rerun_sync(name)

@@ -39,15 +39,17 @@ def raw_frame(state: SandboxState, crm: str, table: str, limit: int | None = Non
     fields = spec.fields
     columns = {name: [rec.get(name) for rec in records] for name in fields}
     frame = pl.DataFrame(columns, schema={name: _POLARS[kind] for name, kind in fields.items()})
-    deleted_ms = pl.Series([rec.get(DELETED_AT) if rec.get(DELETED) else None for rec in records],
-                           dtype=pl.Int64)
+    deleted_ms = pl.Series(
+        [rec.get(DELETED_AT) if rec.get(DELETED) else None for rec in records], dtype=pl.Int64
+    )
     frame = frame.with_columns(
         *(_timestamp(pl.col(name)) for name, kind in fields.items() if kind == DATETIME),
         _timestamp(pl.lit(deleted_ms)).alias("deleted_at"),
     ).rename({name: raw_column(name) for name in fields})
     if crm == "hubspot":
-        frame = frame.with_columns(id=pl.col("hs_object_id"), archived=pl.col("deleted_at").is_not_null()) \
-            .select("id", pl.exclude("id", "archived", "deleted_at"), "archived", "deleted_at")
+        frame = frame.with_columns(
+            id=pl.col("hs_object_id"), archived=pl.col("deleted_at").is_not_null()
+        ).select("id", pl.exclude("id", "archived", "deleted_at"), "archived", "deleted_at")
     if crm == "dynamics":
         frame = _tombstones(frame, store.spec.id_field)
     return frame
@@ -72,14 +74,20 @@ def true_cross_crm_pairs(state: SandboxState, entity: str = "contact") -> pl.Dat
     for crm in ROLE_TABLES:
         spec = sandbox_schema.OBJECTS[crm][sandbox_schema.ROLES[crm][entity]]
         offset = int(PERSON_OFFSET[crm] * state.config.contacts) if entity == "contact" else 0
-        members[crm] = pl.DataFrame({"who": range(offset, offset + n),
-                                     "source_id": [spec.format_id(i) for i in range(n)]})
+        members[crm] = pl.DataFrame(
+            {"who": range(offset, offset + n), "source_id": [spec.format_id(i) for i in range(n)]}
+        )
     pairs = []
     for a, b in combinations(ROLE_TABLES, 2):
         joined = members[a].join(members[b], on="who", suffix="_b")
-        pairs.append(joined.select(
-            pl.lit(a).alias("source_system_a"), pl.col("source_id").alias("source_id_a"),
-            pl.lit(b).alias("source_system_b"), "source_id_b"))
+        pairs.append(
+            joined.select(
+                pl.lit(a).alias("source_system_a"),
+                pl.col("source_id").alias("source_id_a"),
+                pl.lit(b).alias("source_system_b"),
+                "source_id_b",
+            )
+        )
     return pl.concat(pairs)
 
 

@@ -37,12 +37,17 @@ class FreshnessExpectation:
 
 def crm_slo(config: SyncConfig, crm: str) -> timedelta:
     override = config.alerts.freshness_slo_minutes
-    minutes = override if override is not None else config.alerts.freshness_slo_factor * config.crm(crm).schedule_minutes
+    minutes = (
+        override
+        if override is not None
+        else config.alerts.freshness_slo_factor * config.crm(crm).schedule_minutes
+    )
     return timedelta(minutes=minutes)
 
 
-def freshness_expectations(config: SyncConfig, raw_paths: Iterable[Sequence[str]],
-                           canonical_paths: Iterable[Sequence[str]] = ()) -> list[FreshnessExpectation]:
+def freshness_expectations(
+    config: SyncConfig, raw_paths: Iterable[Sequence[str]], canonical_paths: Iterable[Sequence[str]] = ()
+) -> list[FreshnessExpectation]:
     out = [FreshnessExpectation(tuple(p), crm_slo(config, p[1]), crm=p[1]) for p in raw_paths]
     enabled = [crm for crm in CRMS if config.crm(crm).enabled]
     if config.alerts.freshness_slo_minutes is not None:
@@ -58,8 +63,11 @@ def _minutes(delta: timedelta) -> str:
     return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
-def stale_findings(expectations: Iterable[FreshnessExpectation], last_updates: Mapping[tuple[str, ...], datetime | None],
-                   now: datetime) -> list[Finding]:
+def stale_findings(
+    expectations: Iterable[FreshnessExpectation],
+    last_updates: Mapping[tuple[str, ...], datetime | None],
+    now: datetime,
+) -> list[Finding]:
     """A finding per asset updated longer ago than its SLO (warning; error beyond twice the SLO)."""
     findings = []
     for e in expectations:
@@ -69,11 +77,19 @@ def stale_findings(expectations: Iterable[FreshnessExpectation], last_updates: M
         age = now - last
         if age <= e.slo:
             continue
-        findings.append(Finding(
-            key=e.key, severity="error" if age > ERROR_FACTOR * e.slo else "warning", finding="stale_asset",
-            message=f"{e.asset} last updated {_minutes(age)} ago (freshness SLO {_minutes(e.slo)})",
-            crm=e.crm, asset=e.asset,
-            details={"last_update": last.astimezone(UTC).isoformat(), "age_minutes": round(age.total_seconds() / 60, 1),
-                     "slo_minutes": round(e.slo.total_seconds() / 60, 1)}))
+        findings.append(
+            Finding(
+                key=e.key,
+                severity="error" if age > ERROR_FACTOR * e.slo else "warning",
+                finding="stale_asset",
+                message=f"{e.asset} last updated {_minutes(age)} ago (freshness SLO {_minutes(e.slo)})",
+                crm=e.crm,
+                asset=e.asset,
+                details={
+                    "last_update": last.astimezone(UTC).isoformat(),
+                    "age_minutes": round(age.total_seconds() / 60, 1),
+                    "slo_minutes": round(e.slo.total_seconds() / 60, 1),
+                },
+            )
+        )
     return findings
-

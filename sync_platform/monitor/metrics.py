@@ -74,21 +74,36 @@ def _number(meta: Mapping[str, Any], name: str) -> Any:
     return None if value is None or value == -1.0 and name == "lag_s" else value
 
 
-def metric_from_metadata(crm: str, obj: str, meta: Mapping[str, Any], synced_at: datetime | None,
-                         run_id: str | None, now: datetime, dead_letters: int = 0) -> SyncMetric:
+def metric_from_metadata(
+    crm: str,
+    obj: str,
+    meta: Mapping[str, Any],
+    synced_at: datetime | None,
+    run_id: str | None,
+    now: datetime,
+    dead_letters: int = 0,
+) -> SyncMetric:
     """One object's metrics from its materialization metadata (keys written by ``defs/ingest/assets.py``)."""
     errors = meta.get("source_errors_by_kind") or {}
     return SyncMetric(
-        crm=crm, object=obj, run_id=run_id, synced_at=synced_at,
+        crm=crm,
+        object=obj,
+        run_id=run_id,
+        synced_at=synced_at,
         since_sync_s=round((now - synced_at).total_seconds(), 1) if synced_at else None,
-        rows_extracted=_number(meta, "rows_extracted"), rows_total=_number(meta, "rows_total"),
-        records_per_s=_number(meta, "crm_records_per_s"), lag_s=_number(meta, "lag_s"),
-        requests=_number(meta, "source_requests"), retries=_number(meta, "source_retries"),
-        http_429=_number(meta, "source_http_429"), errors_total=int(sum(errors.values())),
-        errors_by_kind={str(k): int(v) for k, v in errors.items()}, dead_letters_pending=dead_letters,
-        api_budget_used=_number(meta, "source_api_budget_used"), api_budget_limit=_number(meta, "source_api_budget_limit"))
-
-
+        rows_extracted=_number(meta, "rows_extracted"),
+        rows_total=_number(meta, "rows_total"),
+        records_per_s=_number(meta, "crm_records_per_s"),
+        lag_s=_number(meta, "lag_s"),
+        requests=_number(meta, "source_requests"),
+        retries=_number(meta, "source_retries"),
+        http_429=_number(meta, "source_http_429"),
+        errors_total=int(sum(errors.values())),
+        errors_by_kind={str(k): int(v) for k, v in errors.items()},
+        dead_letters_pending=dead_letters,
+        api_budget_used=_number(meta, "source_api_budget_used"),
+        api_budget_limit=_number(meta, "source_api_budget_limit"),
+    )
 
 
 def dead_letter_depths(warehouse: Warehouse) -> dict[tuple[str, str], int]:
@@ -101,16 +116,27 @@ def record_sync_metrics(warehouse: Warehouse, metrics: Sequence[SyncMetric], mea
     """Append one row per object to ``ops.sync_metrics``."""
     if not metrics:
         return 0
-    columns = ["measured_at", *[k for k in asdict(metrics[0]) if k != "errors_by_kind"], "errors_by_kind",
-               "api_budget_remaining"]
+    columns = [
+        "measured_at",
+        *[k for k in asdict(metrics[0]) if k != "errors_by_kind"],
+        "errors_by_kind",
+        "api_budget_remaining",
+    ]
     rows = []
     for m in metrics:
         values = asdict(m)
-        values.update(measured_at=measured_at, errors_by_kind=json.dumps(m.errors_by_kind, sort_keys=True),
-                      api_budget_remaining=m.api_budget_remaining)
+        values.update(
+            measured_at=measured_at,
+            errors_by_kind=json.dumps(m.errors_by_kind, sort_keys=True),
+            api_budget_remaining=m.api_budget_remaining,
+        )
         rows.append(tuple(values[c] for c in columns))
-    insert = sql("INSERT INTO {table} ({columns}) VALUES ({values})", table=ident(*TABLE.split(".")),
-                 columns=idents(columns), values=placeholders(len(columns), warehouse.placeholder))
+    insert = sql(
+        "INSERT INTO {table} ({columns}) VALUES ({values})",
+        table=ident(*TABLE.split(".")),
+        columns=idents(columns),
+        values=placeholders(len(columns), warehouse.placeholder),
+    )
     with warehouse.connect() as conn:
         cur = conn.cursor()
         cur.execute("CREATE SCHEMA IF NOT EXISTS ops")
@@ -123,8 +149,17 @@ def per_crm_totals(metrics: Iterable[SyncMetric]) -> dict[str, dict[str, float]]
     """Numbers per CRM for Dagster metadata (plotted over time in the UI)."""
     out: dict[str, dict[str, float]] = {}
     for m in metrics:
-        t = out.setdefault(m.crm, {"records_per_s": 0.0, "lag_s": 0.0, "since_sync_s": 0.0, "requests": 0,
-                                   "errors": 0, "dead_letters": 0})
+        t = out.setdefault(
+            m.crm,
+            {
+                "records_per_s": 0.0,
+                "lag_s": 0.0,
+                "since_sync_s": 0.0,
+                "requests": 0,
+                "errors": 0,
+                "dead_letters": 0,
+            },
+        )
         t["records_per_s"] = max(t["records_per_s"], float(m.records_per_s or 0))  # one run: the CRM's rate
         t["lag_s"] = max(t["lag_s"], float(m.lag_s or 0))
         t["since_sync_s"] = max(t["since_sync_s"], float(m.since_sync_s or 0))

@@ -25,11 +25,20 @@ def blast_radius_findings(latest: Mapping[tuple[str, ...], Mapping[str, Any]]) -
             continue
         asset = "/".join(path)
         share, threshold = float(meta.get("rejected_share", 0)), float(meta.get("threshold", 0))
-        findings.append(Finding(
-            key=f"{SCOPE}{asset}", severity="error", finding=ALERT, asset=asset,
-            message=f"{asset}: {meta.get('rows_rejected', '?')} of {meta.get('rows_in', '?')} rows rejected "
-                    f"({share:.1%} > {threshold:.1%}); the previous table was kept and downstream stopped",
-            details={"rejected_share": share, "threshold": threshold, "rule_counts": meta.get("rule_counts", {}),
-                     "mapping_versions": meta.get("mapping_versions", {})}))
+        findings.append(
+            Finding(
+                key=f"{SCOPE}{asset}",
+                severity="error",
+                finding=ALERT,
+                asset=asset,
+                message=f"{asset}: {meta.get('rows_rejected', '?')} of {meta.get('rows_in', '?')} rows rejected "
+                f"({share:.1%} > {threshold:.1%}); the previous table was kept and downstream stopped",
+                details={
+                    "rejected_share": share,
+                    "threshold": threshold,
+                    "rule_counts": meta.get("rule_counts", {}),
+                    "mapping_versions": meta.get("mapping_versions", {}),
+                },
+            )
+        )
     return findings
-

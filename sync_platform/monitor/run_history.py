@@ -32,13 +32,21 @@ def last_updates(instance, paths: Iterable[Sequence[str]]) -> dict[tuple[str, ..
 
 def recent_sync_runs(instance, crm: str, limit: int) -> list[RunOutcome]:
     """The CRM's latest finished ``<crm>_sync`` runs, newest first."""
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=f"{crm}_sync", statuses=[
-        dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), limit=limit)
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            job_name=f"{crm}_sync", statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
+        ),
+        limit=limit,
+    )
     return [RunOutcome(r.run_id, r.status == dg.DagsterRunStatus.FAILURE) for r in runs]
 
 
-def collect_sync_metrics(instance, paths: Iterable[Sequence[str]], now: datetime,
-                         dead_letters: Mapping[tuple[str, str], int] | None = None) -> list[SyncMetric]:
+def collect_sync_metrics(
+    instance,
+    paths: Iterable[Sequence[str]],
+    now: datetime,
+    dead_letters: Mapping[tuple[str, str], int] | None = None,
+) -> list[SyncMetric]:
     """Metrics of every raw asset ``["raw", crm, object]`` from its newest materialization in ``instance``."""
     dead_letters = dead_letters or {}
     out = []
@@ -50,8 +58,11 @@ def collect_sync_metrics(instance, paths: Iterable[Sequence[str]], now: datetime
             out.append(SyncMetric(crm=crm, object=obj, dead_letters_pending=depth))
             continue
         meta = {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
-        out.append(metric_from_metadata(crm, obj, meta, datetime.fromtimestamp(event.timestamp, UTC), event.run_id,
-                                        now, depth))
+        out.append(
+            metric_from_metadata(
+                crm, obj, meta, datetime.fromtimestamp(event.timestamp, UTC), event.run_id, now, depth
+            )
+        )
     return out
 
 
@@ -61,15 +72,21 @@ def latest_metadata(instance, paths) -> dict[tuple[str, ...], dict[str, Any]]:
     for path in paths:
         event = instance.get_latest_materialization_event(dg.AssetKey(list(path)))
         if event is not None and event.asset_materialization is not None:
-            out[tuple(path)] = {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+            out[tuple(path)] = {
+                k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()
+            }
     return out
 
 
 def last_run(instance, crm: str) -> tuple[str, datetime | None]:
-    records = [*instance.get_run_records(filters=dg.RunsFilter(tags={"crm": crm}), limit=1),
-               *instance.get_run_records(filters=dg.RunsFilter(job_name="sync_all"), limit=1)]
+    records = [
+        *instance.get_run_records(filters=dg.RunsFilter(tags={"crm": crm}), limit=1),
+        *instance.get_run_records(filters=dg.RunsFilter(job_name="sync_all"), limit=1),
+    ]
     if not records:
         return "never", None
     newest = max(records, key=lambda r: r.create_timestamp)
     when = newest.end_time or newest.start_time or newest.create_timestamp.timestamp()
-    return f"{newest.dagster_run.status.value} ({newest.dagster_run.job_name})", datetime.fromtimestamp(when, UTC)
+    return f"{newest.dagster_run.status.value} ({newest.dagster_run.job_name})", datetime.fromtimestamp(
+        when, UTC
+    )

@@ -36,8 +36,6 @@ class StatusReport:
     alerts: list[Alert]
 
 
-
-
 def latest_drift(warehouse: Warehouse) -> list[dict[str, Any]]:
     """The newest ``reconcile.drift_history`` row per CRM and entity (empty before the first reconciliation)."""
     if not warehouse.table_exists("reconcile", "drift_history"):
@@ -45,9 +43,12 @@ def latest_drift(warehouse: Warehouse) -> list[dict[str, Any]]:
     rows = warehouse.query(
         "SELECT crm, entity, drift_share, threshold, status, checked_at FROM reconcile.drift_history d "
         "WHERE checked_at = (SELECT max(checked_at) FROM reconcile.drift_history x "
-        "WHERE x.crm = d.crm AND x.entity = d.entity) ORDER BY crm, entity")
-    return [dict(zip(("crm", "entity", "drift_share", "threshold", "status", "checked_at"), r, strict=True))
-            for r in rows]
+        "WHERE x.crm = d.crm AND x.entity = d.entity) ORDER BY crm, entity"
+    )
+    return [
+        dict(zip(("crm", "entity", "drift_share", "threshold", "status", "checked_at"), r, strict=True))
+        for r in rows
+    ]
 
 
 def gather_status(instance, warehouse: Warehouse, now: datetime | None = None) -> StatusReport:
@@ -102,18 +103,33 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def render(report: StatusReport) -> str:
     drift_by_crm: dict[str, list[str]] = {}
     for d in report.drift:
-        drift_by_crm.setdefault(d["crm"], []).append(f"{d['entity']} {float(d['drift_share']):.2%} ({d['status']})")
-    rows = [[s.crm, s.last_run, _ago(report.now, s.last_run_at), _ago(report.now, s.last_sync_at),
-             _duration(s.lag_s), str(s.dead_letters), "; ".join(drift_by_crm.get(s.crm, [])) or "-"]
-            for s in report.crms]
+        drift_by_crm.setdefault(d["crm"], []).append(
+            f"{d['entity']} {float(d['drift_share']):.2%} ({d['status']})"
+        )
+    rows = [
+        [
+            s.crm,
+            s.last_run,
+            _ago(report.now, s.last_run_at),
+            _ago(report.now, s.last_sync_at),
+            _duration(s.lag_s),
+            str(s.dead_letters),
+            "; ".join(drift_by_crm.get(s.crm, [])) or "-",
+        ]
+        for s in report.crms
+    ]
     lines = [f"sync_platform status at {report.now:%Y-%m-%d %H:%M:%S} UTC", ""]
     lines += _table(["crm", "last run", "when", "last sync", "lag", "dead letters", "drift"], rows)
     lines.append("")
     if report.alerts:
         lines.append(f"open alerts ({len(report.alerts)}):")
-        lines += _table(["severity", "key", "since", "seen", "message"],
-                        [[a.severity, a.key, _ago(report.now, a.first_seen), f"{a.occurrences}x", a.message]
-                         for a in report.alerts])
+        lines += _table(
+            ["severity", "key", "since", "seen", "message"],
+            [
+                [a.severity, a.key, _ago(report.now, a.first_seen), f"{a.occurrences}x", a.message]
+                for a in report.alerts
+            ],
+        )
     else:
         lines.append("no open alerts")
     return "\n".join(lines)

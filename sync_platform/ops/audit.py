@@ -32,10 +32,21 @@ ERASED = "[erased]"
 MIN_MASKED_CHARS = 3
 
 COLUMNS: dict[str, pl.DataType] = {
-    "id": pl.String(), "run_id": pl.String(), "step": pl.String(), "crm": pl.String(), "entity": pl.String(),
-    "started_at": pl.Datetime("us", "UTC"), "ended_at": pl.Datetime("us", "UTC"),
-    "records_read": pl.Int64(), "inserted": pl.Int64(), "updated": pl.Int64(), "deleted": pl.Int64(),
-    "rejected": pl.Int64(), "changed_fields": pl.String(), "status": pl.String(), "error_class": pl.String(),
+    "id": pl.String(),
+    "run_id": pl.String(),
+    "step": pl.String(),
+    "crm": pl.String(),
+    "entity": pl.String(),
+    "started_at": pl.Datetime("us", "UTC"),
+    "ended_at": pl.Datetime("us", "UTC"),
+    "records_read": pl.Int64(),
+    "inserted": pl.Int64(),
+    "updated": pl.Int64(),
+    "deleted": pl.Int64(),
+    "rejected": pl.Int64(),
+    "changed_fields": pl.String(),
+    "status": pl.String(),
+    "error_class": pl.String(),
     "details": pl.String(),
 }
 _DDL = f"""
@@ -109,37 +120,68 @@ class AuditLog:
             cur = conn.cursor()
             cur.execute(sql("CREATE SCHEMA IF NOT EXISTS {schema}", schema=ident(DATASET)))
             cur.execute(_DDL)
-            cur.execute(sql("CREATE INDEX IF NOT EXISTS audit_log_ended_at ON {table} (ended_at)",
-                            table=_TABLE))
+            cur.execute(
+                sql("CREATE INDEX IF NOT EXISTS audit_log_ended_at ON {table} (ended_at)", table=_TABLE)
+            )
 
     def record(self, *entries: AuditEntry) -> None:
         """Store entries in one transaction of their own (creating the table on first use)."""
         if not entries:
             return
         self.ensure()
-        rows = [(str(uuid.uuid4()), e.run_id, e.step, e.crm, e.entity, _utc(e.started_at), _utc(e.ended_at),
-                 int(e.records_read), int(e.inserted), int(e.updated), int(e.deleted), int(e.rejected),
-                 json.dumps({str(k): int(v) for k, v in sorted(e.changed_fields.items())}), e.status,
-                 redact_details(e.error_class), json.dumps(redact_details(e.details), sort_keys=True, default=str))
-                for e in entries]
+        rows = [
+            (
+                str(uuid.uuid4()),
+                e.run_id,
+                e.step,
+                e.crm,
+                e.entity,
+                _utc(e.started_at),
+                _utc(e.ended_at),
+                int(e.records_read),
+                int(e.inserted),
+                int(e.updated),
+                int(e.deleted),
+                int(e.rejected),
+                json.dumps({str(k): int(v) for k, v in sorted(e.changed_fields.items())}),
+                e.status,
+                redact_details(e.error_class),
+                json.dumps(redact_details(e.details), sort_keys=True, default=str),
+            )
+            for e in entries
+        ]
         values = placeholders(len(COLUMNS), self.warehouse.placeholder)
-        statement = sql("INSERT INTO {table} ({columns}) VALUES ({values})", table=_TABLE,
-                        columns=idents(COLUMNS), values=values)
+        statement = sql(
+            "INSERT INTO {table} ({columns}) VALUES ({values})",
+            table=_TABLE,
+            columns=idents(COLUMNS),
+            values=values,
+        )
         with self.warehouse.connect() as conn:
             conn.cursor().executemany(statement, rows)
 
-    def entries(self, step: str | None = None, crm: str | None = None, entity: str | None = None,
-                limit: int = 100) -> pl.DataFrame:
+    def entries(
+        self, step: str | None = None, crm: str | None = None, entity: str | None = None, limit: int = 100
+    ) -> pl.DataFrame:
         """The newest entries first, optionally of one step, CRM and entity."""
         if not self.warehouse.table_exists(DATASET, NAME):
             return pl.DataFrame(schema=COLUMNS)
         filters = [(c, v) for c, v in (("step", step), ("crm", crm), ("entity", entity)) if v is not None]
         where = join([sql("{c} = ?", c=ident(c)) for c, _ in filters], " AND ") or Fragment("TRUE")
-        rows = self.warehouse.query(sql(
-            "SELECT {columns} FROM {table} WHERE {where} ORDER BY started_at DESC, ended_at DESC, id LIMIT ?",
-            columns=idents(COLUMNS), table=_TABLE, where=where), (*(v for _, v in filters), int(limit)))
-        return pl.DataFrame([tuple(_utc(v) if isinstance(v, datetime) else v for v in row) for row in rows],
-                            schema=COLUMNS, orient="row")
+        rows = self.warehouse.query(
+            sql(
+                "SELECT {columns} FROM {table} WHERE {where} ORDER BY started_at DESC, ended_at DESC, id LIMIT ?",
+                columns=idents(COLUMNS),
+                table=_TABLE,
+                where=where,
+            ),
+            (*(v for _, v in filters), int(limit)),
+        )
+        return pl.DataFrame(
+            [tuple(_utc(v) if isinstance(v, datetime) else v for v in row) for row in rows],
+            schema=COLUMNS,
+            orient="row",
+        )
 
     def purge_older_than(self, days: int, now: datetime | None = None) -> int:
         """Delete entries that ended more than ``days`` ago; returns how many."""
@@ -151,8 +193,9 @@ class AuditLog:
         p = placeholders(1, self.warehouse.placeholder)
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
-            cur.execute(sql("SELECT count(*) FROM {table} WHERE ended_at < {p}", table=_TABLE, p=p),
-                        (cutoff,))
+            cur.execute(
+                sql("SELECT count(*) FROM {table} WHERE ended_at < {p}", table=_TABLE, p=p), (cutoff,)
+            )
             purged = int(cur.fetchone()[0])
             if purged:
                 cur.execute(sql("DELETE FROM {table} WHERE ended_at < {p}", table=_TABLE, p=p), (cutoff,))
@@ -166,8 +209,17 @@ class AuditLog:
         source ids): the change samples hash exactly those.
         """
         # longest first, so a value inside another is masked whole; very short ones would tear the JSON
-        needles = sorted({n for v in values if v and len(str(v)) >= MIN_MASKED_CHARS
-                          for n in (str(v), json.dumps(str(v))[1:-1], pii_hash(v)) if n}, key=len, reverse=True)
+        needles = sorted(
+            {
+                n
+                for v in values
+                if v and len(str(v)) >= MIN_MASKED_CHARS
+                for n in (str(v), json.dumps(str(v))[1:-1], pii_hash(v))
+                if n
+            },
+            key=len,
+            reverse=True,
+        )
         if not needles or not self.warehouse.table_exists(DATASET, NAME):
             return 0
         p = placeholders(1, self.warehouse.placeholder)
@@ -175,12 +227,20 @@ class AuditLog:
         hit = join([contains] * len(needles), " OR ")
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
-            cur.execute(sql("SELECT id FROM {table} WHERE {hit}", table=_TABLE, hit=hit),
-                        tuple(n for n in needles for _ in (0, 1)))
+            cur.execute(
+                sql("SELECT id FROM {table} WHERE {hit}", table=_TABLE, hit=hit),
+                tuple(n for n in needles for _ in (0, 1)),
+            )
             ids = [row[0] for row in cur.fetchall()]
             for needle in needles:
-                cur.execute(sql("UPDATE {table} SET details = replace(details, {p}, {p}), "
-                                "changed_fields = replace(changed_fields, {p}, {p}) WHERE {contains}",
-                                table=_TABLE, p=p, contains=contains),
-                            (needle, ERASED, needle, ERASED, needle, needle))
+                cur.execute(
+                    sql(
+                        "UPDATE {table} SET details = replace(details, {p}, {p}), "
+                        "changed_fields = replace(changed_fields, {p}, {p}) WHERE {contains}",
+                        table=_TABLE,
+                        p=p,
+                        contains=contains,
+                    ),
+                    (needle, ERASED, needle, ERASED, needle, needle),
+                )
         return len(ids)

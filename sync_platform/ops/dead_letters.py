@@ -54,8 +54,11 @@ CREATE TABLE IF NOT EXISTS ops.dead_letter_payloads (
 PAYLOADS = "ops.dead_letter_payloads"
 _TABLE, _PAYLOADS = ident(*TABLE.split(".")), ident(*PAYLOADS.split("."))
 RECORD_KINDS = (ErrorKind.PARSE.value, ErrorKind.VALIDATION.value)
-_PII_KEYS = {"email": ("email",), "phone": ("phone", "telephone", "mobile", "fax"),
-             "name": ("firstname", "lastname", "fullname", "first_name", "last_name", "full_name", "middlename")}
+_PII_KEYS = {
+    "email": ("email",),
+    "phone": ("phone", "telephone", "mobile", "fax"),
+    "name": ("firstname", "lastname", "fullname", "first_name", "last_name", "full_name", "middlename"),
+}
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,9 @@ def redact_payload(value: Any, key: str = "") -> Any:
     if lowered == "name" or (kind == "name" and not lowered.startswith(("has", "do", "is"))):
         return mask_value("name", value)
     # mask what looks like an email or a phone (a flag like HasOptedOutOfEmail holds neither); scrub the rest
-    looks_like = (kind == "email" and "@" in value) or (kind == "phone" and sum(c.isdigit() for c in value) >= 6)
+    looks_like = (kind == "email" and "@" in value) or (
+        kind == "phone" and sum(c.isdigit() for c in value) >= 6
+    )
     return mask_value(kind if looks_like else None, value)
 
 
@@ -108,8 +113,9 @@ class DeadLetterQueue:
             cur.execute("ALTER TABLE ops.dead_letters ADD COLUMN IF NOT EXISTS record_id VARCHAR")
             cur.execute(_PAYLOAD_DDL)
 
-    def add_failure(self, exc: CrmRequestError, objects: list[str], run_id: str | None,
-                    payload_ref: str | None = None) -> list[str]:
+    def add_failure(
+        self, exc: CrmRequestError, objects: list[str], run_id: str | None, payload_ref: str | None = None
+    ) -> list[str]:
         """Record a failed request against every object of the run it stopped."""
         self.ensure()
         now = datetime.now(UTC)
@@ -118,17 +124,37 @@ class DeadLetterQueue:
         for obj in objects:
             entry_id = str(uuid.uuid4())
             ids.append(entry_id)
-            rows.append((entry_id, exc.crm, obj, exc.kind.value, exc.status,
-                         f"{exc.method} {exc.path}".strip() or None, payload_ref, exc.attempts, str(exc), run_id, now))
+            rows.append(
+                (
+                    entry_id,
+                    exc.crm,
+                    obj,
+                    exc.kind.value,
+                    exc.status,
+                    f"{exc.method} {exc.path}".strip() or None,
+                    payload_ref,
+                    exc.attempts,
+                    str(exc),
+                    run_id,
+                    now,
+                )
+            )
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
-            cur.executemany(sql(
-                "INSERT INTO {table} (id, crm, object, kind, http_status, request, payload_ref, attempts, "
-                "error, run_id, created_at) VALUES ({values})",
-                table=_TABLE, values=placeholders(11, self.warehouse.placeholder)), rows)
+            cur.executemany(
+                sql(
+                    "INSERT INTO {table} (id, crm, object, kind, http_status, request, payload_ref, attempts, "
+                    "error, run_id, created_at) VALUES ({values})",
+                    table=_TABLE,
+                    values=placeholders(11, self.warehouse.placeholder),
+                ),
+                rows,
+            )
         return ids
 
-    def add_records(self, crm: str, obj: str, rejects: Sequence[RejectedRecord], run_id: str | None) -> list[str]:
+    def add_records(
+        self, crm: str, obj: str, rejects: Sequence[RejectedRecord], run_id: str | None
+    ) -> list[str]:
         """Record-level dead letters for records left out of a load; returns their entry ids.
 
         A record already pending is not added twice: its entry's attempts go up, and its error,
@@ -149,27 +175,73 @@ class DeadLetterQueue:
                 error = f"{crm} {obj} record {record_id} not loaded ({reject.kind}): {reject.reason}"
                 existing = pending.get(record_id)
                 if existing is not None:
-                    cur.execute(sql("UPDATE {table} SET attempts = attempts + 1, error = {p}, run_id = {p}, "
-                                    "kind = {p} WHERE id = {p}", table=_TABLE, p=p),
-                                (error, run_id, reject.kind, existing.id))
+                    cur.execute(
+                        sql(
+                            "UPDATE {table} SET attempts = attempts + 1, error = {p}, run_id = {p}, "
+                            "kind = {p} WHERE id = {p}",
+                            table=_TABLE,
+                            p=p,
+                        ),
+                        (error, run_id, reject.kind, existing.id),
+                    )
                     if existing.payload_ref:
-                        cur.execute(sql("UPDATE {table} SET payload = {p}, created_at = {p} WHERE id = {p}",
-                                        table=_PAYLOADS, p=p), (payload, now, existing.payload_ref))
+                        cur.execute(
+                            sql(
+                                "UPDATE {table} SET payload = {p}, created_at = {p} WHERE id = {p}",
+                                table=_PAYLOADS,
+                                p=p,
+                            ),
+                            (payload, now, existing.payload_ref),
+                        )
                     ids.append(existing.id)
                     continue
                 entry_id, payload_ref = str(uuid.uuid4()), str(uuid.uuid4())
-                cur.execute(sql("INSERT INTO {table} (id, crm, object, record_id, payload, created_at) "
-                                "VALUES ({values})", table=_PAYLOADS,
-                                values=placeholders(6, self.warehouse.placeholder)),
-                            (payload_ref, crm, obj, record_id, payload, now))
-                cur.execute(sql(
-                    "INSERT INTO {table} (id, crm, object, kind, http_status, request, payload_ref, "
-                    "attempts, error, run_id, created_at, record_id) VALUES ({values})",
-                    table=_TABLE, values=placeholders(12, self.warehouse.placeholder)),
-                    (entry_id, crm, obj, reject.kind, None, f"record {record_id}", payload_ref, 1, error, run_id, now,
-                     record_id))
-                pending[record_id] = DeadLetter(entry_id, crm, obj, reject.kind, None, None, payload_ref, 1, error,
-                                                run_id, now, None, record_id)
+                cur.execute(
+                    sql(
+                        "INSERT INTO {table} (id, crm, object, record_id, payload, created_at) "
+                        "VALUES ({values})",
+                        table=_PAYLOADS,
+                        values=placeholders(6, self.warehouse.placeholder),
+                    ),
+                    (payload_ref, crm, obj, record_id, payload, now),
+                )
+                cur.execute(
+                    sql(
+                        "INSERT INTO {table} (id, crm, object, kind, http_status, request, payload_ref, "
+                        "attempts, error, run_id, created_at, record_id) VALUES ({values})",
+                        table=_TABLE,
+                        values=placeholders(12, self.warehouse.placeholder),
+                    ),
+                    (
+                        entry_id,
+                        crm,
+                        obj,
+                        reject.kind,
+                        None,
+                        f"record {record_id}",
+                        payload_ref,
+                        1,
+                        error,
+                        run_id,
+                        now,
+                        record_id,
+                    ),
+                )
+                pending[record_id] = DeadLetter(
+                    entry_id,
+                    crm,
+                    obj,
+                    reject.kind,
+                    None,
+                    None,
+                    payload_ref,
+                    1,
+                    error,
+                    run_id,
+                    now,
+                    None,
+                    record_id,
+                )
                 ids.append(entry_id)
         return ids
 
@@ -177,8 +249,9 @@ class DeadLetterQueue:
         """The stored (redacted) record of a record-level dead letter."""
         if not self.warehouse.table_exists("ops", "dead_letter_payloads"):
             return None
-        rows = self.warehouse.query(sql("SELECT payload FROM {table} WHERE id = ?", table=_PAYLOADS),
-                                    (payload_ref,))
+        rows = self.warehouse.query(
+            sql("SELECT payload FROM {table} WHERE id = ?", table=_PAYLOADS), (payload_ref,)
+        )
         return json.loads(rows[0][0]) if rows else None
 
     def pending(self, crm: str | None = None) -> list[DeadLetter]:
@@ -194,17 +267,24 @@ class DeadLetterQueue:
         if crm:
             where, params = sql("{where} AND crm = ?", where=where), (crm,)
         record_id = Fragment("record_id" if self._has_record_id() else "NULL")
-        rows = self.warehouse.query(sql(
-            "SELECT id, crm, object, kind, http_status, request, payload_ref, attempts, error, run_id, "
-            "created_at, replayed_at, {record_id} FROM {table} WHERE {where} ORDER BY created_at, id",
-            record_id=record_id, table=_TABLE, where=where), params)
+        rows = self.warehouse.query(
+            sql(
+                "SELECT id, crm, object, kind, http_status, request, payload_ref, attempts, error, run_id, "
+                "created_at, replayed_at, {record_id} FROM {table} WHERE {where} ORDER BY created_at, id",
+                record_id=record_id,
+                table=_TABLE,
+                where=where,
+            ),
+            params,
+        )
         return [DeadLetter(*row) for row in rows]
 
     def _has_record_id(self) -> bool:
         """Tables made before record-level dead letters lack the column until the next write adds it."""
         rows = self.warehouse.query(
             "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'ops' "
-            "AND table_name = 'dead_letters' AND column_name = 'record_id'")
+            "AND table_name = 'dead_letters' AND column_name = 'record_id'"
+        )
         return bool(rows[0][0])
 
     def depth(self, crm: str | None = None) -> int:
@@ -215,6 +295,10 @@ class DeadLetterQueue:
             return
         with self.warehouse.connect() as conn:
             conn.cursor().executemany(
-                sql("UPDATE {table} SET replayed_at = {p}, replay_run_id = {p} WHERE id = {p}",
-                    table=_TABLE, p=placeholders(1, self.warehouse.placeholder)),
-                [(datetime.now(UTC), run_id, i) for i in ids])
+                sql(
+                    "UPDATE {table} SET replayed_at = {p}, replay_run_id = {p} WHERE id = {p}",
+                    table=_TABLE,
+                    p=placeholders(1, self.warehouse.placeholder),
+                ),
+                [(datetime.now(UTC), run_id, i) for i in ids],
+            )

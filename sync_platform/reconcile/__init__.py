@@ -9,5 +9,17 @@ from sync_platform.reconcile.anomalies import ANOMALIES, Anomaly, cursor_anomali
 from sync_platform.reconcile.diff import AHEAD, ALL_CLASSES, CLASSES, Diff, classify, field_differences
 from sync_platform.reconcile.hashing import canonical_values, content_hash, content_hash_sql
 
-__all__ = ["AHEAD", "ALL_CLASSES", "ANOMALIES", "CLASSES", "Anomaly", "Diff", "canonical_values", "classify",
-           "content_hash", "content_hash_sql", "cursor_anomalies", "field_differences"]
+__all__ = [
+    "AHEAD",
+    "ALL_CLASSES",
+    "ANOMALIES",
+    "CLASSES",
+    "Anomaly",
+    "Diff",
+    "canonical_values",
+    "classify",
+    "content_hash",
+    "content_hash_sql",
+    "cursor_anomalies",
+    "field_differences",
+]

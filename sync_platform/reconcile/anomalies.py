@@ -18,7 +18,12 @@ CONTENT_CHANGED_CURSOR_UNCHANGED = "content_changed_cursor_unchanged"
 CURSOR_MOVED_BACKWARDS = "cursor_moved_backwards"
 CURSOR_IN_FUTURE = "cursor_in_future"
 IDENTICAL_CURSOR_SHARE = "identical_cursor_share"
-ANOMALIES = (CONTENT_CHANGED_CURSOR_UNCHANGED, CURSOR_MOVED_BACKWARDS, CURSOR_IN_FUTURE, IDENTICAL_CURSOR_SHARE)
+ANOMALIES = (
+    CONTENT_CHANGED_CURSOR_UNCHANGED,
+    CURSOR_MOVED_BACKWARDS,
+    CURSOR_IN_FUTURE,
+    IDENTICAL_CURSOR_SHARE,
+)
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,16 @@ def _examples(ids: pl.Series, limit: int) -> list[str]:
     return ids.cast(pl.String).sort().head(limit).to_list()
 
 
-def cursor_anomalies(diff: Diff, source: pl.DataFrame, now: datetime, *,
-                     future_tolerance: timedelta = timedelta(minutes=5),
-                     identical_share: float = 0.2, identical_min_records: int = 100,
-                     examples: int = 10) -> list[Anomaly]:
+def cursor_anomalies(
+    diff: Diff,
+    source: pl.DataFrame,
+    now: datetime,
+    *,
+    future_tolerance: timedelta = timedelta(minutes=5),
+    identical_share: float = 0.2,
+    identical_min_records: int = 100,
+    examples: int = 10,
+) -> list[Anomaly]:
     """The cursor anomalies of one comparison, in ``ANOMALIES`` order, only those that occur.
 
     ``source`` is the listing (id, cursor) the diff came from; ``now`` the check's time (naive =
@@ -50,12 +61,24 @@ def cursor_anomalies(diff: Diff, source: pl.DataFrame, now: datetime, *,
     changes = diff.differences
     diverged = changes.filter(pl.col("class") == "diverged")
     if diverged.height:
-        found.append(Anomaly(CONTENT_CHANGED_CURSOR_UNCHANGED, diverged.height, _examples(diverged[ID], examples),
-                             f"{diverged.height} records changed content while their cursor stayed the same"))
+        found.append(
+            Anomaly(
+                CONTENT_CHANGED_CURSOR_UNCHANGED,
+                diverged.height,
+                _examples(diverged[ID], examples),
+                f"{diverged.height} records changed content while their cursor stayed the same",
+            )
+        )
     ahead = changes.filter(pl.col("class") == AHEAD)
     if ahead.height:
-        found.append(Anomaly(CURSOR_MOVED_BACKWARDS, ahead.height, _examples(ahead[ID], examples),
-                             f"{ahead.height} records have an older cursor at the source than in the warehouse"))
+        found.append(
+            Anomaly(
+                CURSOR_MOVED_BACKWARDS,
+                ahead.height,
+                _examples(ahead[ID], examples),
+                f"{ahead.height} records have an older cursor at the source than in the warehouse",
+            )
+        )
     if source.height == 0:
         return found
     now_utc = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
@@ -64,9 +87,15 @@ def cursor_anomalies(diff: Diff, source: pl.DataFrame, now: datetime, *,
     future = source.filter(cursor_ms > limit_ms)
     if future.height:
         latest = future[CURSOR].max()
-        found.append(Anomaly(CURSOR_IN_FUTURE, future.height, _examples(future[ID], examples),
-                             f"{future.height} records have a cursor later than now + {future_tolerance} "
-                             f"(latest {_iso(latest)})"))
+        found.append(
+            Anomaly(
+                CURSOR_IN_FUTURE,
+                future.height,
+                _examples(future[ID], examples),
+                f"{future.height} records have a cursor later than now + {future_tolerance} "
+                f"(latest {_iso(latest)})",
+            )
+        )
     live = source.select(ID, cursor_ms.alias("ms")).drop_nulls("ms").unique(ID)
     if live.height:
         top = live.group_by("ms").len().sort(["len", "ms"], descending=[True, False]).row(0, named=True)
@@ -74,9 +103,15 @@ def cursor_anomalies(diff: Diff, source: pl.DataFrame, now: datetime, *,
         if top["len"] > identical_min_records and share > identical_share:
             ids = live.filter(pl.col("ms") == top["ms"])[ID]
             stamp = datetime.fromtimestamp(top["ms"] / 1000, UTC)
-            found.append(Anomaly(IDENTICAL_CURSOR_SHARE, top["len"], _examples(ids, examples),
-                                 f"{top['len']} of {live.height} live records ({share:.1%}) share the cursor "
-                                 f"{_iso(stamp)}"))
+            found.append(
+                Anomaly(
+                    IDENTICAL_CURSOR_SHARE,
+                    top["len"],
+                    _examples(ids, examples),
+                    f"{top['len']} of {live.height} live records ({share:.1%}) share the cursor "
+                    f"{_iso(stamp)}",
+                )
+            )
     return found
 
 

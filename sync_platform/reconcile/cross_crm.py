@@ -21,7 +21,10 @@ from sync_platform.reconcile.diff import CLASSES, Diff
 ACROSS_CRMS = "across_crms"
 # (golden id column, compared fields): identity fields (email, domain) define the link, so they are not compared
 COMPARED = {
-    "contacts": ("customer_id", ("first_name", "last_name", "phone", "title", "lifecycle_stage", "email_opt_out")),
+    "contacts": (
+        "customer_id",
+        ("first_name", "last_name", "phone", "title", "lifecycle_stage", "email_opt_out"),
+    ),
     "accounts": ("account_id", ("name", "industry", "country", "phone")),
 }
 
@@ -37,38 +40,66 @@ class CrossCrmOutcome:
         """(field, differing): golden records in conflict per field, worst first (the report's top fields)."""
         if self.conflicts.is_empty():
             return pl.DataFrame(schema={"field": pl.String, "differing": pl.UInt32})
-        return (self.conflicts.group_by("field").agg(pl.len().cast(pl.UInt32).alias("differing"))
-                .sort(["differing", "field"], descending=[True, False]))
+        return (
+            self.conflicts.group_by("field")
+            .agg(pl.len().cast(pl.UInt32).alias("differing"))
+            .sort(["differing", "field"], descending=[True, False])
+        )
 
 
-def cross_crm_conflicts(frame: pl.DataFrame, entity: str, fields: Sequence[str] | None = None) -> CrossCrmOutcome:
+def cross_crm_conflicts(
+    frame: pl.DataFrame, entity: str, fields: Sequence[str] | None = None
+) -> CrossCrmOutcome:
     """Compare linked records of one canonical table (live rows, sensitive columns decrypted)."""
     golden, default_fields = COMPARED[entity]
     fields = [f for f in (fields or default_fields) if f in frame.columns]
     live = frame.filter(pl.col("deleted_at").is_null()) if "deleted_at" in frame.columns else frame
     live = live.filter(pl.col(golden).is_not_null())
-    linked_ids = (live.group_by(golden).agg(pl.col("source_system").n_unique().alias("systems"))
-                  .filter(pl.col("systems") > 1).select(golden))
+    linked_ids = (
+        live.group_by(golden)
+        .agg(pl.col("source_system").n_unique().alias("systems"))
+        .filter(pl.col("systems") > 1)
+        .select(golden)
+    )
     linked = live.join(linked_ids, on=golden, how="semi")
     parts = []
     for name in fields:
-        values = linked.select(golden, "source_system", pl.col(name).cast(pl.String).alias("value")).drop_nulls("value")
-        conflicting = (values.group_by(golden)
-                       .agg(pl.col("value").n_unique().alias("distinct"),
-                            pl.col("source_system").unique().sort().str.join("+").alias("systems"))
-                       .filter(pl.col("distinct") > 1))
-        parts.append(conflicting.select(pl.col(golden).alias("golden_id"), pl.lit(name).alias("field"), "systems"))
-    conflicts = (pl.concat(parts) if parts else
-                 pl.DataFrame(schema={"golden_id": pl.String, "field": pl.String, "systems": pl.String}))
+        values = linked.select(
+            golden, "source_system", pl.col(name).cast(pl.String).alias("value")
+        ).drop_nulls("value")
+        conflicting = (
+            values.group_by(golden)
+            .agg(
+                pl.col("value").n_unique().alias("distinct"),
+                pl.col("source_system").unique().sort().str.join("+").alias("systems"),
+            )
+            .filter(pl.col("distinct") > 1)
+        )
+        parts.append(
+            conflicting.select(pl.col(golden).alias("golden_id"), pl.lit(name).alias("field"), "systems")
+        )
+    conflicts = (
+        pl.concat(parts)
+        if parts
+        else pl.DataFrame(schema={"golden_id": pl.String, "field": pl.String, "systems": pl.String})
+    )
     ids = conflicts["golden_id"].unique().sort()
     none = pl.lit(None, pl.Datetime("us", "UTC"))
     differences = pl.DataFrame({"id": ids}).select(
-        pl.col("id").cast(pl.String), pl.lit("diverged").alias("class"), none.alias("source_cursor"),
-        none.alias("warehouse_cursor"))
+        pl.col("id").cast(pl.String),
+        pl.lit("diverged").alias("class"),
+        none.alias("source_cursor"),
+        none.alias("warehouse_cursor"),
+    )
     counts = {cls: 0 for cls in CLASSES} | {"diverged": ids.len()}
     n_linked = linked_ids.height
-    diff = Diff(differences=differences, source_records=n_linked, warehouse_records=n_linked, counts=counts,
-                drift_share=ids.len() / max(n_linked, 1))
+    diff = Diff(
+        differences=differences,
+        source_records=n_linked,
+        warehouse_records=n_linked,
+        counts=counts,
+        drift_share=ids.len() / max(n_linked, 1),
+    )
     return CrossCrmOutcome(entity, n_linked, conflicts, diff)
 
 
@@ -81,8 +112,9 @@ def linked_conflicts(warehouse, entity: str) -> CrossCrmOutcome | None:
     if not warehouse.table_exists("canonical", entity):
         return None
     columns = idents(["source_system", "source_id", "deleted_at", golden, *fields])
-    frame = warehouse.read_frame(sql("SELECT {columns} FROM {table}", columns=columns,
-                                     table=ident("canonical", entity)))
+    frame = warehouse.read_frame(
+        sql("SELECT {columns} FROM {table}", columns=columns, table=ident("canonical", entity))
+    )
     model_entity = entity.removesuffix("s")
     encrypted = [c for c in sensitive_columns(model_entity) if c in fields]
     return cross_crm_conflicts(decrypt_frame(frame, encrypted) if encrypted else frame, entity)

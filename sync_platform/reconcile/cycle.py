@@ -82,19 +82,28 @@ def list_source(crm: str, cfg: CrmSyncConfig, wanted: list[Target], warehouse: W
     """Load a fresh listing of ``wanted`` into ``reconcile_<crm>`` (replacing the previous one)."""
     report = SyncReport(crm)
     source = build_listing_source(crm, cfg, {t.table: list(t.crm_fields) for t in wanted}, report=report)
-    pipeline = dlt.pipeline(pipeline_name=f"reconcile_{crm}", destination=warehouse.destination(),
-                            dataset_name=listing_dataset(crm),
-                            pipelines_dir=str(load_settings().data_dir / "dlt_pipelines"))
+    pipeline = dlt.pipeline(
+        pipeline_name=f"reconcile_{crm}",
+        destination=warehouse.destination(),
+        dataset_name=listing_dataset(crm),
+        pipelines_dir=str(load_settings().data_dir / "dlt_pipelines"),
+    )
     pipeline.run(source)
     return report
 
 
-def read_side(warehouse: Warehouse, target: Target, schema: str, live_only: bool,
-              ids: list[str] | None = None) -> pl.DataFrame:
+def read_side(
+    warehouse: Warehouse, target: Target, schema: str, live_only: bool, ids: list[str] | None = None
+) -> pl.DataFrame:
     """(id, cursor, compared fields) of one side, optionally only ``ids``; empty when the table is not there."""
     if not warehouse.table_exists(schema, target.table):
-        return pl.DataFrame(schema={"id": pl.String, "cursor": pl.Datetime("us", "UTC"),
-                                    **{f: pl.String for f in target.fields}})
+        return pl.DataFrame(
+            schema={
+                "id": pl.String,
+                "cursor": pl.Datetime("us", "UTC"),
+                **{f: pl.String for f in target.fields},
+            }
+        )
     columns = join([quoted(c) for c in (target.key, target.cursor, *target.fields)])
     where = [sql("{deleted_at} IS NULL", deleted_at=ident(DELETED_AT))] if live_only else []
     params: list[str] = []
@@ -104,8 +113,9 @@ def read_side(warehouse: Warehouse, target: Target, schema: str, live_only: bool
         params = list(ids)
     statement = sql("SELECT {columns} FROM {table}", columns=columns, table=ident(schema, target.table))
     if where:
-        statement = sql("{statement} WHERE {conditions}", statement=statement,
-                        conditions=join(where, " AND "))
+        statement = sql(
+            "{statement} WHERE {conditions}", statement=statement, conditions=join(where, " AND ")
+        )
     frame = warehouse.read_frame(statement, params)
     return frame.rename({target.key: "id", target.cursor: "cursor"})
 
@@ -129,18 +139,29 @@ def _utc(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.Datetime("us", "UTC"))
 
 
-def save_differences(warehouse: Warehouse, target: Target, diff: Diff, run_id: str, checked_at: datetime) -> None:
+def save_differences(
+    warehouse: Warehouse, target: Target, diff: Diff, run_id: str, checked_at: datetime
+) -> None:
     """Replace this target's rows in ``reconcile.differences`` (the ids remediation re-fetches)."""
     schema, table = DIFFERENCES
     if warehouse.table_exists(schema, table):
-        warehouse.query(sql("DELETE FROM {table} WHERE crm = ? AND object = ?", table=ident(schema, table)),
-                        (target.crm, target.table))
+        warehouse.query(
+            sql("DELETE FROM {table} WHERE crm = ? AND object = ?", table=ident(schema, table)),
+            (target.crm, target.table),
+        )
     if diff.differences.is_empty():
         return
     frame = diff.differences.select(
-        pl.lit(target.crm).alias("crm"), pl.lit(target.table).alias("object"), pl.lit(target.entity).alias("entity"),
-        "id", "class", _utc("source_cursor"), _utc("warehouse_cursor"),
-        pl.lit(checked_at).alias("checked_at"), pl.lit(run_id).alias("run_id"))
+        pl.lit(target.crm).alias("crm"),
+        pl.lit(target.table).alias("object"),
+        pl.lit(target.entity).alias("entity"),
+        "id",
+        "class",
+        _utc("source_cursor"),
+        _utc("warehouse_cursor"),
+        pl.lit(checked_at).alias("checked_at"),
+        pl.lit(run_id).alias("run_id"),
+    )
     warehouse.write_frame(frame, schema, table, disposition="append")
 
 
@@ -151,8 +172,10 @@ def pending_differences(warehouse: Warehouse, crm: str, table: str | None = None
     where, params = Fragment("crm = ?"), [crm]
     if table:
         where, params = Fragment("crm = ? AND object = ?"), [crm, table]
-    return warehouse.read_frame(sql('SELECT object, id, "class" FROM {table} WHERE {where}',
-                                    table=ident(schema, name), where=where), params)
+    return warehouse.read_frame(
+        sql('SELECT object, id, "class" FROM {table} WHERE {where}', table=ident(schema, name), where=where),
+        params,
+    )
 
 
 def now() -> datetime:
@@ -178,8 +201,9 @@ class TargetResult:
         return self.diff.sample_ids(per_class)
 
     def to_report(self) -> EntityReport:
-        return EntityReport(self.target.crm, self.target.table, self.diff, self.threshold, self.top_fields,
-                            self.anomalies)
+        return EntityReport(
+            self.target.crm, self.target.table, self.diff, self.threshold, self.top_fields, self.anomalies
+        )
 
 
 def compare_in_warehouse(warehouse: Warehouse, target: Target) -> Diff:
@@ -191,17 +215,25 @@ def compare_in_warehouse(warehouse: Warehouse, target: Target) -> Diff:
     hashed = content_hash_sql({raw_column(f): kinds[f] for f in target.crm_fields}, warehouse.kind)
 
     def side(schema: str, where: Fragment) -> Fragment:
-        return sql("(SELECT CAST({key} AS VARCHAR) AS id, {cursor} AS cursor, {hashed} AS content_hash "
-                   "FROM {table}{where})", key=quoted(target.key), cursor=quoted(target.cursor),
-                   hashed=hashed, table=ident(schema, target.table), where=where)
+        return sql(
+            "(SELECT CAST({key} AS VARCHAR) AS id, {cursor} AS cursor, {hashed} AS content_hash "
+            "FROM {table}{where})",
+            key=quoted(target.key),
+            cursor=quoted(target.cursor),
+            hashed=hashed,
+            table=ident(schema, target.table),
+            where=where,
+        )
 
     live = sql(" WHERE {deleted_at} IS NULL", deleted_at=ident(DELETED_AT))
-    return classify_in_warehouse(warehouse, side(listing_dataset(target.crm), Fragment("")),
-                                 side(f"raw_{target.crm}", live))
+    return classify_in_warehouse(
+        warehouse, side(listing_dataset(target.crm), Fragment("")), side(f"raw_{target.crm}", live)
+    )
 
 
-def evaluate(warehouse: Warehouse, target: Target, threshold: float, anomaly_options: dict,
-             engine: str = "polars") -> TargetResult:
+def evaluate(
+    warehouse: Warehouse, target: Target, threshold: float, anomaly_options: dict, engine: str = "polars"
+) -> TargetResult:
     """Compare the loaded listing with the raw table: diff, top offending fields, cursor anomalies.
 
     ``engine`` ``polars`` reads both sides' compared columns into this process; ``sql`` classifies
@@ -214,9 +246,14 @@ def evaluate(warehouse: Warehouse, target: Target, threshold: float, anomaly_opt
         ids = diff.ids("stale", "diverged")[:1000]
         source_rows = read_side(warehouse, target, listing_dataset(target.crm), live_only=False, ids=ids)
         raw_rows = read_side(warehouse, target, f"raw_{target.crm}", live_only=True, ids=ids)
-        cursors = warehouse.read_frame(sql("SELECT {key} AS id, {cursor} AS cursor FROM {table}",
-                                           key=quoted(target.key), cursor=quoted(target.cursor),
-                                           table=ident(listing_dataset(target.crm), target.table)))
+        cursors = warehouse.read_frame(
+            sql(
+                "SELECT {key} AS id, {cursor} AS cursor FROM {table}",
+                key=quoted(target.key),
+                cursor=quoted(target.cursor),
+                table=ident(listing_dataset(target.crm), target.table),
+            )
+        )
     else:
         diff, source_rows, raw_rows = compare(warehouse, target)
         cursors = source_rows.select("id", "cursor")
@@ -228,8 +265,16 @@ def evaluate(warehouse: Warehouse, target: Target, threshold: float, anomaly_opt
     return TargetResult(target, diff, threshold, top, anomalies, checked_at)
 
 
-def run_cycle(crm: str, cfg: CrmSyncConfig, run_id: str, warehouse: Warehouse, thresholds, anomaly_options: dict,
-              only: list[str] | None = None, engine: str = "polars") -> tuple[list[TargetResult], SyncReport]:
+def run_cycle(
+    crm: str,
+    cfg: CrmSyncConfig,
+    run_id: str,
+    warehouse: Warehouse,
+    thresholds,
+    anomaly_options: dict,
+    only: list[str] | None = None,
+    engine: str = "polars",
+) -> tuple[list[TargetResult], SyncReport]:
     """List the CRM, compare every target, save the differences and the drift history."""
     wanted = [t for t in targets(crm) if only is None or t.table in only]
     report = list_source(crm, cfg, wanted, warehouse)
@@ -237,7 +282,18 @@ def run_cycle(crm: str, cfg: CrmSyncConfig, run_id: str, warehouse: Warehouse, t
     for target in wanted:
         result = evaluate(warehouse, target, thresholds(crm, target.table), anomaly_options, engine)
         save_differences(warehouse, target, result.diff, run_id, result.checked_at)
-        record_drift(warehouse, [drift_row(result.diff, crm, target.table, result.threshold,
-                                           checked_at=result.checked_at, run_id=run_id)])
+        record_drift(
+            warehouse,
+            [
+                drift_row(
+                    result.diff,
+                    crm,
+                    target.table,
+                    result.threshold,
+                    checked_at=result.checked_at,
+                    run_id=run_id,
+                )
+            ],
+        )
         results.append(result)
     return results, report

@@ -74,8 +74,11 @@ def _lean(frame: pl.DataFrame, side: str) -> pl.DataFrame:
     missing = {ID, CURSOR, HASH_COLUMN} - set(frame.columns)
     if missing:
         raise KeyError(f"the {side} frame lacks {sorted(missing)}")
-    lean = frame.select(pl.col(ID).cast(pl.String), _cursor_ms(frame).cast(pl.Int64).alias("ms"),
-                        pl.col(HASH_COLUMN).cast(pl.UInt64).alias("hash"))
+    lean = frame.select(
+        pl.col(ID).cast(pl.String),
+        _cursor_ms(frame).cast(pl.Int64).alias("ms"),
+        pl.col(HASH_COLUMN).cast(pl.UInt64).alias("hash"),
+    )
     return lean.with_columns(lean[ID].hash(_SEED).alias("key"), lean.hash_rows(seed=_SEED).alias("digest"))
 
 
@@ -131,32 +134,60 @@ def classify(source: pl.DataFrame, warehouse: pl.DataFrame) -> Diff:
     source_records, warehouse_records = s.height - s_repeats, w.height - w_repeats
     s_only, w_only = s_only.drop("key", "digest"), w_only.drop("key", "digest")
     s_ms, w_ms = pl.col("source_ms").fill_null(_NO_CURSOR), pl.col("warehouse_ms").fill_null(_NO_CURSOR)
-    klass = (pl.when(pl.col("warehouse").is_null()).then(pl.lit("missing"))
-             .when(pl.col("source").is_null()).then(pl.lit("extra"))
-             .when(s_ms > w_ms).then(pl.lit("stale"))
-             .when(s_ms < w_ms).then(pl.lit(AHEAD))
-             .when(pl.col("source_hash").ne_missing(pl.col("warehouse_hash"))).then(pl.lit("diverged"))
-             .otherwise(pl.lit(None, pl.String)))
+    klass = (
+        pl.when(pl.col("warehouse").is_null())
+        .then(pl.lit("missing"))
+        .when(pl.col("source").is_null())
+        .then(pl.lit("extra"))
+        .when(s_ms > w_ms)
+        .then(pl.lit("stale"))
+        .when(s_ms < w_ms)
+        .then(pl.lit(AHEAD))
+        .when(pl.col("source_hash").ne_missing(pl.col("warehouse_hash")))
+        .then(pl.lit("diverged"))
+        .otherwise(pl.lit(None, pl.String))
+    )
     differences = (
-        s_only.rename({"ms": "source_ms", "hash": "source_hash"}).with_columns(pl.lit(True).alias("source"))
-        .join(w_only.rename({"ms": "warehouse_ms", "hash": "warehouse_hash"})
-              .with_columns(pl.lit(True).alias("warehouse")), on=ID, how="full", coalesce=True)
-        .select(ID, klass.alias("class"),
-                pl.from_epoch("source_ms", "ms").dt.replace_time_zone("UTC").cast(CURSOR_TYPE).alias("source_cursor"),
-                pl.from_epoch("warehouse_ms", "ms").dt.replace_time_zone("UTC").cast(CURSOR_TYPE)
-                .alias("warehouse_cursor"))
+        s_only.rename({"ms": "source_ms", "hash": "source_hash"})
+        .with_columns(pl.lit(True).alias("source"))
+        .join(
+            w_only.rename({"ms": "warehouse_ms", "hash": "warehouse_hash"}).with_columns(
+                pl.lit(True).alias("warehouse")
+            ),
+            on=ID,
+            how="full",
+            coalesce=True,
+        )
+        .select(
+            ID,
+            klass.alias("class"),
+            pl.from_epoch("source_ms", "ms")
+            .dt.replace_time_zone("UTC")
+            .cast(CURSOR_TYPE)
+            .alias("source_cursor"),
+            pl.from_epoch("warehouse_ms", "ms")
+            .dt.replace_time_zone("UTC")
+            .cast(CURSOR_TYPE)
+            .alias("warehouse_cursor"),
+        )
         .filter(pl.col("class").is_not_null())
         .sort(ID)
     )
     tally = dict(differences.group_by("class").len().iter_rows())
     counts = {cls: int(tally.get(cls, 0)) for cls in CLASSES}
-    return Diff(differences=differences, source_records=source_records, warehouse_records=warehouse_records,
-                counts=counts, drift_share=sum(counts.values()) / max(source_records, 1),
-                ahead=int(tally.get(AHEAD, 0)))
+    return Diff(
+        differences=differences,
+        source_records=source_records,
+        warehouse_records=warehouse_records,
+        counts=counts,
+        drift_share=sum(counts.values()) / max(source_records, 1),
+        ahead=int(tally.get(AHEAD, 0)),
+    )
 
 
-def field_differences(source_rows: pl.DataFrame, warehouse_rows: pl.DataFrame,
-                      fields: Sequence[str] | Mapping[str, str]) -> pl.DataFrame:
+def field_differences(
+    source_rows: pl.DataFrame, warehouse_rows: pl.DataFrame, fields: Sequence[str] | Mapping[str, str]
+) -> pl.DataFrame:
     """Which fields differ, and in how many of the rows both sides hold: (field, differing), worst first.
 
     ``source_rows`` and ``warehouse_rows`` carry ``id`` and the fields for a sample of differing
@@ -170,14 +201,18 @@ def field_differences(source_rows: pl.DataFrame, warehouse_rows: pl.DataFrame,
         return empty
     names = list(pairs)
     left = canonical_values(source_rows, names).with_columns(source_rows[ID].cast(pl.String).alias(ID))
-    right = (canonical_values(warehouse_rows, list(pairs.values())).rename(dict(zip(pairs.values(), names,
-                                                                                      strict=True)))
-             .with_columns(warehouse_rows[ID].cast(pl.String).alias(ID)))
+    right = (
+        canonical_values(warehouse_rows, list(pairs.values()))
+        .rename(dict(zip(pairs.values(), names, strict=True)))
+        .with_columns(warehouse_rows[ID].cast(pl.String).alias(ID))
+    )
     both = left.unique(ID).join(right.unique(ID), on=ID, how="inner", suffix="__w")
     if both.is_empty():
         return empty
     tally = both.select([pl.col(n).ne_missing(pl.col(f"{n}__w")).sum().alias(n) for n in names])
-    return (tally.unpivot(variable_name="field", value_name="differing")
-            .with_columns(pl.col("differing").cast(pl.UInt32))
-            .filter(pl.col("differing") > 0)
-            .sort(["differing", "field"], descending=[True, False]))
+    return (
+        tally.unpivot(variable_name="field", value_name="differing")
+        .with_columns(pl.col("differing").cast(pl.UInt32))
+        .filter(pl.col("differing") > 0)
+        .sort(["differing", "field"], descending=[True, False])
+    )

@@ -77,9 +77,13 @@ def _text_sql(column: Fragment, kind: str, dialect: str) -> Fragment:
     if kind == FLOAT:
         real = Fragment("DOUBLE" if dialect == DUCKDB else "DOUBLE PRECISION")
         x = sql("CAST({column} AS {real})", column=column, real=real)
-        return sql("CASE WHEN {x} = trunc({x}) AND abs({x}) < {exact} "
-                   "THEN CAST(CAST({x} AS BIGINT) AS {text}) ELSE CAST({x} AS {text}) END",
-                   x=x, exact=integer(_EXACT_FLOAT_INT), text=text)
+        return sql(
+            "CASE WHEN {x} = trunc({x}) AND abs({x}) < {exact} "
+            "THEN CAST(CAST({x} AS BIGINT) AS {text}) ELSE CAST({x} AS {text}) END",
+            x=x,
+            exact=integer(_EXACT_FLOAT_INT),
+            text=text,
+        )
     if kind in (DATETIME, DATE):
         ts = sql("CAST({column} AS TIMESTAMP)", column=column) if kind == DATE else column
         return sql("CAST({ms} AS {text})", ms=epoch_ms_sql(ts, dialect), text=text)
@@ -93,8 +97,12 @@ def canonical_sql(column: Fragment, kind: str, dialect: str = DUCKDB) -> Fragmen
         raise ValueError(f"dialect must be {DUCKDB!r} or {POSTGRES!r}, got {dialect!r}")
     text = _text_sql(column, kind, dialect)
     size = Fragment("strlen" if dialect == DUCKDB else "octet_length")
-    return sql("(CASE WHEN {column} IS NULL THEN 'N' ELSE concat({size}({text}), ':', {text}) END)",
-               column=column, size=size, text=text)
+    return sql(
+        "(CASE WHEN {column} IS NULL THEN 'N' ELSE concat({size}({text}), ':', {text}) END)",
+        column=column,
+        size=size,
+        text=text,
+    )
 
 
 def content_hash_sql(columns: Mapping[str, str], dialect: str = DUCKDB) -> Fragment:
@@ -113,8 +121,13 @@ def content_hash_sql(columns: Mapping[str, str], dialect: str = DUCKDB) -> Fragm
         return sql("CAST(md5_number({text}) & {mask} AS UBIGINT)", text=text, mask=mask)
     # the first 8 digest bytes in reverse (little-endian) order, as hex, to BIGINT
     hexed = join([sql("substr(h, {start}, 2)", start=integer(2 * i + 1)) for i in reversed(range(8))], " || ")
-    return sql("(SELECT CAST(CAST('x' || {hexed} AS BIT(64)) AS BIGINT) & {mask} "
-               "FROM (SELECT md5({text}) AS h) AS m)", hexed=hexed, mask=mask, text=text)
+    return sql(
+        "(SELECT CAST(CAST('x' || {hexed} AS BIT(64)) AS BIGINT) & {mask} "
+        "FROM (SELECT md5({text}) AS h) AS m)",
+        hexed=hexed,
+        mask=mask,
+        text=text,
+    )
 
 
 def _positional(frame: pl.DataFrame, fields: Sequence[str]) -> tuple[pl.DataFrame, dict[str, str]]:
@@ -129,10 +142,18 @@ def _positional(frame: pl.DataFrame, fields: Sequence[str]) -> tuple[pl.DataFram
     kinds = {f"c{i}": kind_of(frame.schema[f]) for i, f in enumerate(fields)}
     # datetimes become epoch milliseconds here (floored, any unit or zone): the same text as the SQL's
     # datetime encoding, without DuckDB's per-precision timestamp types
-    view = frame.select([
-        (pl.col(f).dt.epoch("ms") if kinds[f"c{i}"] == DATETIME
-         else pl.col(f).cast(pl.Datetime("ms")).dt.epoch("ms") if kinds[f"c{i}"] == DATE
-         else pl.col(f)).alias(f"c{i}") for i, f in enumerate(fields)])
+    view = frame.select(
+        [
+            (
+                pl.col(f).dt.epoch("ms")
+                if kinds[f"c{i}"] == DATETIME
+                else pl.col(f).cast(pl.Datetime("ms")).dt.epoch("ms")
+                if kinds[f"c{i}"] == DATE
+                else pl.col(f)
+            ).alias(f"c{i}")
+            for i, f in enumerate(fields)
+        ]
+    )
     return view, {c: INT if kind in (DATETIME, DATE) else kind for c, kind in kinds.items()}
 
 
@@ -149,8 +170,9 @@ def content_hash(frame: pl.DataFrame, fields: Sequence[str]) -> pl.Series:
         return pl.Series(HASH_COLUMN, [], dtype=pl.UInt64)
     with _duckdb() as conn:
         conn.register("frame", view)
-        statement = sql("SELECT {hash} AS {column} FROM frame", hash=content_hash_sql(kinds),
-                        column=ident(HASH_COLUMN))
+        statement = sql(
+            "SELECT {hash} AS {column} FROM frame", hash=content_hash_sql(kinds), column=ident(HASH_COLUMN)
+        )
         table = conn.sql(statement).to_arrow_table()
     return pl.Series(HASH_COLUMN, table.column(0), dtype=pl.UInt64)
 
@@ -160,8 +182,12 @@ def canonical_values(frame: pl.DataFrame, fields: Sequence[str]) -> pl.DataFrame
     view, kinds = _positional(frame, fields)
     if view.height == 0:
         return pl.DataFrame(schema={f: pl.String for f in fields})
-    select = join([sql("{value} AS {name}", value=canonical_sql(quoted(c), kind), name=quoted(c))
-                   for c, kind in kinds.items()])
+    select = join(
+        [
+            sql("{value} AS {name}", value=canonical_sql(quoted(c), kind), name=quoted(c))
+            for c, kind in kinds.items()
+        ]
+    )
     with _duckdb() as conn:
         conn.register("frame", view)
         out = pl.from_arrow(conn.sql(sql("SELECT {select} FROM frame", select=select)).to_arrow_table())

@@ -18,11 +18,18 @@ DATASET, TABLE = "reconcile", "drift_history"
 OK, WARN, ERROR = "ok", "warn", "error"
 CRM_TO_WAREHOUSE = "crm_to_warehouse"  # other directions (canonical -> CRM, across CRMs) slot in beside it
 SCHEMA: dict[str, pl.DataType] = {
-    "checked_at": pl.Datetime("us", "UTC"), "crm": pl.String(), "entity": pl.String(),
-    "source_records": pl.Int64(), "warehouse_records": pl.Int64(),
+    "checked_at": pl.Datetime("us", "UTC"),
+    "crm": pl.String(),
+    "entity": pl.String(),
+    "source_records": pl.Int64(),
+    "warehouse_records": pl.Int64(),
     **{cls: pl.Int64() for cls in CLASSES},
-    "drift_share": pl.Float64(), "threshold": pl.Float64(), "status": pl.String(), "run_id": pl.String(),
-    "ahead": pl.Int64(), "direction": pl.String(),
+    "drift_share": pl.Float64(),
+    "threshold": pl.Float64(),
+    "status": pl.String(),
+    "run_id": pl.String(),
+    "ahead": pl.Int64(),
+    "direction": pl.String(),
 }
 
 
@@ -33,14 +40,31 @@ def drift_status(drift_share: float, threshold: float) -> str:
     return WARN if drift_share > 0 else OK
 
 
-def drift_row(diff: Diff, crm: str, entity: str, threshold: float, *, checked_at: datetime | None = None,
-              run_id: str | None = None, direction: str = CRM_TO_WAREHOUSE) -> dict:
+def drift_row(
+    diff: Diff,
+    crm: str,
+    entity: str,
+    threshold: float,
+    *,
+    checked_at: datetime | None = None,
+    run_id: str | None = None,
+    direction: str = CRM_TO_WAREHOUSE,
+) -> dict:
     """The history row of one comparison."""
-    return {"checked_at": checked_at or datetime.now(UTC), "crm": crm, "entity": entity,
-            "source_records": diff.source_records, "warehouse_records": diff.warehouse_records,
-            **{cls: diff.counts[cls] for cls in CLASSES}, "drift_share": diff.drift_share, "threshold": threshold,
-            "status": drift_status(diff.drift_share, threshold), "run_id": run_id, "ahead": diff.ahead,
-            "direction": direction}
+    return {
+        "checked_at": checked_at or datetime.now(UTC),
+        "crm": crm,
+        "entity": entity,
+        "source_records": diff.source_records,
+        "warehouse_records": diff.warehouse_records,
+        **{cls: diff.counts[cls] for cls in CLASSES},
+        "drift_share": diff.drift_share,
+        "threshold": threshold,
+        "status": drift_status(diff.drift_share, threshold),
+        "run_id": run_id,
+        "ahead": diff.ahead,
+        "direction": direction,
+    }
 
 
 def history_frame(rows: list[dict]) -> pl.DataFrame:
@@ -56,8 +80,13 @@ def record_drift(warehouse: Warehouse, rows: list[dict] | pl.DataFrame) -> int:
     return frame.height
 
 
-def read_history(warehouse: Warehouse, crm: str | None = None, entity: str | None = None,
-                 since: datetime | None = None, direction: str | None = None) -> pl.DataFrame:
+def read_history(
+    warehouse: Warehouse,
+    crm: str | None = None,
+    entity: str | None = None,
+    since: datetime | None = None,
+    direction: str | None = None,
+) -> pl.DataFrame:
     """The trend, oldest first (an empty frame of the same schema before the first check)."""
     if not warehouse.table_exists(DATASET, TABLE):
         return history_frame([])
@@ -70,6 +99,13 @@ def read_history(warehouse: Warehouse, crm: str | None = None, entity: str | Non
         where.append(Fragment("checked_at >= ?"))
         params.append(since)
     clause = sql("WHERE {conditions}", conditions=join(where, " AND ")) if where else Fragment("")
-    rows = warehouse.query(sql("SELECT {columns} FROM {table} {clause} ORDER BY checked_at, crm, entity",
-                               columns=idents(SCHEMA), table=ident(DATASET, TABLE), clause=clause), params)
+    rows = warehouse.query(
+        sql(
+            "SELECT {columns} FROM {table} {clause} ORDER BY checked_at, crm, entity",
+            columns=idents(SCHEMA),
+            table=ident(DATASET, TABLE),
+            clause=clause,
+        ),
+        params,
+    )
     return history_frame([dict(zip(SCHEMA, row, strict=True)) for row in rows])

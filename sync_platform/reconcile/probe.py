@@ -48,26 +48,39 @@ def _fetched(pages: list[pa.Table], target: Target) -> pl.DataFrame:
     """The fetched live records as (id, cursor, fields) with the raw table's column names."""
     columns = (target.crm_key, target.crm_cursor, *target.crm_fields)
     if not pages:
-        return pl.DataFrame(schema={"id": pl.String, "cursor": pl.Datetime("us", "UTC"),
-                                    **{raw_column(f): pl.String for f in target.crm_fields}})
+        return pl.DataFrame(
+            schema={
+                "id": pl.String,
+                "cursor": pl.Datetime("us", "UTC"),
+                **{raw_column(f): pl.String for f in target.crm_fields},
+            }
+        )
     frame = pl.concat([pl.from_arrow(p) for p in pages], how="diagonal_relaxed")
     if DELETED_AT in frame.columns:
         frame = frame.filter(pl.col(DELETED_AT).is_null())
-    return frame.select(columns).rename({target.crm_key: "id", target.crm_cursor: "cursor",
-                                         **{f: raw_column(f) for f in target.crm_fields}})
+    return frame.select(columns).rename(
+        {target.crm_key: "id", target.crm_cursor: "cursor", **{f: raw_column(f) for f in target.crm_fields}}
+    )
 
 
 def sample_ids(warehouse: Warehouse, crm: str, target: Target, size: int) -> list[str]:
     if size <= 0 or not warehouse.table_exists(f"raw_{crm}", target.table):
         return []
-    rows = warehouse.query(sql("SELECT {key} FROM {table} WHERE {deleted_at} IS NULL "
-                               "ORDER BY random() LIMIT ?", key=quoted(target.key),
-                               table=ident(f"raw_{crm}", target.table), deleted_at=ident(DELETED_AT)),
-                           [int(size)])
+    rows = warehouse.query(
+        sql(
+            "SELECT {key} FROM {table} WHERE {deleted_at} IS NULL ORDER BY random() LIMIT ?",
+            key=quoted(target.key),
+            table=ident(f"raw_{crm}", target.table),
+            deleted_at=ident(DELETED_AT),
+        ),
+        [int(size)],
+    )
     return [r[0] for r in rows]
 
 
-def probe(crm: str, cfg: CrmSyncConfig, warehouse: Warehouse, size: int) -> tuple[list[ProbeResult], SyncReport]:
+def probe(
+    crm: str, cfg: CrmSyncConfig, warehouse: Warehouse, size: int
+) -> tuple[list[ProbeResult], SyncReport]:
     """Sample each target, fetch the sample by id (in memory), count records that differ."""
     wanted = targets(crm)
     samples = {t.table: sample_ids(warehouse, crm, t, size) for t in wanted}
@@ -86,9 +99,13 @@ def probe(crm: str, cfg: CrmSyncConfig, warehouse: Warehouse, size: int) -> tupl
         fetched = _fetched(fetched_pages.get(target.table, []), target).filter(pl.col("id").is_in(sampled))
         raw = read_side(warehouse, target, f"raw_{crm}", live_only=True, ids=ids)
         fields = list(target.fields)
-        diff = classify(fetched.select("id", "cursor", content_hash(fetched, fields)),
-                        raw.select("id", "cursor", content_hash(raw, fields)))
+        diff = classify(
+            fetched.select("id", "cursor", content_hash(fetched, fields)),
+            raw.select("id", "cursor", content_hash(raw, fields)),
+        )
         # stale rows changed after this run read them (the next run picks them up): not a missed change
         differing = diff.differences.filter(pl.col("class").is_in(["diverged", "extra"]))
-        results.append(ProbeResult(target.table, len(ids), differing.height, differing["id"].head(10).to_list()))
+        results.append(
+            ProbeResult(target.table, len(ids), differing.height, differing["id"].head(10).to_list())
+        )
     return results, report

@@ -51,8 +51,9 @@ def remediate(crm: str, warehouse: Warehouse, cfg: CrmSyncConfig) -> Remediation
     outcome = Remediation()
     if pending.is_empty():
         return outcome
-    by_table = {table: group["id"].to_list()
-                for (table,), group in pending.group_by("object", maintain_order=True)}
+    by_table = {
+        table: group["id"].to_list() for (table,), group in pending.group_by("object", maintain_order=True)
+    }
     outcome.requested = {t: len(ids) for t, ids in by_table.items()}
     outcome.ids = {t: set(ids) for t, ids in by_table.items()}
     fetched = fetch_ids_into_warehouse(crm, by_table, warehouse, cfg)
@@ -71,16 +72,27 @@ def mark_deleted(warehouse: Warehouse, crm: str, table: str, key: str, ids: Iter
     stamp = datetime.now(UTC)
     raw, deleted_at = ident(f"raw_{crm}", table), ident(DELETED_AT)
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
-        where = sql("{key} IN ({marks}) AND {deleted_at} IS NULL", key=quoted(key),
-                    marks=placeholders(len(chunk)), deleted_at=deleted_at)
-        count = warehouse.query(sql("SELECT count(*) FROM {raw} WHERE {where}", raw=raw, where=where),
-                                chunk)[0][0]
+        chunk = ids[start : start + CHUNK]
+        where = sql(
+            "{key} IN ({marks}) AND {deleted_at} IS NULL",
+            key=quoted(key),
+            marks=placeholders(len(chunk)),
+            deleted_at=deleted_at,
+        )
+        count = warehouse.query(sql("SELECT count(*) FROM {raw} WHERE {where}", raw=raw, where=where), chunk)[
+            0
+        ][0]
         if hard:
             warehouse.query(sql("DELETE FROM {raw} WHERE {where}", raw=raw, where=where), chunk)
         else:
-            warehouse.query(sql("UPDATE {raw} SET {deleted_at} = ? WHERE {where}", raw=raw,
-                                deleted_at=deleted_at, where=where), [stamp, *chunk])
+            warehouse.query(
+                sql(
+                    "UPDATE {raw} SET {deleted_at} = ? WHERE {where}",
+                    raw=raw,
+                    deleted_at=deleted_at,
+                    where=where,
+                ),
+                [stamp, *chunk],
+            )
         done += int(count)
     return done
-

@@ -58,19 +58,31 @@ def _series_label(crm: str, entity: str, direction: str) -> str:
     return f"{crm}/{entity}" + ("" if direction == CRM_TO_WAREHOUSE else f" ({direction})")
 
 
-def _chart_data(entries: Sequence[EntityReport], history: pl.DataFrame | None, checked_at: datetime) -> pl.DataFrame:
+def _chart_data(
+    entries: Sequence[EntityReport], history: pl.DataFrame | None, checked_at: datetime
+) -> pl.DataFrame:
     """History plus the current checks (if not recorded yet), one row per check and series."""
-    current = history_frame([drift_row(e.diff, e.crm, e.entity, e.threshold, checked_at=checked_at,
-                                       direction=e.direction) for e in entries])
-    past = history.select(list(SCHEMA)).cast(SCHEMA) if history is not None and not history.is_empty() else None
+    current = history_frame(
+        [
+            drift_row(e.diff, e.crm, e.entity, e.threshold, checked_at=checked_at, direction=e.direction)
+            for e in entries
+        ]
+    )
+    past = (
+        history.select(list(SCHEMA)).cast(SCHEMA) if history is not None and not history.is_empty() else None
+    )
     frame = current if past is None else pl.concat([past, current])
-    return (frame.unique(["checked_at", "crm", "entity", "direction"], keep="first", maintain_order=True)
-            .sort("checked_at"))
+    return frame.unique(["checked_at", "crm", "entity", "direction"], keep="first", maintain_order=True).sort(
+        "checked_at"
+    )
 
 
 def _trend(data: pl.DataFrame, entry: EntityReport) -> str:
-    series = data.filter((pl.col("crm") == entry.crm) & (pl.col("entity") == entry.entity)
-                         & (pl.col("direction") == entry.direction))["drift_share"].tail(_TREND_POINTS)
+    series = data.filter(
+        (pl.col("crm") == entry.crm)
+        & (pl.col("entity") == entry.entity)
+        & (pl.col("direction") == entry.direction)
+    )["drift_share"].tail(_TREND_POINTS)
     return " → ".join(_pct(v) for v in series.to_list())
 
 
@@ -89,20 +101,40 @@ def drift_chart_png(data: pl.DataFrame) -> bytes:
         shared_threshold = data["threshold"].n_unique() == 1
         colours = plt.get_cmap("tab10")
         for i, (crm, entity, direction) in enumerate(keys):
-            series = data.filter((pl.col("crm") == crm) & (pl.col("entity") == entity)
-                                 & (pl.col("direction") == direction)).sort("checked_at")
+            series = data.filter(
+                (pl.col("crm") == crm) & (pl.col("entity") == entity) & (pl.col("direction") == direction)
+            ).sort("checked_at")
             colour = colours(i % 10)
             times = [t.replace(tzinfo=None) for t in series["checked_at"].to_list()]  # UTC on the axis
-            ax.plot(times, (series["drift_share"] * 100).to_list(), marker="o", markersize=4, linewidth=1.6,
-                    color=colour, label=_series_label(crm, entity, direction))
+            ax.plot(
+                times,
+                (series["drift_share"] * 100).to_list(),
+                marker="o",
+                markersize=4,
+                linewidth=1.6,
+                color=colour,
+                label=_series_label(crm, entity, direction),
+            )
             if not shared_threshold and series.height == 1:
                 ax.axhline(series["threshold"][0] * 100, linestyle="--", linewidth=1, color=colour, alpha=0.7)
             elif not shared_threshold:
-                ax.step(times, (series["threshold"] * 100).to_list(), where="post", linestyle="--", linewidth=1,
-                        color=colour, alpha=0.7)
+                ax.step(
+                    times,
+                    (series["threshold"] * 100).to_list(),
+                    where="post",
+                    linestyle="--",
+                    linewidth=1,
+                    color=colour,
+                    alpha=0.7,
+                )
         if shared_threshold:
-            ax.axhline(data["threshold"][0] * 100, linestyle="--", linewidth=1.2, color="#cf222e",
-                       label=f"threshold {_pct(data['threshold'][0])}")
+            ax.axhline(
+                data["threshold"][0] * 100,
+                linestyle="--",
+                linewidth=1.2,
+                color="#cf222e",
+                label=f"threshold {_pct(data['threshold'][0])}",
+            )
         else:
             ax.plot([], [], linestyle="--", color="grey", label="threshold (per CRM/entity, its colour)")
         ax.set_ylabel("drift (% of source records)")
@@ -111,7 +143,10 @@ def drift_chart_png(data: pl.DataFrame) -> bytes:
         ax.set_ylim(0, max(data["drift_share"].max() or 0, data["threshold"].max() or 0) * 100 * 1.15 or 1)
         first, last = data["checked_at"].min(), data["checked_at"].max()
         if first == last and isinstance(first, datetime):  # one check so far: a day around it, not years
-            ax.set_xlim(first.replace(tzinfo=None) - timedelta(hours=12), first.replace(tzinfo=None) + timedelta(hours=12))
+            ax.set_xlim(
+                first.replace(tzinfo=None) - timedelta(hours=12),
+                first.replace(tzinfo=None) + timedelta(hours=12),
+            )
         locator = mdates.AutoDateLocator()
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
@@ -126,27 +161,39 @@ def drift_chart_png(data: pl.DataFrame) -> bytes:
         plt.close(fig)
 
 
-def report_markdown(entries: Sequence[EntityReport], history: pl.DataFrame | None = None,
-                    checked_at: datetime | None = None) -> str:
+def report_markdown(
+    entries: Sequence[EntityReport], history: pl.DataFrame | None = None, checked_at: datetime | None = None
+) -> str:
     """The report as markdown (Dagster ``MetadataValue.md``)."""
     checked_at = checked_at or datetime.now(UTC)
     data = _chart_data(entries, history, checked_at)
-    lines = [f"**Reconciliation** {checked_at:%Y-%m-%d %H:%M} UTC", "",
-             "| CRM/entity | source | warehouse | " + " | ".join(CLASSES) + " | ahead | drift | threshold | status |",
-             "|---|" + "---:|" * (len(CLASSES) + 5) + "---|"]
+    lines = [
+        f"**Reconciliation** {checked_at:%Y-%m-%d %H:%M} UTC",
+        "",
+        "| CRM/entity | source | warehouse | "
+        + " | ".join(CLASSES)
+        + " | ahead | drift | threshold | status |",
+        "|---|" + "---:|" * (len(CLASSES) + 5) + "---|",
+    ]
     for e in entries:
         d = e.diff
-        lines.append(f"| {e.label} | {d.source_records:,} | {d.warehouse_records:,} | "
-                     + " | ".join(f"{d.counts[c]:,}" for c in CLASSES)
-                     + f" | {d.ahead:,} | {_pct(d.drift_share)} | {_pct(e.threshold)} | **{e.status.upper()}** |")
+        lines.append(
+            f"| {e.label} | {d.source_records:,} | {d.warehouse_records:,} | "
+            + " | ".join(f"{d.counts[c]:,}" for c in CLASSES)
+            + f" | {d.ahead:,} | {_pct(d.drift_share)} | {_pct(e.threshold)} | **{e.status.upper()}** |"
+        )
     for e in entries:
         details = []
         if e.top_fields is not None and not e.top_fields.is_empty():
-            details.append("top fields: " + ", ".join(f"`{f}` ({n})" for f, n in e.top_fields.head(5).iter_rows()))
+            details.append(
+                "top fields: " + ", ".join(f"`{f}` ({n})" for f, n in e.top_fields.head(5).iter_rows())
+            )
         for cls, ids in e.diff.sample_ids(e.sample_size).items():
             details.append(f"{cls}: " + ", ".join(f"`{i}`" for i in ids))
         for a in e.anomalies:
-            details.append(f"⚠ **{a.name}** ({a.count}): {a.detail}; e.g. " + ", ".join(f"`{i}`" for i in a.example_ids))
+            details.append(
+                f"⚠ **{a.name}** ({a.count}): {a.detail}; e.g. " + ", ".join(f"`{i}`" for i in a.example_ids)
+            )
         trend = _trend(data, e)
         if trend:
             details.append(f"trend: {trend}")
@@ -164,55 +211,88 @@ img{max-width:100%;border:1px solid #d0d7de}h2{margin-top:2rem}
 """
 
 
-def report_html(entries: Sequence[EntityReport], history: pl.DataFrame | None = None,
-                checked_at: datetime | None = None) -> str:
+def report_html(
+    entries: Sequence[EntityReport], history: pl.DataFrame | None = None, checked_at: datetime | None = None
+) -> str:
     """The report as one standalone HTML page with the drift chart inlined."""
     checked_at = checked_at or datetime.now(UTC)
     data = _chart_data(entries, history, checked_at)
     esc = html.escape
     png = base64.b64encode(drift_chart_png(data)).decode("ascii")
-    head = "".join(f"<th>{esc(h)}</th>" for h in ("CRM/entity", "source", "warehouse", *CLASSES, "ahead", "drift",
-                                                   "threshold", "status"))
+    head = "".join(
+        f"<th>{esc(h)}</th>"
+        for h in ("CRM/entity", "source", "warehouse", *CLASSES, "ahead", "drift", "threshold", "status")
+    )
     rows = []
     for e in entries:
         d = e.diff
         cells = [d.source_records, d.warehouse_records, *(d.counts[c] for c in CLASSES), d.ahead]
-        rows.append(f"<tr><td>{esc(e.label)}</td>" + "".join(f'<td class="n">{v:,}</td>' for v in cells)
-                    + f'<td class="n">{_pct(d.drift_share)}</td><td class="n">{_pct(e.threshold)}</td>'
-                    f'<td><span class="status" style="background:{_STATUS_COLOURS[e.status]}">'
-                    f"{e.status.upper()}</span></td></tr>")
+        rows.append(
+            f"<tr><td>{esc(e.label)}</td>"
+            + "".join(f'<td class="n">{v:,}</td>' for v in cells)
+            + f'<td class="n">{_pct(d.drift_share)}</td><td class="n">{_pct(e.threshold)}</td>'
+            f'<td><span class="status" style="background:{_STATUS_COLOURS[e.status]}">'
+            f"{e.status.upper()}</span></td></tr>"
+        )
     sections = []
     for e in entries:
-        parts = [f"<h2>{esc(e.label)}</h2>", f"<p>trend (last {_TREND_POINTS} checks): {esc(_trend(data, e))}</p>"]
+        parts = [
+            f"<h2>{esc(e.label)}</h2>",
+            f"<p>trend (last {_TREND_POINTS} checks): {esc(_trend(data, e))}</p>",
+        ]
         if e.top_fields is not None and not e.top_fields.is_empty():
-            parts.append("<h3>Top offending fields</h3><table><tr><th>field</th><th>records differing</th></tr>"
-                         + "".join(f'<tr><td><code>{esc(f)}</code></td><td class="n">{n:,}</td></tr>'
-                                   for f, n in e.top_fields.head(10).iter_rows()) + "</table>")
+            parts.append(
+                "<h3>Top offending fields</h3><table><tr><th>field</th><th>records differing</th></tr>"
+                + "".join(
+                    f'<tr><td><code>{esc(f)}</code></td><td class="n">{n:,}</td></tr>'
+                    for f, n in e.top_fields.head(10).iter_rows()
+                )
+                + "</table>"
+            )
         samples = e.diff.sample_ids(e.sample_size)
         if samples:
-            parts.append("<h3>Sample ids</h3><table><tr><th>class</th><th>ids</th></tr>"
-                         + "".join(f"<tr><td>{esc(c)}</td><td>{', '.join(f'<code>{esc(i)}</code>' for i in samples[c])}"
-                                   "</td></tr>" for c in ALL_CLASSES if c in samples) + "</table>")
+            parts.append(
+                "<h3>Sample ids</h3><table><tr><th>class</th><th>ids</th></tr>"
+                + "".join(
+                    f"<tr><td>{esc(c)}</td><td>{', '.join(f'<code>{esc(i)}</code>' for i in samples[c])}"
+                    "</td></tr>"
+                    for c in ALL_CLASSES
+                    if c in samples
+                )
+                + "</table>"
+            )
         if e.anomalies:
-            parts.append("<h3>Cursor anomalies</h3><table><tr><th>finding</th><th>records</th><th>detail</th>"
-                         "<th>example ids</th></tr>"
-                         + "".join(f'<tr><td>{esc(a.name)}</td><td class="n">{a.count:,}</td><td>{esc(a.detail)}</td>'
-                                   f"<td>{', '.join(f'<code>{esc(i)}</code>' for i in a.example_ids)}</td></tr>"
-                                   for a in e.anomalies) + "</table>")
+            parts.append(
+                "<h3>Cursor anomalies</h3><table><tr><th>finding</th><th>records</th><th>detail</th>"
+                "<th>example ids</th></tr>"
+                + "".join(
+                    f'<tr><td>{esc(a.name)}</td><td class="n">{a.count:,}</td><td>{esc(a.detail)}</td>'
+                    f"<td>{', '.join(f'<code>{esc(i)}</code>' for i in a.example_ids)}</td></tr>"
+                    for a in e.anomalies
+                )
+                + "</table>"
+            )
         sections.append("\n".join(parts))
-    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>Reconciliation {checked_at:%Y-%m-%d %H:%M} UTC</title><style>{_CSS}</style></head><body>\n"
-            f"<h1>Reconciliation report</h1><p>Checked {checked_at:%Y-%m-%d %H:%M:%S} UTC. Drift = missing + extra "
-            f"+ stale + diverged records, as a share of the records at the source; above the threshold is an "
-            f"error, any drift below it a warning. <em>ahead</em> (cursor moved backwards at the source) is "
-            f"reported, not counted.</p>\n"
-            f"<table><tr>{head}</tr>{''.join(rows)}</table>\n"
-            f'<img alt="drift per CRM and entity over time vs threshold" src="data:image/png;base64,{png}">\n'
-            + "\n".join(sections) + "\n</body></html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Reconciliation {checked_at:%Y-%m-%d %H:%M} UTC</title><style>{_CSS}</style></head><body>\n"
+        f"<h1>Reconciliation report</h1><p>Checked {checked_at:%Y-%m-%d %H:%M:%S} UTC. Drift = missing + extra "
+        f"+ stale + diverged records, as a share of the records at the source; above the threshold is an "
+        f"error, any drift below it a warning. <em>ahead</em> (cursor moved backwards at the source) is "
+        f"reported, not counted.</p>\n"
+        f"<table><tr>{head}</tr>{''.join(rows)}</table>\n"
+        f'<img alt="drift per CRM and entity over time vs threshold" src="data:image/png;base64,{png}">\n'
+        + "\n".join(sections)
+        + "\n</body></html>\n"
+    )
 
 
-def write_report(entries: Sequence[EntityReport], history: pl.DataFrame | None = None,
-                 checked_at: datetime | None = None, reports_dir: Path | None = None) -> Path:
+def write_report(
+    entries: Sequence[EntityReport],
+    history: pl.DataFrame | None = None,
+    checked_at: datetime | None = None,
+    reports_dir: Path | None = None,
+) -> Path:
     """Write ``reconcile-<UTC timestamp>.html`` under ``data/reports/`` (or ``reports_dir``)."""
     checked_at = (checked_at or datetime.now(UTC)).astimezone(UTC)
     directory = reports_dir or load_settings().reports_dir

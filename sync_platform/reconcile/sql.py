@@ -70,23 +70,49 @@ class _Session:
         return pl.DataFrame(self.run(statement), schema=schema, orient="row")
 
 
-def classify_sql(conn: Any, source: Fragment | str, warehouse: Fragment | str, *, dialect: str = DUCKDB,
-                 buckets: int = 4096, fanout: int = 32, leaf_rows: int = 50_000, max_rounds: int = 4) -> Diff:
+def classify_sql(
+    conn: Any,
+    source: Fragment | str,
+    warehouse: Fragment | str,
+    *,
+    dialect: str = DUCKDB,
+    buckets: int = 4096,
+    fanout: int = 32,
+    leaf_rows: int = 50_000,
+    max_rounds: int = 4,
+) -> Diff:
     """``classify`` of two relations in one database (see ``bisect`` for the parameters)."""
-    return bisect(conn, source, warehouse, dialect=dialect, buckets=buckets, fanout=fanout,
-                  leaf_rows=leaf_rows, max_rounds=max_rounds)[0]
+    return bisect(
+        conn,
+        source,
+        warehouse,
+        dialect=dialect,
+        buckets=buckets,
+        fanout=fanout,
+        leaf_rows=leaf_rows,
+        max_rounds=max_rounds,
+    )[0]
 
 
-def classify_in_warehouse(warehouse: Warehouse, source: Fragment | str, target: Fragment | str,
-                          **options: Any) -> Diff:
+def classify_in_warehouse(
+    warehouse: Warehouse, source: Fragment | str, target: Fragment | str, **options: Any
+) -> Diff:
     """``classify_sql`` on a connection of ``warehouse`` (its kind is the dialect)."""
     with warehouse.connect() as conn:
         return classify_sql(conn, source, target, dialect=warehouse.kind, **options)
 
 
-def bisect(conn: Any, source: Fragment | str, warehouse: Fragment | str, *, dialect: str = DUCKDB,
-           buckets: int = 4096, fanout: int = 32, leaf_rows: int = 50_000,
-           max_rounds: int = 4) -> tuple[Diff, Bisection]:
+def bisect(
+    conn: Any,
+    source: Fragment | str,
+    warehouse: Fragment | str,
+    *,
+    dialect: str = DUCKDB,
+    buckets: int = 4096,
+    fanout: int = 32,
+    leaf_rows: int = 50_000,
+    max_rounds: int = 4,
+) -> tuple[Diff, Bisection]:
     """Compare ``source`` and ``warehouse`` (table names, or parenthesised queries with id, cursor,
     content_hash composed with ``core.sql``) by bucket checksums; return the Diff and how it went.
 
@@ -107,19 +133,26 @@ def bisect(conn: Any, source: Fragment | str, warehouse: Fragment | str, *, dial
         for side, relation in relations.items():
             session.run(_lean_table_sql(sides[side], relation, dialect))
             created.append(sides[side])
-        (source_records,), (warehouse_records,) = (session.run(sql("SELECT count(*) FROM {t}", t=t))[0]
-                                                    for t in sides.values())
+        (source_records,), (warehouse_records,) = (
+            session.run(sql("SELECT count(*) FROM {t}", t=t))[0] for t in sides.values()
+        )
         stats = Bisection()
         modulus, keys, previous_rows = buckets, None, None
         while True:
             found = ident(f"_reconcile_k{stats.rounds}_{tag}")
-            session.run(sql("CREATE TEMP TABLE {found} AS {buckets}", found=found,
-                            buckets=_round_sql(sides, modulus, keys)))
+            session.run(
+                sql(
+                    "CREATE TEMP TABLE {found} AS {buckets}",
+                    found=found,
+                    buckets=_round_sql(sides, modulus, keys),
+                )
+            )
             created.append(found)
             stats.rounds += 1
             stats.buckets.append(modulus if keys is None else stats.differing_buckets[-1] * fanout)
-            n_buckets, rows = session.run(sql("SELECT count(*), coalesce(sum(sn + wn), 0) FROM {found}",
-                                              found=found))[0]
+            n_buckets, rows = session.run(
+                sql("SELECT count(*), coalesce(sum(sn + wn), 0) FROM {found}", found=found)
+            )[0]
             stats.differing_buckets.append(int(n_buckets))
             rows = int(rows)
             if n_buckets == 0:
@@ -128,8 +161,10 @@ def bisect(conn: Any, source: Fragment | str, warehouse: Fragment | str, *, dial
             dense = previous_rows is not None and rows > previous_rows / 2
             if rows <= leaf_rows or stats.rounds >= max_rounds or dense:
                 fetch = "SELECT id, ms, h FROM {t} WHERE k % {modulus} IN (SELECT b FROM {found})"
-                frames = [session.frame(sql(fetch, t=t, modulus=integer(modulus), found=found), _LEAN)
-                          for t in sides.values()]
+                frames = [
+                    session.frame(sql(fetch, t=t, modulus=integer(modulus), found=found), _LEAN)
+                    for t in sides.values()
+                ]
                 stats.rows_fetched = sum(f.height for f in frames)
                 break
             keys, previous_rows = (found, modulus), rows
@@ -142,8 +177,14 @@ def bisect(conn: Any, source: Fragment | str, warehouse: Fragment | str, *, dial
     source_records = int(source_records) - (frames[0].height - part.source_records)
     warehouse_records = int(warehouse_records) - (frames[1].height - part.warehouse_records)
     counts = {cls: part.counts[cls] for cls in CLASSES}
-    diff = Diff(differences=part.differences, source_records=source_records, warehouse_records=warehouse_records,
-                counts=counts, drift_share=sum(counts.values()) / max(source_records, 1), ahead=part.ahead)
+    diff = Diff(
+        differences=part.differences,
+        source_records=source_records,
+        warehouse_records=warehouse_records,
+        counts=counts,
+        drift_share=sum(counts.values()) / max(source_records, 1),
+        ahead=part.ahead,
+    )
     return diff, stats
 
 
@@ -155,9 +196,11 @@ def _empty() -> pl.DataFrame:
 
 
 def _as_listing(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.select(pl.col("id").alias(ID),
-                        pl.from_epoch("ms", "ms").dt.replace_time_zone("UTC").alias(CURSOR),
-                        pl.col("h").cast(pl.UInt64).alias(HASH_COLUMN))
+    return frame.select(
+        pl.col("id").alias(ID),
+        pl.from_epoch("ms", "ms").dt.replace_time_zone("UTC").alias(CURSOR),
+        pl.col("h").cast(pl.UInt64).alias(HASH_COLUMN),
+    )
 
 
 def _lean_table_sql(name: Fragment, relation: Fragment, dialect: str) -> Fragment:
@@ -168,23 +211,48 @@ def _lean_table_sql(name: Fragment, relation: Fragment, dialect: str) -> Fragmen
     if dialect == DUCKDB:
         digest = sql("CAST(hash(id, ms, h) & {mask} AS BIGINT)", mask=_MASK_63)
     else:
-        digest = _key_sql(sql("id || ':' || coalesce(CAST(ms AS {text}), '') || ':' || "
-                              "coalesce(CAST(h AS {text}), '')", text=text), dialect)
-    return sql("CREATE TEMP TABLE {name} AS "
-               "SELECT id, ms, h, {key} AS k, {digest} AS d FROM ("
-               "SELECT CAST(id AS {text}) AS id, {ms} AS ms, "
-               "CAST({hash} AS BIGINT) AS h FROM {relation} AS listed) AS lean",
-               name=name, key=_key_sql(Fragment("id"), dialect), digest=digest, text=text,
-               ms=epoch_ms_sql(ident(CURSOR), dialect), hash=ident(HASH_COLUMN), relation=relation)
+        digest = _key_sql(
+            sql(
+                "id || ':' || coalesce(CAST(ms AS {text}), '') || ':' || coalesce(CAST(h AS {text}), '')",
+                text=text,
+            ),
+            dialect,
+        )
+    return sql(
+        "CREATE TEMP TABLE {name} AS "
+        "SELECT id, ms, h, {key} AS k, {digest} AS d FROM ("
+        "SELECT CAST(id AS {text}) AS id, {ms} AS ms, "
+        "CAST({hash} AS BIGINT) AS h FROM {relation} AS listed) AS lean",
+        name=name,
+        key=_key_sql(Fragment("id"), dialect),
+        digest=digest,
+        text=text,
+        ms=epoch_ms_sql(ident(CURSOR), dialect),
+        hash=ident(HASH_COLUMN),
+        relation=relation,
+    )
 
 
 def _round_sql(sides: dict[str, Fragment], modulus: int, keys: tuple[Fragment, int] | None) -> Fragment:
     """Buckets (at ``modulus``) whose count or digest sum differ, restricted to the previous round's."""
-    where = (sql("WHERE k % {modulus} IN (SELECT b FROM {found})", modulus=integer(keys[1]), found=keys[0])
-             if keys else Fragment(""))
-    s, w = (sql("SELECT k % {modulus} AS b, count(*) AS n, sum(d) AS x FROM {t} {where} "
-                "GROUP BY k % {modulus}", modulus=integer(modulus), t=t, where=where)
-            for t in sides.values())
-    return sql("SELECT coalesce(s.b, w.b) AS b, coalesce(s.n, 0) AS sn, coalesce(w.n, 0) AS wn "
-               "FROM ({s}) AS s FULL OUTER JOIN ({w}) AS w ON s.b = w.b "
-               "WHERE s.n IS NULL OR w.n IS NULL OR s.n <> w.n OR s.x <> w.x", s=s, w=w)
+    where = (
+        sql("WHERE k % {modulus} IN (SELECT b FROM {found})", modulus=integer(keys[1]), found=keys[0])
+        if keys
+        else Fragment("")
+    )
+    s, w = (
+        sql(
+            "SELECT k % {modulus} AS b, count(*) AS n, sum(d) AS x FROM {t} {where} GROUP BY k % {modulus}",
+            modulus=integer(modulus),
+            t=t,
+            where=where,
+        )
+        for t in sides.values()
+    )
+    return sql(
+        "SELECT coalesce(s.b, w.b) AS b, coalesce(s.n, 0) AS sn, coalesce(w.n, 0) AS wn "
+        "FROM ({s}) AS s FULL OUTER JOIN ({w}) AS w ON s.b = w.b "
+        "WHERE s.n IS NULL OR w.n IS NULL OR s.n <> w.n OR s.x <> w.x",
+        s=s,
+        w=w,
+    )

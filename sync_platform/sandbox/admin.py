@@ -23,9 +23,14 @@ from .store import DELETED, DELETED_AT, VERSION, ObjectStore, RecordNotFound
 MODES = ("user", "automation", "frozen")
 # the field ``touch`` edits when the caller names none
 TOUCH_FIELDS = {
-    ("salesforce", "Contact"): "Title", ("salesforce", "Account"): "Phone", ("salesforce", "Case"): "Subject",
-    ("hubspot", "contacts"): "jobtitle", ("hubspot", "companies"): "phone", ("hubspot", "tickets"): "subject",
-    ("dynamics", "contacts"): "jobtitle", ("dynamics", "accounts"): "telephone1",
+    ("salesforce", "Contact"): "Title",
+    ("salesforce", "Account"): "Phone",
+    ("salesforce", "Case"): "Subject",
+    ("hubspot", "contacts"): "jobtitle",
+    ("hubspot", "companies"): "phone",
+    ("hubspot", "tickets"): "subject",
+    ("dynamics", "contacts"): "jobtitle",
+    ("dynamics", "accounts"): "telephone1",
     ("dynamics", "incidents"): "title",
 }
 
@@ -38,7 +43,11 @@ class AdminError(Exception):
 
 def export_record(store: ObjectStore, rec: dict) -> dict:
     """A record as the admin API shows it: native field names, ISO timestamps, deletion flags."""
-    out = {k: (iso_z(v) if k in store.spec.datetime_fields else v) for k, v in rec.items() if not k.startswith("__")}
+    out = {
+        k: (iso_z(v) if k in store.spec.datetime_fields else v)
+        for k, v in rec.items()
+        if not k.startswith("__")
+    }
     out["_deleted"] = bool(rec.get(DELETED))
     out["_deleted_at"] = iso_z(rec.get(DELETED_AT))
     out["_version"] = rec.get(VERSION, 0)
@@ -110,8 +119,11 @@ def admin_routes(state: SandboxState) -> list[Route]:
             except AdminError as exc:
                 return json_response({"error": str(exc)}, status=exc.status)
             except RecordNotFound as exc:
-                return json_response({"error": f"record {exc.args[0]} does not exist or is deleted"}, status=404)
+                return json_response(
+                    {"error": f"record {exc.args[0]} does not exist or is deleted"}, status=404
+                )
             return result if isinstance(result, Response) else json_response(result)
+
         return endpoint
 
     async def info(request: Request):
@@ -121,13 +133,21 @@ def admin_routes(state: SandboxState) -> list[Route]:
             "contacts": state.config.contacts,
             "clock": clock_info(),
             "credentials": state.credentials(),
-            "objects": {crm: {name: {"records": s.count(), "deleted": s.count(only_deleted=True),
-                                     "version": s.version}
-                              for name, s in state.stores[crm].items()} for crm in CRMS},
+            "objects": {
+                crm: {
+                    name: {"records": s.count(), "deleted": s.count(only_deleted=True), "version": s.version}
+                    for name, s in state.stores[crm].items()
+                }
+                for crm in CRMS
+            },
         }
 
     def clock_info() -> dict:
-        return {"now": iso_z(state.clock.now_ms()), "now_ms": state.clock.now_ms(), "frozen": state.clock.frozen}
+        return {
+            "now": iso_z(state.clock.now_ms()),
+            "now_ms": state.clock.now_ms(),
+            "frozen": state.clock.frozen,
+        }
 
     async def clock(request: Request):
         if request.method == "GET":
@@ -159,8 +179,10 @@ def admin_routes(state: SandboxState) -> list[Route]:
         mode, stamp = _mode(body), _stamp(body)
         values = [_coerce_fields(store, r, f"records[{n}]") for n, r in enumerate(records)]
         created = [store.create(v, mode=mode, stamp=stamp) for v in values]
-        return {"ids": [store.spec.format_id(c.index) for c in created],
-                "records": [export_record(store, c.record) for c in created]}
+        return {
+            "ids": [store.spec.format_id(c.index) for c in created],
+            "records": [export_record(store, c.record) for c in created],
+        }
 
     async def update(request: Request):
         store, body = store_of(request), await body_of(request)
@@ -169,8 +191,10 @@ def admin_routes(state: SandboxState) -> list[Route]:
             updates = body["updates"]
             if not isinstance(updates, list):
                 raise AdminError("updates must be a list of {id, fields}")
-            pairs = [(_index(store, u.get("id")), _coerce_fields(store, u.get("fields"), f"updates[{n}].fields"))
-                     for n, u in enumerate(updates)]
+            pairs = [
+                (_index(store, u.get("id")), _coerce_fields(store, u.get("fields"), f"updates[{n}].fields"))
+                for n, u in enumerate(updates)
+            ]
         else:
             ids = body.get("ids")
             if not isinstance(ids, list) or not ids:
@@ -217,8 +241,13 @@ def admin_routes(state: SandboxState) -> list[Route]:
                     store.update(index, {field: value}, mode=mode, stamp=stamp)
                     ids.append(store.spec.format_id(index))
                 index += stride
-        return {"touched": len(ids), "field": field, "first_id": ids[0] if ids else None,
-                "last_id": ids[-1] if ids else None, "ids": ids if len(ids) <= 1000 else None}
+        return {
+            "touched": len(ids),
+            "field": field,
+            "first_id": ids[0] if ids else None,
+            "last_id": ids[-1] if ids else None,
+            "ids": ids if len(ids) <= 1000 else None,
+        }
 
     async def change_tracking(request: Request):
         """Switch a Dataverse table's change tracking (on by default), as its "Track changes" setting."""
@@ -249,7 +278,9 @@ def admin_routes(state: SandboxState) -> list[Route]:
             fault = state.faults.add(Fault(**body))
         except (TypeError, ValueError) as exc:
             raise AdminError(str(exc)) from None
-        return json_response({"fault": {f.name: getattr(fault, f.name) for f in dc_fields(Fault)}}, status=201)
+        return json_response(
+            {"fault": {f.name: getattr(fault, f.name) for f in dc_fields(Fault)}}, status=201
+        )
 
     async def tokens(request: Request):
         crm = request.path_params["crm"]
@@ -272,8 +303,11 @@ def admin_routes(state: SandboxState) -> list[Route]:
         if request.method == "PUT":
             body = await body_of(request)
             try:
-                state.limits_hubspot.configure(body.get("hubspot_per_10s"), body.get("hubspot_daily"),
-                                               body.get("hubspot_search_per_second"))
+                state.limits_hubspot.configure(
+                    body.get("hubspot_per_10s"),
+                    body.get("hubspot_daily"),
+                    body.get("hubspot_search_per_second"),
+                )
                 state.limits_salesforce.configure(body.get("salesforce_daily"), body.get("salesforce_used"))
                 state.limits_dynamics.configure(body.get("dynamics_per_5min"))
             except (TypeError, ValueError) as exc:
@@ -282,11 +316,14 @@ def admin_routes(state: SandboxState) -> list[Route]:
                 for lim in (state.limits_hubspot, state.limits_salesforce, state.limits_dynamics):
                     lim.reset()
         cfg = state.config.limits
-        return {"hubspot_per_10s": cfg.hubspot_per_10s, "hubspot_daily": cfg.hubspot_daily,
-                "hubspot_search_per_second": cfg.hubspot_search_per_second,
-                "salesforce_daily": cfg.salesforce_daily,
-                "salesforce_used": state.limits_salesforce.headers()["Sforce-Limit-Info"],
-                "dynamics_per_5min": cfg.dynamics_per_5min}
+        return {
+            "hubspot_per_10s": cfg.hubspot_per_10s,
+            "hubspot_daily": cfg.hubspot_daily,
+            "hubspot_search_per_second": cfg.hubspot_search_per_second,
+            "salesforce_daily": cfg.salesforce_daily,
+            "salesforce_used": state.limits_salesforce.headers()["Sforce-Limit-Info"],
+            "dynamics_per_5min": cfg.dynamics_per_5min,
+        }
 
     async def alert_webhooks(request: Request):
         """A Slack-style webhook receiver: the platform's alert sink posts here in tests and the demo."""

@@ -23,8 +23,14 @@ def build_app(state: SandboxState) -> Starlette:
     routes.extend(d.not_found_route() for d in dialects)
 
     async def unknown(request: Request, exc: Exception) -> Response:
-        return json_response({"error": "not_found", "path": request.url.path,
-                              "hint": "see /__sandbox/ for what this sandbox serves"}, status=404)
+        return json_response(
+            {
+                "error": "not_found",
+                "path": request.url.path,
+                "hint": "see /__sandbox/ for what this sandbox serves",
+            },
+            status=404,
+        )
 
     app = Starlette(routes=routes, exception_handlers={404: unknown})
     app.state.sandbox = state

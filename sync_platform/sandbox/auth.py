@@ -31,8 +31,15 @@ class AuthFailure(Exception):
 
 
 class TokenStore:
-    def __init__(self, crm: str, clock: SandboxClock, client_id: str, client_secret: str,
-                 lifetime_seconds: float, static_tokens: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        crm: str,
+        clock: SandboxClock,
+        client_id: str,
+        client_secret: str,
+        lifetime_seconds: float,
+        static_tokens: tuple[str, ...] = (),
+    ) -> None:
         self.crm = crm
         self.clock = clock
         self.client_id = client_id
@@ -44,8 +51,11 @@ class TokenStore:
         self.issued = 0
 
     def check_client(self, client_id: str | None, client_secret: str | None) -> bool:
-        return (client_id == self.client_id and client_secret is not None
-                and secrets.compare_digest(client_secret, self.client_secret))
+        return (
+            client_id == self.client_id
+            and client_secret is not None
+            and secrets.compare_digest(client_secret, self.client_secret)
+        )
 
     def issue(self, client_id: str, with_refresh: bool = True) -> Token:
         with self._lock:

@@ -35,13 +35,19 @@ class SandboxAdminClient:
     def get(self, crm: str, obj: str, record_id: str) -> dict:
         return self._call("GET", f"/{crm}/{obj}/records/{record_id}")
 
-    def create(self, crm: str, obj: str, records: list[dict], mode: str = "user", stamp: str | None = None) -> list[str]:
-        return self._call("POST", f"/{crm}/{obj}/records", {"records": records, "mode": mode, "stamp": stamp})["ids"]
+    def create(
+        self, crm: str, obj: str, records: list[dict], mode: str = "user", stamp: str | None = None
+    ) -> list[str]:
+        return self._call(
+            "POST", f"/{crm}/{obj}/records", {"records": records, "mode": mode, "stamp": stamp}
+        )["ids"]
 
-    def update(self, crm: str, obj: str, ids: list[str], fields: dict, mode: str = "user",
-               stamp: str | None = None) -> dict:
-        return self._call("PATCH", f"/{crm}/{obj}/records", {"ids": ids, "fields": fields, "mode": mode,
-                                                             "stamp": stamp})
+    def update(
+        self, crm: str, obj: str, ids: list[str], fields: dict, mode: str = "user", stamp: str | None = None
+    ) -> dict:
+        return self._call(
+            "PATCH", f"/{crm}/{obj}/records", {"ids": ids, "fields": fields, "mode": mode, "stamp": stamp}
+        )
 
     def delete(self, crm: str, obj: str, ids: list[str], mode: str = "user") -> dict:
         return self._call("POST", f"/{crm}/{obj}/delete", {"ids": ids, "mode": mode})
@@ -69,9 +75,13 @@ class SandboxAdminClient:
         return self._call("DELETE", "/stats")
 
     def requests(self, crm: str | None = None, endpoint: str | None = None, status: int | None = None) -> int:
-        return sum(r["count"] for r in self.stats()["requests"]
-                   if (crm is None or r["crm"] == crm) and (endpoint is None or r["endpoint"] == endpoint)
-                   and (status is None or r["status"] == status))
+        return sum(
+            r["count"]
+            for r in self.stats()["requests"]
+            if (crm is None or r["crm"] == crm)
+            and (endpoint is None or r["endpoint"] == endpoint)
+            and (status is None or r["status"] == status)
+        )
 
     def set_limits(self, **limits: Any) -> dict:
         return self._call("PUT", "/limits", limits)

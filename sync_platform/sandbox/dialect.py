@@ -72,8 +72,16 @@ class Dialect:
     def tokens(self):
         return self.state.tokens[self.crm]
 
-    def route(self, path: str, handler: Handler, methods: list[str], *, name: str | None = None,
-              auth: bool = True, limited: bool = True) -> Route:
+    def route(
+        self,
+        path: str,
+        handler: Handler,
+        methods: list[str],
+        *,
+        name: str | None = None,
+        auth: bool = True,
+        limited: bool = True,
+    ) -> Route:
         endpoint_name = name or handler.__name__.lstrip("_")
 
         async def endpoint(request: Request) -> Response:
@@ -83,7 +91,9 @@ class Dialect:
 
         return Route(path, endpoint, methods=methods, name=f"{self.crm}:{endpoint_name}")
 
-    async def _run(self, request: Request, handler: Handler, name: str, auth: bool, limited: bool) -> Response:
+    async def _run(
+        self, request: Request, handler: Handler, name: str, auth: bool, limited: bool
+    ) -> Response:
         try:
             fault = self.state.faults.take(self.crm, request.method, request.url.path)
             if fault is not None:
@@ -101,8 +111,11 @@ class Dialect:
             response = await handler(request)
             response.headers.update(headers)
             if fault is not None and fault.kind == "malformed":
-                return Response(bytes(response.body)[: max(1, len(response.body) // 2)],
-                                status_code=200, media_type="application/json")
+                return Response(
+                    bytes(response.body)[: max(1, len(response.body) // 2)],
+                    status_code=200,
+                    media_type="application/json",
+                )
             if fault is not None and fault.kind == "corrupt_records":
                 return self._corrupted(response, fault)
             return response
@@ -150,7 +163,9 @@ class Dialect:
             return response
         if not self.state.faults.corrupt(fault, self.record_holders(body, fault.field or "")):
             return response
-        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")
+        }
         return json_response(body, response.status_code, headers=headers)
 
     def injected_limit(self, fault: Fault) -> LimitDecision:
@@ -160,8 +175,14 @@ class Dialect:
         async def not_found(request: Request) -> Response:
             raise SandboxError(404, f"The requested resource does not exist: {request.url.path}", "NOT_FOUND")
 
-        return self.route(self.catch_all_prefix + "/{rest:path}", not_found,
-                          ["GET", "POST", "PATCH", "PUT", "DELETE"], name="not_found", auth=False, limited=False)
+        return self.route(
+            self.catch_all_prefix + "/{rest:path}",
+            not_found,
+            ["GET", "POST", "PATCH", "PUT", "DELETE"],
+            name="not_found",
+            auth=False,
+            limited=False,
+        )
 
 
 async def form_or_json(request: Request) -> dict[str, str]:

@@ -103,11 +103,27 @@ NOT_TRACKED = "0x80072491"  # ChangeTrackingNotEnabledForEntity: the table's "Tr
 INVALID_ARGUMENT = "0x80040203"
 RATE_LIMITED = "0x80072322"
 UNEXPECTED = "0x80040216"
-_STATUS_CODES = {400: INVALID_ARGUMENT, 404: BAD_QUERY, 405: BAD_QUERY, 412: VERSION_MISMATCH, 429: RATE_LIMITED}
+_STATUS_CODES = {
+    400: INVALID_ARGUMENT,
+    404: BAD_QUERY,
+    405: BAD_QUERY,
+    412: VERSION_MISMATCH,
+    429: RATE_LIMITED,
+}
 
-EDM = {ID: "Edm.Guid", REFERENCE: "Edm.Guid", STRING: "Edm.String", EMAIL: "Edm.String", PHONE: "Edm.String",
-       URL: "Edm.String", TEXT: "Edm.String", PICKLIST: "Edm.String", INT: "Edm.Int32", BOOLEAN: "Edm.Boolean",
-       DATETIME: "Edm.DateTimeOffset"}
+EDM = {
+    ID: "Edm.Guid",
+    REFERENCE: "Edm.Guid",
+    STRING: "Edm.String",
+    EMAIL: "Edm.String",
+    PHONE: "Edm.String",
+    URL: "Edm.String",
+    TEXT: "Edm.String",
+    PICKLIST: "Edm.String",
+    INT: "Edm.Int32",
+    BOOLEAN: "Edm.Boolean",
+    DATETIME: "Edm.DateTimeOffset",
+}
 # which JSON values a payload may carry for each column type (datetimes arrive as strings)
 _ACCEPTS: dict[str, Callable[[Any], bool]] = {
     "Edm.String": lambda v: isinstance(v, str),
@@ -115,17 +131,21 @@ _ACCEPTS: dict[str, Callable[[Any], bool]] = {
     "Edm.Int32": lambda v: isinstance(v, int) and not isinstance(v, bool),
 }
 _SYSTEM_OPTIONS = {"$select", "$filter", "$orderby", "$top", "$count", "$skiptoken", "$deltatoken"}
-_UNSUPPORTED_OPTIONS = {"$skip": "The query parameter $skip is not supported.",
-                        "fetchXml": "FetchXML queries are not supported by the sandbox.",
-                        "savedQuery": "Saved queries are not supported by the sandbox.",
-                        "userQuery": "User queries are not supported by the sandbox."}
+_UNSUPPORTED_OPTIONS = {
+    "$skip": "The query parameter $skip is not supported.",
+    "fetchXml": "FetchXML queries are not supported by the sandbox.",
+    "savedQuery": "Saved queries are not supported by the sandbox.",
+    "userQuery": "User queries are not supported by the sandbox.",
+}
 _TRACKING_REJECTS = ("$filter", "$orderby", "$top", "$count")
 _DELTA_TOKEN = re.compile(r"^(\d+)!(\d{2})/(\d{2})/(\d{4}) (\d{2}):(\d{2}):(\d{2})$")
 _BIND = re.compile(r"^(?:.*?/)?(?P<set>[A-Za-z_]\w*)\((?P<key>.*)\)$")
 _PREFERENCE = re.compile(r'\s*([^=,\s]+)\s*(?:=\s*("[^"]*"|[^,]*))?\s*(?:,|$)')
-_ORG_IDS = {"BusinessUnitId": "00000001-0009-4000-8000-5a4e0b0c5d1e",
-            "UserId": "00000000-0008-4000-8000-5a4e0b0c5d1e",
-            "OrganizationId": "00000001-000a-4000-8000-5a4e0b0c5d1e"}
+_ORG_IDS = {
+    "BusinessUnitId": "00000001-0009-4000-8000-5a4e0b0c5d1e",
+    "UserId": "00000000-0008-4000-8000-5a4e0b0c5d1e",
+    "OrganizationId": "00000001-000a-4000-8000-5a4e0b0c5d1e",
+}
 
 
 @dataclass(frozen=True)
@@ -141,31 +161,50 @@ class EntitySet:
 
 _OWNER = {"ownerid": ("_ownerid_value", "systemusers")}
 ENTITY_SETS = {
-    "contacts": EntitySet("contacts", "contact", {
-        "parentcustomerid_account": ("_parentcustomerid_value", "accounts"),
-        "parentcustomerid_contact": ("_parentcustomerid_value", "contacts"), **_OWNER}),
+    "contacts": EntitySet(
+        "contacts",
+        "contact",
+        {
+            "parentcustomerid_account": ("_parentcustomerid_value", "accounts"),
+            "parentcustomerid_contact": ("_parentcustomerid_value", "contacts"),
+            **_OWNER,
+        },
+    ),
     "accounts": EntitySet("accounts", "account", dict(_OWNER)),
-    "incidents": EntitySet("incidents", "incident", {
-        "customerid_account": ("_customerid_value", "accounts"),
-        "customerid_contact": ("_customerid_value", "contacts"),
-        "primarycontactid": ("_primarycontactid_value", "contacts"), **_OWNER}),
+    "incidents": EntitySet(
+        "incidents",
+        "incident",
+        {
+            "customerid_account": ("_customerid_value", "accounts"),
+            "customerid_contact": ("_customerid_value", "contacts"),
+            "primarycontactid": ("_primarycontactid_value", "contacts"),
+            **_OWNER,
+        },
+    ),
 }
 
 
 # ----------------------------------------------------------------------------- metadata
 # sandbox field type -> (AttributeType, the AttributeMetadata subtype Dataverse reports)
 _ATTRIBUTE_TYPES = {
-    ID: ("Uniqueidentifier", "UniqueIdentifierAttributeMetadata"), STRING: ("String", "StringAttributeMetadata"),
-    EMAIL: ("String", "StringAttributeMetadata"), PHONE: ("String", "StringAttributeMetadata"),
-    URL: ("String", "StringAttributeMetadata"), TEXT: ("Memo", "MemoAttributeMetadata"),
-    INT: ("Integer", "IntegerAttributeMetadata"), BOOLEAN: ("Boolean", "BooleanAttributeMetadata"),
-    DATETIME: ("DateTime", "DateTimeAttributeMetadata"), PICKLIST: ("Picklist", "PicklistAttributeMetadata"),
+    ID: ("Uniqueidentifier", "UniqueIdentifierAttributeMetadata"),
+    STRING: ("String", "StringAttributeMetadata"),
+    EMAIL: ("String", "StringAttributeMetadata"),
+    PHONE: ("String", "StringAttributeMetadata"),
+    URL: ("String", "StringAttributeMetadata"),
+    TEXT: ("Memo", "MemoAttributeMetadata"),
+    INT: ("Integer", "IntegerAttributeMetadata"),
+    BOOLEAN: ("Boolean", "BooleanAttributeMetadata"),
+    DATETIME: ("DateTime", "DateTimeAttributeMetadata"),
+    PICKLIST: ("Picklist", "PicklistAttributeMetadata"),
     REFERENCE: ("Lookup", "LookupAttributeMetadata"),
 }
 # columns whose Dataverse type is more specific than the sandbox field type
 _SPECIAL_TYPES = {
-    "statecode": ("State", "StateAttributeMetadata"), "statuscode": ("Status", "StatusAttributeMetadata"),
-    "prioritycode": ("Picklist", "PicklistAttributeMetadata"), "versionnumber": ("BigInt", "BigIntAttributeMetadata"),
+    "statecode": ("State", "StateAttributeMetadata"),
+    "statuscode": ("Status", "StatusAttributeMetadata"),
+    "prioritycode": ("Picklist", "PicklistAttributeMetadata"),
+    "versionnumber": ("BigInt", "BigIntAttributeMetadata"),
     "_ownerid_value": ("Owner", "LookupAttributeMetadata"),
     "_parentcustomerid_value": ("Customer", "LookupAttributeMetadata"),
     "_customerid_value": ("Customer", "LookupAttributeMetadata"),
@@ -189,29 +228,58 @@ def _label(text: str) -> dict:
 
 
 def _entity_metadata(es: EntitySet, spec: ObjectSpec) -> dict:
-    return {"MetadataId": _metadata_id(es.logical), "LogicalName": es.logical, "SchemaName": es.logical.capitalize(),
-            "EntitySetName": es.name, "LogicalCollectionName": es.name, "PrimaryIdAttribute": spec.id_field,
-            "PrimaryNameAttribute": "fullname" if es.logical == "contact" else
-            ("title" if es.logical == "incident" else "name"),
-            "IsCustomEntity": False, "DisplayName": _label(spec.label)}
+    return {
+        "MetadataId": _metadata_id(es.logical),
+        "LogicalName": es.logical,
+        "SchemaName": es.logical.capitalize(),
+        "EntitySetName": es.name,
+        "LogicalCollectionName": es.name,
+        "PrimaryIdAttribute": spec.id_field,
+        "PrimaryNameAttribute": "fullname"
+        if es.logical == "contact"
+        else ("title" if es.logical == "incident" else "name"),
+        "IsCustomEntity": False,
+        "DisplayName": _label(spec.label),
+    }
 
 
 def _attribute_metadata(es: EntitySet, field: FieldSpec) -> dict:
-    kind, subtype = _SPECIAL_TYPES.get(field.name) or _ATTRIBUTE_TYPES.get(field.type, _ATTRIBUTE_TYPES[STRING])
+    kind, subtype = _SPECIAL_TYPES.get(field.name) or _ATTRIBUTE_TYPES.get(
+        field.type, _ATTRIBUTE_TYPES[STRING]
+    )
     name = attribute_name(field.name)
     system = "SystemRequired" if field.type == ID else None
     return {
-        "@odata.type": f"#Microsoft.Dynamics.CRM.{subtype}", "MetadataId": _metadata_id(es.logical, name),
-        "LogicalName": name, "SchemaName": name.capitalize(), "EntityLogicalName": es.logical,
-        "AttributeType": kind, "AttributeTypeName": {"Value": f"{kind}Type"}, "AttributeOf": None,
-        "IsPrimaryId": field.type == ID, "IsCustomAttribute": False,
-        "IsValidForRead": True, "IsValidForCreate": field.updateable, "IsValidForUpdate": field.updateable,
-        "RequiredLevel": {"Value": system or ("ApplicationRequired" if field.required else "None"),
-                          "CanBeChanged": system is None,
-                          "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings"},
+        "@odata.type": f"#Microsoft.Dynamics.CRM.{subtype}",
+        "MetadataId": _metadata_id(es.logical, name),
+        "LogicalName": name,
+        "SchemaName": name.capitalize(),
+        "EntityLogicalName": es.logical,
+        "AttributeType": kind,
+        "AttributeTypeName": {"Value": f"{kind}Type"},
+        "AttributeOf": None,
+        "IsPrimaryId": field.type == ID,
+        "IsCustomAttribute": False,
+        "IsValidForRead": True,
+        "IsValidForCreate": field.updateable,
+        "IsValidForUpdate": field.updateable,
+        "RequiredLevel": {
+            "Value": system or ("ApplicationRequired" if field.required else "None"),
+            "CanBeChanged": system is None,
+            "ManagedPropertyLogicalName": "canmodifyrequirementlevelsettings",
+        },
         "DisplayName": _label(field.display_label),
-        **({"Targets": [ENTITY_SETS[field.reference_to].logical if field.reference_to in ENTITY_SETS
-                        else field.reference_to.rstrip("s")]} if field.type == REFERENCE and field.reference_to else {}),
+        **(
+            {
+                "Targets": [
+                    ENTITY_SETS[field.reference_to].logical
+                    if field.reference_to in ENTITY_SETS
+                    else field.reference_to.rstrip("s")
+                ]
+            }
+            if field.type == REFERENCE and field.reference_to
+            else {}
+        ),
     }
 
 
@@ -270,8 +338,11 @@ class _TokenCodec:
     def decode(self, text: str) -> dict:
         payload, _, mac = text.encode().rpartition(b".")
         if not payload or not hmac.compare_digest(mac, self._mac(payload).encode()):
-            raise _fail(400, "The $skiptoken is not valid; use the @odata.nextLink exactly as returned.",
-                        INVALID_ARGUMENT)
+            raise _fail(
+                400,
+                "The $skiptoken is not valid; use the @odata.nextLink exactly as returned.",
+                INVALID_ARGUMENT,
+            )
         return orjson.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
 
 
@@ -336,7 +407,9 @@ class _KeyIndex:
 
 class _AlternateKeys:
     def __init__(self) -> None:
-        self._indexes: weakref.WeakKeyDictionary[ObjectStore, dict[str, _KeyIndex]] = weakref.WeakKeyDictionary()
+        self._indexes: weakref.WeakKeyDictionary[ObjectStore, dict[str, _KeyIndex]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def find(self, store: ObjectStore, field: str, value: Any) -> int | None:
         per_store = self._indexes.setdefault(store, {})
@@ -384,8 +457,13 @@ def _stamp_bounds(terms: list[Node], stamp: str) -> tuple[int | None, int | None
     low: int | None = None
     stop: int | None = None
     for term in terms:
-        if not (isinstance(term, Compare) and isinstance(term.left, Prop) and term.left.name == stamp
-                and isinstance(term.right, Literal) and term.right.kind in ("datetime", "date")):
+        if not (
+            isinstance(term, Compare)
+            and isinstance(term.left, Prop)
+            and term.left.name == stamp
+            and isinstance(term.right, Literal)
+            and term.right.kind in ("datetime", "date")
+        ):
             continue
         ms, op = term.right.value, term.op
         if op in ("ge", "eq"):
@@ -401,11 +479,14 @@ def _stamp_bounds(terms: list[Node], stamp: str) -> tuple[int | None, int | None
     return low, stop
 
 
-def _by_index(store: ObjectStore, after: int | None, min_stamp: int | None,
-              descending: bool = False) -> Iterator[tuple[int, dict]]:
+def _by_index(
+    store: ObjectStore, after: int | None, min_stamp: int | None, descending: bool = False
+) -> Iterator[tuple[int, dict]]:
     """Live records in GUID order after ``after``; base records older than ``min_stamp`` are
     skipped arithmetically (base stamps grow with the index), changed ones are still visited."""
-    cutoff = min(store.gen.first_index_at_or_after(min_stamp), store.base_count) if min_stamp is not None else 0
+    cutoff = (
+        min(store.gen.first_index_at_or_after(min_stamp), store.base_count) if min_stamp is not None else 0
+    )
     with store.lock:
         early = sorted(i for i in store.overlay if i < cutoff)
     if not descending:
@@ -430,7 +511,9 @@ def _by_stamp(store: ObjectStore, scan: Scan, after: tuple[int, int] | None) -> 
     stamp = store.spec.system_stamp
     if scan.descending:
         bounds = [(ms, -1) for ms in (scan.stop_stamp, after and after[0] + 1000) if ms is not None]
-        items = store.iter_by_stamp(after=min(bounds, default=None), min_stamp=scan.min_stamp, descending=True)
+        items = store.iter_by_stamp(
+            after=min(bounds, default=None), min_stamp=scan.min_stamp, descending=True
+        )
     else:
         low = scan.min_stamp
         if after is not None:
@@ -445,8 +528,14 @@ def _by_stamp(store: ObjectStore, scan: Scan, after: tuple[int, int] | None) -> 
                 yield key, rec
 
 
-def _sorted(store: ObjectStore, scan: Scan, columns: list[Column], predicate: Predicate, after: list | None,
-            limit: int) -> Iterator[tuple[list, dict]]:
+def _sorted(
+    store: ObjectStore,
+    scan: Scan,
+    columns: list[Column],
+    predicate: Predicate,
+    after: list | None,
+    limit: int,
+) -> Iterator[tuple[list, dict]]:
     """Any other order: one filtered pass keeping the ``limit + 1`` smallest keys after ``after``."""
     directions = (*(d for _, d in scan.keys), False)
     key_of = functools.cmp_to_key(functools.partial(_cmp_keys, directions))
@@ -490,9 +579,15 @@ class DynamicsDialect(Dialect):
     def routes(self) -> list[Route]:
         keyed = API + "/{entityset}({key})"
         return [
-            self.route(API + "/EntityDefinitions({key})/Attributes", self._attributes, ["GET"], name="attributes"),
-            self.route(API + "/EntityDefinitions({key})", self._entity_definition, ["GET"], name="entity_definition"),
-            self.route("/{tenant}/oauth2/v2.0/token", self._token, ["POST"], name="token", auth=False, limited=False),
+            self.route(
+                API + "/EntityDefinitions({key})/Attributes", self._attributes, ["GET"], name="attributes"
+            ),
+            self.route(
+                API + "/EntityDefinitions({key})", self._entity_definition, ["GET"], name="entity_definition"
+            ),
+            self.route(
+                "/{tenant}/oauth2/v2.0/token", self._token, ["POST"], name="token", auth=False, limited=False
+            ),
             self.route(API + "/WhoAmI", self._whoami, ["GET"], name="whoami"),
             self.route(API + "/WhoAmI()", self._whoami, ["GET"], name="whoami"),
             self.route(keyed, self._retrieve, ["GET"], name="retrieve"),
@@ -507,8 +602,14 @@ class DynamicsDialect(Dialect):
             segment = request.path_params["rest"].split("/")[0] or request.url.path
             raise _fail(404, f"Resource not found for the segment '{segment}'.", BAD_QUERY)
 
-        return self.route(API + "/{rest:path}", not_found, ["GET", "POST", "PATCH", "PUT", "DELETE"],
-                          name="not_found", auth=False, limited=False)
+        return self.route(
+            API + "/{rest:path}",
+            not_found,
+            ["GET", "POST", "PATCH", "PUT", "DELETE"],
+            name="not_found",
+            auth=False,
+            limited=False,
+        )
 
     # -- pipeline hooks ---------------------------------------------------------------
     def error(self, status: int, message: str, code: str | None = None, **extra: object) -> Response:
@@ -518,8 +619,10 @@ class DynamicsDialect(Dialect):
 
     def auth_error(self, failure: AuthFailure) -> Response:
         cfg = self.state.config
-        challenge = (f"Bearer authorization_uri={self.state.base_url}/{cfg.dynamics_tenant}/oauth2/authorize, "
-                     f"resource_id=https://{cfg.dynamics_org}.crm.dynamics.com/")
+        challenge = (
+            f"Bearer authorization_uri={self.state.base_url}/{cfg.dynamics_tenant}/oauth2/authorize, "
+            f"resource_id=https://{cfg.dynamics_org}.crm.dynamics.com/"
+        )
         return Response(b"", status_code=401, headers={"WWW-Authenticate": challenge})
 
     def check_limits(self, request: Request) -> LimitDecision:
@@ -538,13 +641,19 @@ class DynamicsDialect(Dialect):
     def _aad_error(self, status: int, error: str, code: int, description: str) -> Response:
         trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
         now = self.state.clock.now_dt().strftime("%Y-%m-%d %H:%M:%SZ")
-        return json_response({
-            "error": error,
-            "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: {correlation} "
-                                 f"Timestamp: {now}",
-            "error_codes": [code], "timestamp": now, "trace_id": trace, "correlation_id": correlation,
-            "error_uri": f"https://login.microsoftonline.com/error?code={code}",
-        }, status)
+        return json_response(
+            {
+                "error": error,
+                "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: {correlation} "
+                f"Timestamp: {now}",
+                "error_codes": [code],
+                "timestamp": now,
+                "trace_id": trace,
+                "correlation_id": correlation,
+                "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+            },
+            status,
+        )
 
     def _scope_ok(self, scope: str) -> bool:
         org = f"https://{self.state.config.dynamics_org}.crm.dynamics.com"
@@ -555,8 +664,13 @@ class DynamicsDialect(Dialect):
         cfg = self.state.config
         tenant = request.path_params["tenant"]
         if tenant != cfg.dynamics_tenant:
-            return self._aad_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found. Check to make sure "
-                                   "you have the correct tenant ID and are signing into the correct cloud.")
+            return self._aad_error(
+                400,
+                "invalid_request",
+                90002,
+                f"Tenant '{tenant}' not found. Check to make sure "
+                "you have the correct tenant ID and are signing into the correct cloud.",
+            )
         form = await form_or_json(request)
         grant = form.get("grant_type")
         if grant == "client_credentials":
@@ -564,31 +678,56 @@ class DynamicsDialect(Dialect):
         if grant == "refresh_token":
             token = self.tokens.refresh(form.get("refresh_token", ""))
             if token is None:
-                return self._aad_error(400, "invalid_grant", 9002313,
-                                       "Invalid request. Request is malformed or invalid.")
+                return self._aad_error(
+                    400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid."
+                )
             return self._token_response(token.access_token, token.refresh_token)
-        return self._aad_error(400, "unsupported_grant_type", 70003,
-                               f"The app requested an unsupported grant type '{grant}'.")
+        return self._aad_error(
+            400, "unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant}'."
+        )
 
     def _client_credentials(self, form: dict[str, str]) -> Response:
         client_id, secret, scope = form.get("client_id"), form.get("client_secret"), form.get("scope")
         if client_id != self.tokens.client_id:
             tenant = self.state.config.dynamics_tenant
-            return self._aad_error(400, "unauthorized_client", 700016, f"Application with identifier "
-                                   f"'{client_id}' was not found in the directory '{tenant}'.")
+            return self._aad_error(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory '{tenant}'.",
+            )
         if not secret:
-            return self._aad_error(401, "invalid_client", 7000218, "The request body must contain the following "
-                                   "parameter: 'client_assertion' or 'client_secret'.")
+            return self._aad_error(
+                401,
+                "invalid_client",
+                7000218,
+                "The request body must contain the following "
+                "parameter: 'client_assertion' or 'client_secret'.",
+            )
         if not self.tokens.check_client(client_id, secret):
-            return self._aad_error(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the "
-                                   "secret being sent in the request is the client secret value, not the client "
-                                   f"secret ID, for a secret added to app '{client_id}'.")
+            return self._aad_error(
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the "
+                "secret being sent in the request is the client secret value, not the client "
+                f"secret ID, for a secret added to app '{client_id}'.",
+            )
         if not scope:
-            return self._aad_error(400, "invalid_request", 900144,
-                                   "The request body must contain the following parameter: 'scope'.")
+            return self._aad_error(
+                400,
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'scope'.",
+            )
         if not self._scope_ok(scope):
-            return self._aad_error(400, "invalid_scope", 70011, f"The provided value for the input parameter "
-                                   f"'scope' is not valid. The scope {scope} is not valid.")
+            return self._aad_error(
+                400,
+                "invalid_scope",
+                70011,
+                f"The provided value for the input parameter "
+                f"'scope' is not valid. The scope {scope} is not valid.",
+            )
         # AAD returns no refresh token to a client-credentials grant; ``offline_access`` asks the
         # sandbox for one anyway so the refresh-token grant can be rehearsed
         token = self.tokens.issue(client_id, with_refresh="offline_access" in scope.split())
@@ -596,15 +735,23 @@ class DynamicsDialect(Dialect):
 
     def _token_response(self, access_token: str, refresh_token: str | None) -> Response:
         lifetime = int(self.tokens.lifetime_seconds)
-        body: dict[str, Any] = {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
-                                "access_token": access_token}
+        body: dict[str, Any] = {
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": access_token,
+        }
         if refresh_token:
             body["refresh_token"] = refresh_token
         return json_response(body, headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
 
     async def _whoami(self, request: Request) -> Response:
-        return self._json({"@odata.context": f"{self._api(request)}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
-                           **_ORG_IDS})
+        return self._json(
+            {
+                "@odata.context": f"{self._api(request)}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
+                **_ORG_IDS,
+            }
+        )
 
     # -- metadata ---------------------------------------------------------------------
     def _definition(self, request: Request) -> tuple[EntitySet, ObjectSpec]:
@@ -616,14 +763,23 @@ class DynamicsDialect(Dialect):
         for es in ENTITY_SETS.values():
             if wanted in (es.logical, _metadata_id(es.logical)):
                 return es, self.state.store(self.crm, es.name).spec
-        raise _fail(404, f"Could not find an entity with the LogicalName '{wanted}'." if match
-                    else f"Could not find an entity with the MetadataId '{wanted}'.", NOT_FOUND)
+        raise _fail(
+            404,
+            f"Could not find an entity with the LogicalName '{wanted}'."
+            if match
+            else f"Could not find an entity with the MetadataId '{wanted}'.",
+            NOT_FOUND,
+        )
 
     async def _entity_definition(self, request: Request) -> Response:
         es, spec = self._definition(request)
         self._options(request, {"$select"})
-        return self._json({"@odata.context": f"{self._api(request)}/$metadata#EntityDefinitions/$entity",
-                           **_entity_metadata(es, spec)})
+        return self._json(
+            {
+                "@odata.context": f"{self._api(request)}/$metadata#EntityDefinitions/$entity",
+                **_entity_metadata(es, spec),
+            }
+        )
 
     async def _attributes(self, request: Request) -> Response:
         """``EntityDefinitions(LogicalName='x')/Attributes``: one AttributeMetadata per column,
@@ -636,9 +792,15 @@ class DynamicsDialect(Dialect):
             names = [n.strip() for n in options["$select"].split(",") if n.strip()]
             unknown = [n for n in names if rows and n not in rows[0]]
             if unknown:
-                raise _fail(400, f"Could not find a property named '{unknown[0]}' on type "
-                                 "'Microsoft.Dynamics.CRM.AttributeMetadata'.", BAD_QUERY)
-            rows = [{k: v for k, v in row.items() if k in ("@odata.type", "MetadataId", *names)} for row in rows]
+                raise _fail(
+                    400,
+                    f"Could not find a property named '{unknown[0]}' on type "
+                    "'Microsoft.Dynamics.CRM.AttributeMetadata'.",
+                    BAD_QUERY,
+                )
+            rows = [
+                {k: v for k, v in row.items() if k in ("@odata.type", "MetadataId", *names)} for row in rows
+            ]
             context += f"({','.join(names)})"
         return self._json({"@odata.context": context, "value": rows})
 
@@ -678,8 +840,12 @@ class DynamicsDialect(Dialect):
             if name not in allowed:
                 raise _fail(400, f"The query parameter {name} is not supported here.", BAD_QUERY)
             if name in options:
-                raise _fail(400, f"Query option '{name}' was specified more than once, but it must be specified "
-                                 "at most once.", BAD_QUERY)
+                raise _fail(
+                    400,
+                    f"Query option '{name}' was specified more than once, but it must be specified "
+                    "at most once.",
+                    BAD_QUERY,
+                )
             options[name] = value
         return options
 
@@ -735,15 +901,27 @@ class DynamicsDialect(Dialect):
         size, echo = self._page_size(prefs, token)
         requested, columns = self._select(es, store.spec, options.get("$select"))
         applied = [f"odata.maxpagesize={size}"] if echo else []
-        tracking = ("$deltatoken" in options or "odata.track-changes" in prefs
-                    or (token is not None and token["k"] in ("t", "d")))
+        tracking = (
+            "$deltatoken" in options
+            or "odata.track-changes" in prefs
+            or (token is not None and token["k"] in ("t", "d"))
+        )
         if tracking and es.name in self.state.untracked_dynamics:
             # the wording is Dataverse's ChangeTrackingNotEnabledForEntity; the HTTP status (400) is assumed
             raise _fail(400, f"Entity {es.logical} isn't enabled for change tracking.", NOT_TRACKED)
         try:
             if tracking:
-                return self._tracked(request, es, store, options, token, size, requested, columns,
-                                     ["odata.track-changes", *applied])
+                return self._tracked(
+                    request,
+                    es,
+                    store,
+                    options,
+                    token,
+                    size,
+                    requested,
+                    columns,
+                    ["odata.track-changes", *applied],
+                )
             return self._listed(request, es, store, options, token, size, requested, columns, applied)
         except ODataError as exc:
             raise _fail(400, exc.message, exc.code) from None
@@ -766,8 +944,14 @@ class DynamicsDialect(Dialect):
         terms = conjuncts(node) if node is not None else []
         pk, stamp = spec.id_field, spec.system_stamp
         for term in terms:
-            if (isinstance(term, Compare) and term.op == "eq" and isinstance(term.left, Prop)
-                    and term.left.name == pk and isinstance(term.right, Literal) and term.right.kind == "guid"):
+            if (
+                isinstance(term, Compare)
+                and term.op == "eq"
+                and isinstance(term.left, Prop)
+                and term.left.name == pk
+                and isinstance(term.right, Literal)
+                and term.right.kind == "guid"
+            ):
                 return Scan("lookup", lookup=term.right.value)
         names = [name for name, _ in orderby]
         ids = next((found for term in terms if (found := _pk_in(term, pk)) is not None), None)
@@ -781,8 +965,9 @@ class DynamicsDialect(Dialect):
             return Scan("stamp", descending=orderby[0][1], min_stamp=low, stop_stamp=stop)
         return Scan("sort", keys=orderby, min_stamp=low)
 
-    def _rows(self, es: EntitySet, store: ObjectStore, scan: Scan, predicate: Predicate, after: Any,
-              limit: int) -> Iterator[tuple[Any, dict]]:
+    def _rows(
+        self, es: EntitySet, store: ObjectStore, scan: Scan, predicate: Predicate, after: Any, limit: int
+    ) -> Iterator[tuple[Any, dict]]:
         """Matching live rows strictly after the keyset position ``after``, in the scan's order."""
         if scan.order == "lookup":
             found = store.get_by_id(scan.lookup or "")
@@ -797,7 +982,9 @@ class DynamicsDialect(Dialect):
                     yield i, rec
             return
         if scan.order == "index":
-            yield from ((i, r) for i, r in _by_index(store, after, scan.min_stamp, scan.descending) if predicate(r))
+            yield from (
+                (i, r) for i, r in _by_index(store, after, scan.min_stamp, scan.descending) if predicate(r)
+            )
         elif scan.order == "stamp":
             position = tuple(after) if after is not None else None
             yield from ((k, r) for k, r in _by_stamp(store, scan, position) if predicate(r))
@@ -818,26 +1005,45 @@ class DynamicsDialect(Dialect):
                 break
         return n
 
-    def _listed(self, request: Request, es: EntitySet, store: ObjectStore, options: dict[str, str],
-                token: dict | None, size: int, requested: list[str], columns: list[str],
-                applied: list[str]) -> Response:
+    def _listed(
+        self,
+        request: Request,
+        es: EntitySet,
+        store: ObjectStore,
+        options: dict[str, str],
+        token: dict | None,
+        size: int,
+        requested: list[str],
+        columns: list[str],
+        applied: list[str],
+    ) -> Response:
         spec = store.spec
         node = parse_filter(options["$filter"]) if "$filter" in options else None
-        predicate = compile_filter(node, lambda name: self._column(es, spec, name)) if node is not None else None
+        predicate = (
+            compile_filter(node, lambda name: self._column(es, spec, name)) if node is not None else None
+        )
         orderby = self._orderby(es, spec, options.get("$orderby"))
         top = self._top(options.get("$top"))
         with_count = self._flag(options.get("$count"), "$count")
         scan = self._plan(spec, node, orderby)
-        fingerprint = _query_hash(es.name, options.get("$filter"), options.get("$orderby"), options.get("$top"))
+        fingerprint = _query_hash(
+            es.name, options.get("$filter"), options.get("$orderby"), options.get("$top")
+        )
         after, remaining = None, top
         if token is not None:
             if token.get("k") != "q" or token.get("h") != fingerprint:
-                raise _fail(400, "The $skiptoken does not belong to this query; use the @odata.nextLink exactly "
-                                 "as returned.", INVALID_ARGUMENT)
+                raise _fail(
+                    400,
+                    "The $skiptoken does not belong to this query; use the @odata.nextLink exactly "
+                    "as returned.",
+                    INVALID_ARGUMENT,
+                )
             after, remaining = token.get("p"), token.get("r")
         limit = size if remaining is None else min(size, remaining)
         with store.lock:
-            rows, position = _take(self._rows(es, store, scan, predicate or (lambda rec: True), after, limit), limit)
+            rows, position = _take(
+                self._rows(es, store, scan, predicate or (lambda rec: True), after, limit), limit
+            )
             count = self._count(es, store, scan, predicate) if with_count else None
         body: dict[str, Any] = {"@odata.context": self._context(request, es, requested)}
         if count is not None:
@@ -862,8 +1068,12 @@ class DynamicsDialect(Dialect):
         if text is None:
             return None
         if not text.isdigit():
-            raise _fail(400, f"Invalid value '{text}' for $top query option found. The $top query option requires "
-                             "a non-negative integer value.", BAD_QUERY)
+            raise _fail(
+                400,
+                f"Invalid value '{text}' for $top query option found. The $top query option requires "
+                "a non-negative integer value.",
+                BAD_QUERY,
+            )
         return int(text)
 
     @staticmethod
@@ -875,16 +1085,31 @@ class DynamicsDialect(Dialect):
         raise _fail(400, f"'{text}' is not a valid count option; {option} takes true or false.", BAD_QUERY)
 
     # -- change tracking --------------------------------------------------------------
-    def _tracked(self, request: Request, es: EntitySet, store: ObjectStore, options: dict[str, str],
-                 token: dict | None, size: int, requested: list[str], columns: list[str],
-                 applied: list[str]) -> Response:
+    def _tracked(
+        self,
+        request: Request,
+        es: EntitySet,
+        store: ObjectStore,
+        options: dict[str, str],
+        token: dict | None,
+        size: int,
+        requested: list[str],
+        columns: list[str],
+        applied: list[str],
+    ) -> Response:
         for option in _TRACKING_REJECTS:
             if option in options:
-                raise _fail(400, f"Change tracking does not support the {option} query option; request "
-                                 "odata.track-changes with $select only.", TRACKING_OPTION)
+                raise _fail(
+                    400,
+                    f"Change tracking does not support the {option} query option; request "
+                    "odata.track-changes with $select only.",
+                    TRACKING_OPTION,
+                )
         fingerprint = _query_hash(es.name, "track")
         if token is not None and token.get("h") != fingerprint:
-            raise _fail(400, "The $skiptoken does not belong to this change-tracking query.", INVALID_ARGUMENT)
+            raise _fail(
+                400, "The $skiptoken does not belong to this change-tracking query.", INVALID_ARGUMENT
+            )
         select = [("$select", options["$select"])] if "$select" in options else []
         row = self._formatter(store.spec, columns)
         with store.lock:
@@ -898,7 +1123,10 @@ class DynamicsDialect(Dialect):
             else:
                 page, state, version = self._initial_page(store, row, store.version, None, size)
             now_ms = self.state.clock.now_ms()
-        body: dict[str, Any] = {"@odata.context": self._context(request, es, requested, "/$delta"), "value": page}
+        body: dict[str, Any] = {
+            "@odata.context": self._context(request, es, requested, "/$delta"),
+            "value": page,
+        }
         if state is not None:
             state.update({"n": size, "h": fingerprint})
             skiptoken = self._skiptokens.encode(state)
@@ -909,15 +1137,24 @@ class DynamicsDialect(Dialect):
         return self._json(body, headers={"Preference-Applied": ",".join(applied)})
 
     @staticmethod
-    def _initial_page(store: ObjectStore, row: Callable[[dict], dict], version: int, after: int | None,
-                      size: int) -> tuple[list[dict], dict | None, int]:
+    def _initial_page(
+        store: ObjectStore, row: Callable[[dict], dict], version: int, after: int | None, size: int
+    ) -> tuple[list[dict], dict | None, int]:
         """A page of every live row, in GUID order; the delta version was captured on page one."""
         rows, position = _take(_by_index(store, after, None), size)
         state = {"k": "t", "v": version, "p": position} if position is not None else None
         return [row(rec) for rec in rows], state, version
 
-    def _delta_page(self, request: Request, es: EntitySet, store: ObjectStore, row: Callable[[dict], dict],
-                    since: int, upto: int, size: int) -> tuple[list[dict], dict | None, int]:
+    def _delta_page(
+        self,
+        request: Request,
+        es: EntitySet,
+        store: ObjectStore,
+        row: Callable[[dict], dict],
+        since: int,
+        upto: int,
+        size: int,
+    ) -> tuple[list[dict], dict | None, int]:
         """Rows changed in ``(since, upto]`` in change order: current values, or a deletion."""
         deleted_context = f"{self._api(request)}/$metadata#{es.name}/$deletedEntity"
         out: list[dict] = []
@@ -928,7 +1165,9 @@ class DynamicsDialect(Dialect):
             if len(out) >= size:
                 return out, {"k": "d", "p": last, "v": upto}, upto
             if rec.get(DELETED):
-                out.append({"@odata.context": deleted_context, "id": rec[store.spec.id_field], "reason": "deleted"})
+                out.append(
+                    {"@odata.context": deleted_context, "id": rec[store.spec.id_field], "reason": "deleted"}
+                )
             else:
                 out.append(row(rec))
             last = rec[VERSION]
@@ -937,16 +1176,23 @@ class DynamicsDialect(Dialect):
     def _delta_version(self, store: ObjectStore, token: str) -> int:
         m = _DELTA_TOKEN.match(token)
         if m is None or int(m.group(1)) > store.version:
-            raise _fail(400, f"The delta token '{token}' is not valid for this table. Re-initialize change "
-                             "tracking with a full sync (Prefer: odata.track-changes).", EXPIRED_VERSION)
+            raise _fail(
+                400,
+                f"The delta token '{token}' is not valid for this table. Re-initialize change "
+                "tracking with a full sync (Prefer: odata.track-changes).",
+                EXPIRED_VERSION,
+            )
         month, day, year, hh, mm, ss = (int(g) for g in m.groups()[1:])
         try:
             issued = datetime(year, month, day, hh, mm, ss, tzinfo=UTC).timestamp()
         except ValueError:
             issued = 0.0  # not a real instant: treat as long expired
         if self.state.clock.now() - issued > DELTA_TOKEN_DAYS * 86_400:
-            raise _fail(400, "Version stamp associated with the client has expired. Please perform a full sync.",
-                        EXPIRED_VERSION)
+            raise _fail(
+                400,
+                "Version stamp associated with the client has expired. Please perform a full sync.",
+                EXPIRED_VERSION,
+            )
         return int(m.group(1))
 
     # -- single records ---------------------------------------------------------------
@@ -962,15 +1208,22 @@ class DynamicsDialect(Dialect):
             key = key[spec.id_field]
         if isinstance(key, Literal):
             if key.kind != "guid":
-                raise _fail(400, f"The key value '{text}' is not a valid GUID for '{spec.id_field}'.", BAD_QUERY)
+                raise _fail(
+                    400, f"The key value '{text}' is not a valid GUID for '{spec.id_field}'.", BAD_QUERY
+                )
             found = store.get_by_id(key.value)
             index = found[0] if found is not None and _live(found[1]) else None
             return index, f"{es.logical} With Id = {key.value} Does Not Exist", {}
         alternate = [f.name for f in spec.fields if f.external_id]
         if sorted(key) != sorted(alternate):
-            known = f"its alternate key is '{','.join(alternate)}'" if alternate else "it has no alternate keys"
-            raise _fail(400, f"The key '{','.join(key)}' is not an alternate key of entity '{es.logical}': "
-                             f"{known}.", BAD_QUERY)
+            known = (
+                f"its alternate key is '{','.join(alternate)}'" if alternate else "it has no alternate keys"
+            )
+            raise _fail(
+                400,
+                f"The key '{','.join(key)}' is not an alternate key of entity '{es.logical}': {known}.",
+                BAD_QUERY,
+            )
         values = {}
         for name, lit in key.items():
             if lit.kind != "string":
@@ -998,8 +1251,10 @@ class DynamicsDialect(Dialect):
         if_none_match = request.headers.get("if-none-match")
         if if_none_match and if_none_match != "*" and _etag_matches(if_none_match, rec):
             return Response(status_code=304, headers={"ETag": _etag(rec), "OData-Version": "4.0"})
-        body = {"@odata.context": self._context(request, es, requested, "/$entity"),
-                **self._formatter(store.spec, columns)(rec)}
+        body = {
+            "@odata.context": self._context(request, es, requested, "/$entity"),
+            **self._formatter(store.spec, columns)(rec),
+        }
         return self._json(body, headers={"ETag": _etag(rec)})
 
     async def _upsert(self, request: Request) -> Response:
@@ -1041,18 +1296,29 @@ class DynamicsDialect(Dialect):
     @staticmethod
     def _check_version(if_match: str | None, current: dict) -> None:
         if if_match and not _etag_matches(if_match, current):
-            raise _fail(412, "The version of the existing record doesn't match the RowVersion property provided.",
-                        VERSION_MISMATCH)
+            raise _fail(
+                412,
+                "The version of the existing record doesn't match the RowVersion property provided.",
+                VERSION_MISMATCH,
+            )
 
-    def _written(self, request: Request, es: EntitySet, store: ObjectStore, result: ChangeResult,
-                 options: dict[str, str]) -> Response:
+    def _written(
+        self,
+        request: Request,
+        es: EntitySet,
+        store: ObjectStore,
+        result: ChangeResult,
+        options: dict[str, str],
+    ) -> Response:
         entity_id = f"{self._api(request)}/{es.name}({store.spec.format_id(result.index)})"
         headers = {"OData-EntityId": entity_id, "OData-Version": "4.0"}
         if _preferences(request).get("return") != "representation":
             return Response(status_code=204, headers=headers)
         requested, columns = self._select(es, store.spec, options.get("$select"))
-        body = {"@odata.context": self._context(request, es, requested, "/$entity"),
-                **self._formatter(store.spec, columns)(result.record)}
+        body = {
+            "@odata.context": self._context(request, es, requested, "/$entity"),
+            **self._formatter(store.spec, columns)(result.record),
+        }
         headers.update({"Preference-Applied": "return=representation", "ETag": _etag(result.record)})
         return json_response(body, 201 if result.created else 200, headers)
 
@@ -1062,14 +1328,22 @@ class DynamicsDialect(Dialect):
         try:
             return orjson.loads(await request.body())
         except orjson.JSONDecodeError:
-            raise _fail(400, f"Error identified in Payload provided by the user for Entity :'{es.name}': the body "
-                             "is not valid JSON.", BAD_PAYLOAD) from None
+            raise _fail(
+                400,
+                f"Error identified in Payload provided by the user for Entity :'{es.name}': the body "
+                "is not valid JSON.",
+                BAD_PAYLOAD,
+            ) from None
 
     def _payload(self, es: EntitySet, spec: ObjectSpec, body: Any) -> dict[str, Any]:
         """Validated column values from a request body; read-only columns are ignored, as by Dataverse."""
         if not isinstance(body, dict):
-            raise _fail(400, f"Error identified in Payload provided by the user for Entity :'{es.name}': expected "
-                             "a JSON object.", BAD_PAYLOAD)
+            raise _fail(
+                400,
+                f"Error identified in Payload provided by the user for Entity :'{es.name}': expected "
+                "a JSON object.",
+                BAD_PAYLOAD,
+            )
         values: dict[str, Any] = {}
         for name, value in body.items():
             if name.endswith("@odata.bind"):
@@ -1080,12 +1354,20 @@ class DynamicsDialect(Dialect):
                 continue  # instance annotations (@odata.type, @odata.etag, ...) carry no column value
             field = spec.field(name)
             if field is None:
-                raise _fail(400, f"The property '{name}' does not exist on type '{es.type_name}'. Make sure to "
-                                 "only use property names that are defined by the type.", BAD_QUERY)
+                raise _fail(
+                    400,
+                    f"The property '{name}' does not exist on type '{es.type_name}'. Make sure to "
+                    "only use property names that are defined by the type.",
+                    BAD_QUERY,
+                )
             if field.type == REFERENCE:
                 navs = [n for n, (column, _) in es.binds.items() if column == name]
-                raise _fail(400, f"The lookup property '{name}' is read-only; set it with "
-                                 f"'{navs[0] if navs else name}@odata.bind': '/<entityset>(<id>)'.", BAD_QUERY)
+                raise _fail(
+                    400,
+                    f"The lookup property '{name}' is read-only; set it with "
+                    f"'{navs[0] if navs else name}@odata.bind': '/<entityset>(<id>)'.",
+                    BAD_QUERY,
+                )
             if field.updateable:
                 values[name] = self._coerce(field, value)
         return values
@@ -1104,16 +1386,22 @@ class DynamicsDialect(Dialect):
     def _bind(self, es: EntitySet, nav: str, value: Any) -> tuple[str, str | None]:
         """Resolve ``nav@odata.bind: "/accounts(<key>)"`` to (lookup column, target GUID)."""
         if nav not in es.binds:
-            raise _fail(400, f"An undeclared property '{nav}' which only has property annotations in the payload "
-                             "but no property value was found in the payload. In OData, only declared navigation "
-                             "properties and declared named streams can be represented as properties without "
-                             "values.", BAD_QUERY)
+            raise _fail(
+                400,
+                f"An undeclared property '{nav}' which only has property annotations in the payload "
+                "but no property value was found in the payload. In OData, only declared navigation "
+                "properties and declared named streams can be represented as properties without "
+                "values.",
+                BAD_QUERY,
+            )
         column, target_set = es.binds[nav]
         if value is None:
             return column, None
         m = _BIND.match(value) if isinstance(value, str) else None
         if m is None or m.group("set") != target_set:
-            raise _fail(400, f"'{nav}@odata.bind' must reference '/{target_set}(<id>)', got {value!r}.", BAD_PAYLOAD)
+            raise _fail(
+                400, f"'{nav}@odata.bind' must reference '/{target_set}(<id>)', got {value!r}.", BAD_PAYLOAD
+            )
         if target_set not in ENTITY_SETS:  # owners are not emulated: any GUID is accepted
             key = m.group("key").strip("{}").lower()
             if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", key):
@@ -1136,16 +1424,23 @@ class DynamicsDialect(Dialect):
         spec = store.spec
         missing = [name for name in spec.required_fields if values.get(name) in (None, "")]
         if missing:
-            raise _fail(400, f"Required field '{missing[0]}' is missing: a {es.logical} needs "
-                             f"{', '.join(spec.required_fields)}.", REQUIRED)
+            raise _fail(
+                400,
+                f"Required field '{missing[0]}' is missing: a {es.logical} needs "
+                f"{', '.join(spec.required_fields)}.",
+                REQUIRED,
+            )
         self._check_keys(store, values, None)
         if spec.field("fullname") is not None:
             values["fullname"] = _fullname(values)
         return store.create(values, mode="user")
 
-    def _write_existing(self, es: EntitySet, store: ObjectStore, index: int, current: dict,
-                        values: dict[str, Any]) -> ChangeResult:
-        missing = [name for name in store.spec.required_fields if name in values and values[name] in (None, "")]
+    def _write_existing(
+        self, es: EntitySet, store: ObjectStore, index: int, current: dict, values: dict[str, Any]
+    ) -> ChangeResult:
+        missing = [
+            name for name in store.spec.required_fields if name in values and values[name] in (None, "")
+        ]
         if missing:
             raise _fail(400, f"Required field '{missing[0]}' cannot be cleared.", REQUIRED)
         self._check_keys(store, values, index)

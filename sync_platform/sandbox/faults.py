@@ -14,10 +14,28 @@ from typing import Literal
 
 from .clock import SandboxClock
 
-FaultKind = Literal["error", "timeout", "slow", "outage", "malformed", "rate_limit", "expire_tokens",
-                    "revoke_tokens", "corrupt_records"]
-FAULT_KINDS: tuple[str, ...] = ("error", "timeout", "slow", "outage", "malformed", "rate_limit", "expire_tokens",
-                                "revoke_tokens", "corrupt_records")
+FaultKind = Literal[
+    "error",
+    "timeout",
+    "slow",
+    "outage",
+    "malformed",
+    "rate_limit",
+    "expire_tokens",
+    "revoke_tokens",
+    "corrupt_records",
+]
+FAULT_KINDS: tuple[str, ...] = (
+    "error",
+    "timeout",
+    "slow",
+    "outage",
+    "malformed",
+    "rate_limit",
+    "expire_tokens",
+    "revoke_tokens",
+    "corrupt_records",
+)
 CORRUPT_VALUE = "#corrupt#"  # not a valid datetime, number or boolean in any CRM's format
 
 
@@ -143,14 +161,20 @@ class RequestStats:
 
     def rows(self) -> list[dict]:
         with self._lock:
-            return [{"crm": c, "endpoint": e, "status": s, "count": n}
-                    for (c, e, s), n in sorted(self._counts.items())]
+            return [
+                {"crm": c, "endpoint": e, "status": s, "count": n}
+                for (c, e, s), n in sorted(self._counts.items())
+            ]
 
     def total(self, crm: str | None = None, endpoint: str | None = None, status: int | None = None) -> int:
         with self._lock:
-            return sum(n for (c, e, s), n in self._counts.items()
-                       if (crm is None or c == crm) and (endpoint is None or e == endpoint)
-                       and (status is None or s == status))
+            return sum(
+                n
+                for (c, e, s), n in self._counts.items()
+                if (crm is None or c == crm)
+                and (endpoint is None or e == endpoint)
+                and (status is None or s == status)
+            )
 
     def reset(self) -> None:
         with self._lock:

@@ -29,7 +29,9 @@ def parse_datetime_ms(value: str | int | float) -> int:
         raise ValueError(f"not a datetime: {value!r}")
     year, month, day, hh, mm, ss, frac, tz = m.groups()
     micro = int((frac or "0").ljust(6, "0")[:6])
-    dt = datetime(int(year), int(month), int(day), int(hh or 0), int(mm or 0), int(ss or 0), micro, tzinfo=UTC)
+    dt = datetime(
+        int(year), int(month), int(day), int(hh or 0), int(mm or 0), int(ss or 0), micro, tzinfo=UTC
+    )
     ms = int(dt.timestamp() * 1000)
     if tz and tz != "Z":
         sign = 1 if tz[0] == "+" else -1
@@ -64,5 +66,6 @@ def odata_datetime(ms: int | None) -> str | None:
 
 
 def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, headers=headers,
-                    media_type="application/json; charset=utf-8")
+    return Response(
+        orjson.dumps(data), status_code=status, headers=headers, media_type="application/json; charset=utf-8"
+    )

@@ -21,28 +21,164 @@ BASE_END_MS = 1_767_139_200_000  # 2025-12-31T00:00:00Z
 DAY_MS = 86_400_000
 
 FIRST_NAMES = (
-    "Ada", "Alan", "Amara", "Ana", "Arjun", "Bea", "Bruno", "Carla", "Chen", "Chloe", "Dana", "Diego", "Elena",
-    "Emil", "Fatima", "Felix", "Grace", "Hana", "Hugo", "Ines", "Ivan", "Jade", "Jonas", "Kai", "Kenji", "Lara",
-    "Leo", "Lina", "Luca", "Maya", "Mateo", "Mei", "Nadia", "Nico", "Noor", "Olga", "Omar", "Paula", "Priya",
-    "Quinn", "Rafael", "Rosa", "Sami", "Sara", "Sofia", "Tariq", "Tessa", "Theo", "Uma", "Vera", "Victor",
-    "Wei", "Yara", "Yusuf", "Zoe", "Zain", "Ines", "Marta", "Pavel", "Ruth",
+    "Ada",
+    "Alan",
+    "Amara",
+    "Ana",
+    "Arjun",
+    "Bea",
+    "Bruno",
+    "Carla",
+    "Chen",
+    "Chloe",
+    "Dana",
+    "Diego",
+    "Elena",
+    "Emil",
+    "Fatima",
+    "Felix",
+    "Grace",
+    "Hana",
+    "Hugo",
+    "Ines",
+    "Ivan",
+    "Jade",
+    "Jonas",
+    "Kai",
+    "Kenji",
+    "Lara",
+    "Leo",
+    "Lina",
+    "Luca",
+    "Maya",
+    "Mateo",
+    "Mei",
+    "Nadia",
+    "Nico",
+    "Noor",
+    "Olga",
+    "Omar",
+    "Paula",
+    "Priya",
+    "Quinn",
+    "Rafael",
+    "Rosa",
+    "Sami",
+    "Sara",
+    "Sofia",
+    "Tariq",
+    "Tessa",
+    "Theo",
+    "Uma",
+    "Vera",
+    "Victor",
+    "Wei",
+    "Yara",
+    "Yusuf",
+    "Zoe",
+    "Zain",
+    "Ines",
+    "Marta",
+    "Pavel",
+    "Ruth",
 )
 LAST_NAMES = (
-    "Adams", "Almeida", "Berg", "Brown", "Castro", "Chen", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia",
-    "Gupta", "Haddad", "Hansen", "Ito", "Jensen", "Kim", "Kowalski", "Larsen", "Lee", "Lopez", "Martin",
-    "Meyer", "Moreau", "Nakamura", "Novak", "Okafor", "Olsen", "Patel", "Pereira", "Quist", "Rossi", "Sato",
-    "Schmidt", "Silva", "Singh", "Smith", "Suzuki", "Tanaka", "Torres", "Ueda", "Varga", "Wagner", "Walsh",
-    "Weber", "Wong", "Xu", "Yamada", "Young", "Zhang",
+    "Adams",
+    "Almeida",
+    "Berg",
+    "Brown",
+    "Castro",
+    "Chen",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Gupta",
+    "Haddad",
+    "Hansen",
+    "Ito",
+    "Jensen",
+    "Kim",
+    "Kowalski",
+    "Larsen",
+    "Lee",
+    "Lopez",
+    "Martin",
+    "Meyer",
+    "Moreau",
+    "Nakamura",
+    "Novak",
+    "Okafor",
+    "Olsen",
+    "Patel",
+    "Pereira",
+    "Quist",
+    "Rossi",
+    "Sato",
+    "Schmidt",
+    "Silva",
+    "Singh",
+    "Smith",
+    "Suzuki",
+    "Tanaka",
+    "Torres",
+    "Ueda",
+    "Varga",
+    "Wagner",
+    "Walsh",
+    "Weber",
+    "Wong",
+    "Xu",
+    "Yamada",
+    "Young",
+    "Zhang",
 )
-COMPANY_WORDS = ("Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent",
-                 "Cyberdyne", "Tyrell", "Wonka", "Aperture", "Oscorp", "Gringotts", "Monarch", "Pied Piper")
+COMPANY_WORDS = (
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Cyberdyne",
+    "Tyrell",
+    "Wonka",
+    "Aperture",
+    "Oscorp",
+    "Gringotts",
+    "Monarch",
+    "Pied Piper",
+)
 COMPANY_SUFFIXES = ("Inc", "Ltd", "GmbH", "Labs", "Group", "Systems", "Partners", "Holdings")
-TITLES = ("CEO", "CTO", "VP Sales", "Head of Support", "Data Engineer", "RevOps Manager", "Account Executive",
-          "Support Engineer", "Marketing Lead", "Procurement Officer")
+TITLES = (
+    "CEO",
+    "CTO",
+    "VP Sales",
+    "Head of Support",
+    "Data Engineer",
+    "RevOps Manager",
+    "Account Executive",
+    "Support Engineer",
+    "Marketing Lead",
+    "Procurement Officer",
+)
 COUNTRIES = ("US", "GB", "DE", "FR", "NL", "ES", "JP", "BR", "IN", "CA")
-CASE_SUBJECTS = ("Cannot log in", "Invoice question", "Data export failing", "Feature request", "Sync delayed",
-                 "Password reset", "API rate limit", "Billing address change", "Integration error",
-                 "Slow dashboard")
+CASE_SUBJECTS = (
+    "Cannot log in",
+    "Invoice question",
+    "Data export failing",
+    "Feature request",
+    "Sync delayed",
+    "Password reset",
+    "API rate limit",
+    "Billing address change",
+    "Integration error",
+    "Slow dashboard",
+)
 OWNERS = 8
 
 # how far into the shared population each CRM's window of people starts (fraction of N)
@@ -210,32 +346,73 @@ class RecordGenerator:
         opted_out = r.random() < 0.05
         account = self.ref_id("account", person.company)
         if self.crm == "salesforce":
-            return {"FirstName": first, "LastName": person.last, "Email": email, "Phone": self.phone(r),
-                    "Title": title, "AccountId": account, "LeadSource": r.choice(schema.SF_LEAD_SOURCES),
-                    "Customer_Status__c": r.choice(schema.SF_CUSTOMER_STATUS), "HasOptedOutOfEmail": opted_out,
-                    "External_Id__c": None}
+            return {
+                "FirstName": first,
+                "LastName": person.last,
+                "Email": email,
+                "Phone": self.phone(r),
+                "Title": title,
+                "AccountId": account,
+                "LeadSource": r.choice(schema.SF_LEAD_SOURCES),
+                "Customer_Status__c": r.choice(schema.SF_CUSTOMER_STATUS),
+                "HasOptedOutOfEmail": opted_out,
+                "External_Id__c": None,
+            }
         if self.crm == "hubspot":
-            return {"hs_object_id": None, "email": email, "firstname": first, "lastname": person.last,
-                    "phone": self.phone(r), "jobtitle": title, "company": self.company_name(person.company),
-                    "associatedcompanyid": account, "lifecyclestage": r.choice(schema.LIFECYCLE_STAGES),
-                    "hs_email_optout": opted_out}
-        return {"firstname": first, "lastname": person.last,
-                "fullname": f"{first} {person.last}" if first else person.last,
-                "emailaddress1": email, "telephone1": self.phone(r), "jobtitle": title,
-                "_parentcustomerid_value": account, "donotemail": opted_out, "externalid": None,
-                "statecode": 0 if r.random() > 0.1 else 1}
+            return {
+                "hs_object_id": None,
+                "email": email,
+                "firstname": first,
+                "lastname": person.last,
+                "phone": self.phone(r),
+                "jobtitle": title,
+                "company": self.company_name(person.company),
+                "associatedcompanyid": account,
+                "lifecyclestage": r.choice(schema.LIFECYCLE_STAGES),
+                "hs_email_optout": opted_out,
+            }
+        return {
+            "firstname": first,
+            "lastname": person.last,
+            "fullname": f"{first} {person.last}" if first else person.last,
+            "emailaddress1": email,
+            "telephone1": self.phone(r),
+            "jobtitle": title,
+            "_parentcustomerid_value": account,
+            "donotemail": opted_out,
+            "externalid": None,
+            "statecode": 0 if r.random() > 0.1 else 1,
+        }
 
     def _account(self, j: int, r: Draws, created: int) -> dict:
         name, domain = self.company_name(j), self.company_domain(j)
         industry, country = r.choice(schema.INDUSTRIES), r.choice(COUNTRIES)
         if self.crm == "salesforce":
-            return {"Name": name, "Website": f"https://www.{domain}", "Industry": industry, "Phone": self.phone(r),
-                    "BillingCountry": country, "External_Id__c": None}
+            return {
+                "Name": name,
+                "Website": f"https://www.{domain}",
+                "Industry": industry,
+                "Phone": self.phone(r),
+                "BillingCountry": country,
+                "External_Id__c": None,
+            }
         if self.crm == "hubspot":
-            return {"hs_object_id": None, "name": name, "domain": domain, "industry": industry,
-                    "phone": self.phone(r), "country": country}
-        return {"name": name, "accountnumber": f"ACC-{j:07d}", "websiteurl": f"https://{domain}",
-                "telephone1": self.phone(r), "address1_country": country, "statecode": 0}
+            return {
+                "hs_object_id": None,
+                "name": name,
+                "domain": domain,
+                "industry": industry,
+                "phone": self.phone(r),
+                "country": country,
+            }
+        return {
+            "name": name,
+            "accountnumber": f"ACC-{j:07d}",
+            "websiteurl": f"https://{domain}",
+            "telephone1": self.phone(r),
+            "address1_country": country,
+            "statecode": 0,
+        }
 
     def _interaction(self, k: int, r: Draws, created: int) -> dict:
         contact = (k * 2_654_435_761) % self.counts["contact"]
@@ -245,21 +422,41 @@ class RecordGenerator:
         closed_at = created + r.randint(3_600_000, 20 * DAY_MS) if closed and r.random() > 0.005 else None
         subject = r.choice(CASE_SUBJECTS)
         if self.crm == "salesforce":
-            return {"CaseNumber": f"{k + 1:08d}", "Subject": subject, "Description": f"{subject} (ref {k})",
-                    "Status": "Closed" if closed else r.choice(schema.SF_CASE_STATUS[:3]),
-                    "Priority": r.choice(schema.SF_CASE_PRIORITY), "Origin": r.choice(schema.SF_CASE_ORIGIN),
-                    "ContactId": self.ref_id("contact", contact), "AccountId": self.ref_id("account", account),
-                    "IsClosed": closed, "ClosedDate": closed_at, "External_Id__c": None}
+            return {
+                "CaseNumber": f"{k + 1:08d}",
+                "Subject": subject,
+                "Description": f"{subject} (ref {k})",
+                "Status": "Closed" if closed else r.choice(schema.SF_CASE_STATUS[:3]),
+                "Priority": r.choice(schema.SF_CASE_PRIORITY),
+                "Origin": r.choice(schema.SF_CASE_ORIGIN),
+                "ContactId": self.ref_id("contact", contact),
+                "AccountId": self.ref_id("account", account),
+                "IsClosed": closed,
+                "ClosedDate": closed_at,
+                "External_Id__c": None,
+            }
         if self.crm == "hubspot":
-            return {"hs_object_id": None, "subject": subject, "content": f"{subject} (ref {k})",
-                    "hs_pipeline": "0", "hs_pipeline_stage": "4" if closed else r.choice(("1", "2", "3")),
-                    "hs_ticket_priority": r.choice(schema.HS_TICKET_PRIORITY), "closed_date": closed_at,
-                    "hs_contact_id": self.ref_id("contact", contact)}
-        return {"title": subject, "ticketnumber": f"CAS-{k + 1:05d}-X1Y2Z3", "description": f"{subject} (ref {k})",
-                "prioritycode": r.choice((1, 2, 3)), "statuscode": 5 if closed else r.choice((1, 2, 3)),
-                "_customerid_value": self.ref_id("account", account),
-                "_primarycontactid_value": self.ref_id("contact", contact),
-                "resolvedon": closed_at, "statecode": 1 if closed else 0}
+            return {
+                "hs_object_id": None,
+                "subject": subject,
+                "content": f"{subject} (ref {k})",
+                "hs_pipeline": "0",
+                "hs_pipeline_stage": "4" if closed else r.choice(("1", "2", "3")),
+                "hs_ticket_priority": r.choice(schema.HS_TICKET_PRIORITY),
+                "closed_date": closed_at,
+                "hs_contact_id": self.ref_id("contact", contact),
+            }
+        return {
+            "title": subject,
+            "ticketnumber": f"CAS-{k + 1:05d}-X1Y2Z3",
+            "description": f"{subject} (ref {k})",
+            "prioritycode": r.choice((1, 2, 3)),
+            "statuscode": 5 if closed else r.choice((1, 2, 3)),
+            "_customerid_value": self.ref_id("account", account),
+            "_primarycontactid_value": self.ref_id("contact", contact),
+            "resolvedon": closed_at,
+            "statecode": 1 if closed else 0,
+        }
 
 
 def hash_role(role: str) -> int:

@@ -30,31 +30,56 @@ from .state import SandboxState
 from .store import DELETED, DELETED_AT, ObjectStore
 
 OBJECT_ALIASES = {
-    "contacts": "contacts", "contact": "contacts", "0-1": "contacts",
-    "companies": "companies", "company": "companies", "0-2": "companies",
-    "tickets": "tickets", "ticket": "tickets", "0-5": "tickets",
+    "contacts": "contacts",
+    "contact": "contacts",
+    "0-1": "contacts",
+    "companies": "companies",
+    "company": "companies",
+    "0-2": "companies",
+    "tickets": "tickets",
+    "ticket": "tickets",
+    "0-5": "tickets",
 }
 DEFAULT_PROPERTIES = {
     "contacts": ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
     "companies": ("createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"),
-    "tickets": ("content", "createdate", "hs_lastmodifieddate", "hs_object_id", "hs_pipeline",
-                "hs_pipeline_stage", "hs_ticket_priority", "subject"),
+    "tickets": (
+        "content",
+        "createdate",
+        "hs_lastmodifieddate",
+        "hs_object_id",
+        "hs_pipeline",
+        "hs_pipeline_stage",
+        "hs_ticket_priority",
+        "subject",
+    ),
 }
 # properties an ``idProperty`` may name (HubSpot requires a unique-value property)
 UNIQUE_PROPERTIES = {"contacts": ("email",), "companies": ("domain",), "tickets": ()}
 OBJECT_TYPE_NAMES = {"contacts": "CONTACT", "companies": "COMPANY", "tickets": "TICKET"}
-GROUP_NAMES = {"contacts": "contactinformation", "companies": "companyinformation",
-               "tickets": "ticketinformation"}
+GROUP_NAMES = {
+    "contacts": "contactinformation",
+    "companies": "companyinformation",
+    "tickets": "ticketinformation",
+}
 MAX_BATCH = 100
 LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT = 10, 100
-MISSING_CREDENTIALS = ("Authentication credentials not found. This API supports OAuth 2.0 authentication and "
-                       "you can find more details at "
-                       "https://developers.hubspot.com/docs/methods/auth/oauth-overview")
-CATEGORIES = {"NOT_FOUND": "OBJECT_NOT_FOUND", "UNKNOWN_EXCEPTION": "INTERNAL_ERROR",
-              "SERVER_UNAVAILABLE": "SERVICE_UNAVAILABLE", "REQUEST_TIMEOUT": "TIMEOUT"}
-LIMIT_MESSAGES = {"DAILY": "You have reached your daily limit.",
-                  "SECONDLY": "You have reached your secondly limit.",
-                  "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit."}
+MISSING_CREDENTIALS = (
+    "Authentication credentials not found. This API supports OAuth 2.0 authentication and "
+    "you can find more details at "
+    "https://developers.hubspot.com/docs/methods/auth/oauth-overview"
+)
+CATEGORIES = {
+    "NOT_FOUND": "OBJECT_NOT_FOUND",
+    "UNKNOWN_EXCEPTION": "INTERNAL_ERROR",
+    "SERVER_UNAVAILABLE": "SERVICE_UNAVAILABLE",
+    "REQUEST_TIMEOUT": "TIMEOUT",
+}
+LIMIT_MESSAGES = {
+    "DAILY": "You have reached your daily limit.",
+    "SECONDLY": "You have reached your secondly limit.",
+    "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit.",
+}
 
 
 @dataclass(frozen=True)
@@ -118,14 +143,20 @@ def native_value(spec: FieldSpec, raw: object) -> object:
         except ValueError:
             raise PropertyError(f"{text} was not a valid number.", "INVALID_INTEGER") from None
     if spec.type == PICKLIST and text not in spec.picklist:
-        raise PropertyError(f"{text} was not one of the allowed options: {', '.join(spec.picklist)}",
-                            "INVALID_OPTION")
+        raise PropertyError(
+            f"{text} was not one of the allowed options: {', '.join(spec.picklist)}", "INVALID_OPTION"
+        )
     return text
 
 
 def _problem(name: str, message: str, code: str) -> dict:
-    return {"isValid": False, "message": message, "error": code, "name": name,
-            "localizedErrorMessage": message}
+    return {
+        "isValid": False,
+        "message": message,
+        "error": code,
+        "name": name,
+        "localizedErrorMessage": message,
+    }
 
 
 def write_values(spec: ObjectSpec, props: object, creating: bool) -> dict:
@@ -139,19 +170,27 @@ def write_values(spec: ObjectSpec, props: object, creating: bool) -> dict:
         if field is None:
             problems.append(_problem(name, f'Property "{name}" does not exist', "PROPERTY_DOESNT_EXIST"))
         elif not field.updateable:
-            problems.append(_problem(name, f'"{name}" is a read only property; its value cannot be set.',
-                                     "READ_ONLY_VALUE"))
+            problems.append(
+                _problem(
+                    name, f'"{name}" is a read only property; its value cannot be set.', "READ_ONLY_VALUE"
+                )
+            )
         else:
             try:
                 out[field.name] = native_value(field, raw)
             except PropertyError as exc:
                 problems.append(_problem(name, str(exc), exc.code))
     if creating:
-        problems += [_problem(r, f'Property "{r}" is required.', "REQUIRED_PROPERTY_MISSING")
-                     for r in spec.required_fields if out.get(r) is None]
+        problems += [
+            _problem(r, f'Property "{r}" is required.', "REQUIRED_PROPERTY_MISSING")
+            for r in spec.required_fields
+            if out.get(r) is None
+        ]
     if problems:
-        raise invalid("Property values were not valid: " + orjson.dumps(problems).decode(),
-                      context={"properties": [p["name"] for p in problems]})
+        raise invalid(
+            "Property values were not valid: " + orjson.dumps(problems).decode(),
+            context={"properties": [p["name"] for p in problems]},
+        )
     return out
 
 
@@ -284,8 +323,9 @@ class HubSpotDialect(Dialect):
 
     def __init__(self, state: SandboxState) -> None:
         super().__init__(state)
-        self._indexes: weakref.WeakKeyDictionary[ObjectStore, dict[str, PropertyIndex]] = \
+        self._indexes: weakref.WeakKeyDictionary[ObjectStore, dict[str, PropertyIndex]] = (
             weakref.WeakKeyDictionary()
+        )
 
     def record_holders(self, body: object, field: str) -> list[dict]:
         """Object fields live under ``properties``; ``id`` and ``archived`` sit beside them."""
@@ -320,18 +360,27 @@ class HubSpotDialect(Dialect):
     def error(self, status: int, message: str, code: str | None = None, **extra: object) -> Response:
         fallback = "VALIDATION_ERROR" if status < 500 else "INTERNAL_ERROR"
         category = CATEGORIES.get(code or "", code) or fallback
-        body = {"status": "error", "message": message, "correlationId": _correlation_id(),
-                "category": category}
+        body = {
+            "status": "error",
+            "message": message,
+            "correlationId": _correlation_id(),
+            "category": category,
+        }
         body.update(extra)
         return json_response(body, status)
 
     def auth_error(self, failure: AuthFailure) -> Response:
         if failure.reason == "expired":
-            return self.error(401, f"The OAuth token used to make this call expired "
-                                   f"{failure.expired_seconds_ago} second(s) ago.", "EXPIRED_AUTHENTICATION")
-        message = {"missing": MISSING_CREDENTIALS,
-                   "revoked": "The OAuth token used to make this call has been revoked."}.get(
-            failure.reason, "The access token used to make this call is not valid.")
+            return self.error(
+                401,
+                f"The OAuth token used to make this call expired "
+                f"{failure.expired_seconds_ago} second(s) ago.",
+                "EXPIRED_AUTHENTICATION",
+            )
+        message = {
+            "missing": MISSING_CREDENTIALS,
+            "revoked": "The OAuth token used to make this call has been revoked.",
+        }.get(failure.reason, "The access token used to make this call is not valid.")
         return self.error(401, message, "INVALID_AUTHENTICATION")
 
     def check_limits(self, request: Request) -> LimitDecision:
@@ -339,16 +388,25 @@ class HubSpotDialect(Dialect):
 
     def limit_error(self, decision: LimitDecision) -> Response:
         policy = decision.policy if decision.policy in LIMIT_MESSAGES else "TEN_SECONDLY_ROLLING"
-        body = {"status": "error", "message": LIMIT_MESSAGES[policy], "errorType": "RATE_LIMIT",
-                "correlationId": _correlation_id(), "policyName": policy}
+        body = {
+            "status": "error",
+            "message": LIMIT_MESSAGES[policy],
+            "errorType": "RATE_LIMIT",
+            "correlationId": _correlation_id(),
+            "policyName": policy,
+        }
         return json_response(body, 429, headers=decision.headers)
 
     def injected_limit(self, fault: Fault) -> LimitDecision:
         limits = self.state.limits_hubspot
-        headers = {"X-HubSpot-RateLimit-Max": str(limits.window.limit), "X-HubSpot-RateLimit-Remaining": "0",
-                   "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}
-        return LimitDecision(False, "TEN_SECONDLY_ROLLING", fault.delay if fault.delay is not None else 1.0,
-                             headers)
+        headers = {
+            "X-HubSpot-RateLimit-Max": str(limits.window.limit),
+            "X-HubSpot-RateLimit-Remaining": "0",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+        }
+        return LimitDecision(
+            False, "TEN_SECONDLY_ROLLING", fault.delay if fault.delay is not None else 1.0, headers
+        )
 
     # ------------------------------------------------------------ oauth
     async def _token(self, request: Request) -> Response:
@@ -367,8 +425,14 @@ class HubSpotDialect(Dialect):
         else:
             return self._oauth_error("BAD_GRANT_TYPE", f"unsupported grant_type {grant!r}")
         expires_in = round((token.expires_at or self.state.clock.now()) - self.state.clock.now())
-        return json_response({"access_token": token.access_token, "refresh_token": token.refresh_token,
-                              "expires_in": expires_in, "token_type": "bearer"})
+        return json_response(
+            {
+                "access_token": token.access_token,
+                "refresh_token": token.refresh_token,
+                "expires_in": expires_in,
+                "token_type": "bearer",
+            }
+        )
 
     @staticmethod
     def _oauth_error(status: str, message: str) -> Response:
@@ -392,12 +456,15 @@ class HubSpotDialect(Dialect):
         if not prop or prop == ID_PROPERTY:
             return ID_PROPERTY
         if prop not in UNIQUE_PROPERTIES[store.spec.name]:
-            raise invalid(f"{prop} is not a unique property of {store.spec.name}; idProperty must be one of "
-                          f"{', '.join((ID_PROPERTY, *UNIQUE_PROPERTIES[store.spec.name]))}.")
+            raise invalid(
+                f"{prop} is not a unique property of {store.spec.name}; idProperty must be one of "
+                f"{', '.join((ID_PROPERTY, *UNIQUE_PROPERTIES[store.spec.name]))}."
+            )
         return prop
 
-    def _locate(self, store: ObjectStore, value: str, id_property: str | None = None,
-                archived: bool = False) -> tuple[int, dict] | None:
+    def _locate(
+        self, store: ObjectStore, value: str, id_property: str | None = None, archived: bool = False
+    ) -> tuple[int, dict] | None:
         """The record ``value`` names (by id or a unique property): live, or archived only if asked."""
         prop = self._id_property(store, id_property)
         if prop == ID_PROPERTY:
@@ -409,8 +476,9 @@ class HubSpotDialect(Dialect):
             return None
         return found
 
-    def _require(self, store: ObjectStore, value: str, id_property: str | None = None,
-                 archived: bool = False) -> tuple[int, dict]:
+    def _require(
+        self, store: ObjectStore, value: str, id_property: str | None = None, archived: bool = False
+    ) -> tuple[int, dict]:
         found = self._locate(store, value, id_property, archived)
         if found is None:
             raise not_found()
@@ -422,8 +490,9 @@ class HubSpotDialect(Dialect):
             return
         existing = self._index_for(store, "email").find(values["email"])
         if existing is not None:
-            raise SandboxError(409, f"Contact already exists. Existing ID: {store.spec.format_id(existing)}",
-                               "CONFLICT")
+            raise SandboxError(
+                409, f"Contact already exists. Existing ID: {store.spec.format_id(existing)}", "CONFLICT"
+            )
 
     # ------------------------------------------------------------ serialization
     @staticmethod
@@ -434,8 +503,9 @@ class HubSpotDialect(Dialect):
         always = (spec.created_field, ID_PROPERTY, spec.system_stamp)
         return sorted({n for n in (*requested, *extra) if spec.field(n)} | set(always))
 
-    def _object(self, store: ObjectStore, rec: dict, names: list[str],
-                associations: Sequence[str] = ()) -> dict:
+    def _object(
+        self, store: ObjectStore, rec: dict, names: list[str], associations: Sequence[str] = ()
+    ) -> dict:
         spec = store.spec
         by_name = spec.by_name
         out: dict = {
@@ -490,8 +560,9 @@ class HubSpotDialect(Dialect):
 
     async def _get(self, request: Request) -> Response:
         store, q = self._store(request), request.query_params
-        _, rec = self._require(store, request.path_params["record_id"], q.get("idProperty"),
-                               _flag(q.get("archived")))
+        _, rec = self._require(
+            store, request.path_params["record_id"], q.get("idProperty"), _flag(q.get("archived"))
+        )
         names = self._names(store.spec, _multi(request, "properties"))
         return json_response(self._object(store, rec, names, _multi(request, "associations")))
 
@@ -508,8 +579,9 @@ class HubSpotDialect(Dialect):
 
     async def _update(self, request: Request) -> Response:
         store, body = self._store(request), await _json_body(request)
-        index, _ = self._require(store, request.path_params["record_id"],
-                                 request.query_params.get("idProperty"))
+        index, _ = self._require(
+            store, request.path_params["record_id"], request.query_params.get("idProperty")
+        )
         return json_response(self._update_one(store, index, body.get("properties")))
 
     def _update_one(self, store: ObjectStore, index: int, props: object) -> dict:
@@ -531,8 +603,10 @@ class HubSpotDialect(Dialect):
         search = parse_search(body, store.spec)
         result = run_search(store, search)
         names = self._names(store.spec, search.properties)
-        out: dict = {"total": result.total,
-                     "results": [self._object(store, rec, names) for _, rec in result.rows]}
+        out: dict = {
+            "total": result.total,
+            "results": [self._object(store, rec, names) for _, rec in result.rows],
+        }
         next_offset = search.offset + len(result.rows)
         if result.rows and next_offset < result.total:
             # HubSpot offers the next page even when following it would cross the 10,000 cap
@@ -541,8 +615,12 @@ class HubSpotDialect(Dialect):
 
     # ------------------------------------------------------------ batch
     def _batch_response(self, started: str, results: list[dict], errors: list[dict], status: int) -> Response:
-        body: dict = {"status": "COMPLETE", "results": results, "startedAt": started,
-                      "completedAt": iso_z(self.state.clock.now_ms())}
+        body: dict = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": started,
+            "completedAt": iso_z(self.state.clock.now_ms()),
+        }
         if errors:
             body.update(errors=errors, numErrors=len(errors))
             status = 207
@@ -551,8 +629,14 @@ class HubSpotDialect(Dialect):
     @staticmethod
     def _batch_error(exc: SandboxError, context: dict[str, list[str]]) -> dict:
         category = CATEGORIES.get(exc.code or "", exc.code) or "VALIDATION_ERROR"
-        return {"status": "error", "category": category, "message": exc.message,
-                "context": {**context, **exc.extra.get("context", {})}, "links": {}, "errors": []}
+        return {
+            "status": "error",
+            "category": category,
+            "message": exc.message,
+            "context": {**context, **exc.extra.get("context", {})},
+            "links": {},
+            "errors": [],
+        }
 
     def _now(self) -> str:
         return iso_z(self.state.clock.now_ms()) or ""
@@ -573,13 +657,15 @@ class HubSpotDialect(Dialect):
                 seen.add(found[0])
                 results.append(self._object(store, found[1], names))
         kind = OBJECT_TYPE_NAMES[store.spec.name]
-        refused = not_found(f"Could not get some {kind} objects, they may be deleted or not exist. "
-                            f"Check that ids are valid.")
+        refused = not_found(
+            f"Could not get some {kind} objects, they may be deleted or not exist. Check that ids are valid."
+        )
         errors = [self._batch_error(refused, {"ids": missing})] if missing else []
         return self._batch_response(started, results, errors, 200)
 
-    def _each(self, inputs: list[dict], run: Callable[[dict], dict],
-              context: Callable[[dict], dict[str, list[str]]]) -> tuple[list[dict], list[dict]]:
+    def _each(
+        self, inputs: list[dict], run: Callable[[dict], dict], context: Callable[[dict], dict[str, list[str]]]
+    ) -> tuple[list[dict], list[dict]]:
         """Run every input; a refused one becomes an error entry (a 207), the rest still apply."""
         results, errors = [], []
         for item in inputs:
@@ -609,14 +695,17 @@ class HubSpotDialect(Dialect):
     async def _batch_upsert(self, request: Request) -> Response:
         store, body, started = self._store(request), await _json_body(request), self._now()
         inputs = _batch_inputs(body)
-        keys = [(self._id_property(store, item.get("idProperty")), _normalize_key(item.get("id")))
-                for item in inputs]
+        keys = [
+            (self._id_property(store, item.get("idProperty")), _normalize_key(item.get("id")))
+            for item in inputs
+        ]
         if any(value is None for _, value in keys):
             raise invalid("Every upsert input needs an id.")
         if len(set(keys)) != len(keys):
             raise invalid("Duplicate IDs found in batch input.")
-        results, errors = self._each(inputs, lambda item: self._upsert_one(store, item),
-                                     lambda item: {"ids": [str(item.get("id"))]})
+        results, errors = self._each(
+            inputs, lambda item: self._upsert_one(store, item), lambda item: {"ids": [str(item.get("id"))]}
+        )
         return self._batch_response(started, results, errors, 200)
 
     def _upsert_one(self, store: ObjectStore, item: dict) -> dict:
@@ -626,8 +715,9 @@ class HubSpotDialect(Dialect):
         if found is not None:
             return {**self._update_one(store, found[0], item.get("properties")), "new": False}
         if prop == ID_PROPERTY:
-            raise not_found(f"No {store.spec.name} with id {value} to update; upsert creates only by a "
-                            f"unique property.")
+            raise not_found(
+                f"No {store.spec.name} with id {value} to update; upsert creates only by a unique property."
+            )
         props = item.get("properties") if isinstance(item.get("properties"), dict) else {}
         return {**self._create_one(store, {"properties": {**props, prop: value}}), "new": True}
 
@@ -642,20 +732,40 @@ class HubSpotDialect(Dialect):
     # ------------------------------------------------------------ properties
     def _property_json(self, spec: ObjectSpec, field: FieldSpec, order: int) -> dict:
         kind, field_type = _property_types(field)
-        options = [{"label": o, "value": o, "displayOrder": n, "hidden": False}
-                   for n, o in enumerate(field.picklist)]
+        options = [
+            {"label": o, "value": o, "displayOrder": n, "hidden": False} for n, o in enumerate(field.picklist)
+        ]
         if field.type == BOOLEAN:
-            options = [{"label": "Yes", "value": "true", "displayOrder": 0, "hidden": False},
-                       {"label": "No", "value": "false", "displayOrder": 1, "hidden": False}]
+            options = [
+                {"label": "Yes", "value": "true", "displayOrder": 0, "hidden": False},
+                {"label": "No", "value": "false", "displayOrder": 1, "hidden": False},
+            ]
         return {
-            "name": field.name, "label": field.display_label, "type": kind, "fieldType": field_type,
-            "description": "", "groupName": GROUP_NAMES[spec.name], "options": options, "displayOrder": order,
-            "calculated": False, "externalOptions": False, "hasUniqueValue": field.name == ID_PROPERTY,
-            "hidden": False, "hubspotDefined": True, "formField": field.updateable, "archived": False,
-            "modificationMetadata": {"readOnlyValue": not field.updateable, "readOnlyDefinition": True,
-                                     "archivable": False},
-            **({"referencedObjectType": OBJECT_TYPE_NAMES[field.reference_to]}
-               if field.reference_to in OBJECT_TYPE_NAMES else {}),
+            "name": field.name,
+            "label": field.display_label,
+            "type": kind,
+            "fieldType": field_type,
+            "description": "",
+            "groupName": GROUP_NAMES[spec.name],
+            "options": options,
+            "displayOrder": order,
+            "calculated": False,
+            "externalOptions": False,
+            "hasUniqueValue": field.name == ID_PROPERTY,
+            "hidden": False,
+            "hubspotDefined": True,
+            "formField": field.updateable,
+            "archived": False,
+            "modificationMetadata": {
+                "readOnlyValue": not field.updateable,
+                "readOnlyDefinition": True,
+                "archivable": False,
+            },
+            **(
+                {"referencedObjectType": OBJECT_TYPE_NAMES[field.reference_to]}
+                if field.reference_to in OBJECT_TYPE_NAMES
+                else {}
+            ),
         }
 
     async def _properties(self, request: Request) -> Response:
@@ -674,7 +784,11 @@ class HubSpotDialect(Dialect):
 def _property_types(field: FieldSpec) -> tuple[str, str]:
     """HubSpot's (type, fieldType) for a sandbox field type."""
     return {
-        DATETIME: ("datetime", "date"), BOOLEAN: ("bool", "booleancheckbox"), INT: ("number", "number"),
-        ID: ("number", "number"), PICKLIST: ("enumeration", "select"), TEXT: ("string", "textarea"),
+        DATETIME: ("datetime", "date"),
+        BOOLEAN: ("bool", "booleancheckbox"),
+        INT: ("number", "number"),
+        ID: ("number", "number"),
+        PICKLIST: ("enumeration", "select"),
+        TEXT: ("string", "textarea"),
         PHONE: ("string", "phonenumber"),
     }.get(field.type, ("string", "text"))

@@ -24,8 +24,23 @@ from .store import DELETED, ObjectStore
 MAX_LIMIT = 200
 RESULT_CAP = 10_000
 MAX_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18
-OPERATORS = frozenset({"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY",
-                       "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"})
+OPERATORS = frozenset(
+    {
+        "EQ",
+        "NEQ",
+        "LT",
+        "LTE",
+        "GT",
+        "GTE",
+        "BETWEEN",
+        "IN",
+        "NOT_IN",
+        "HAS_PROPERTY",
+        "NOT_HAS_PROPERTY",
+        "CONTAINS_TOKEN",
+        "NOT_CONTAINS_TOKEN",
+    }
+)
 BOUND_OPERATORS = frozenset({"EQ", "LT", "LTE", "GT", "GTE", "BETWEEN"})
 ID_PROPERTY = "hs_object_id"
 # what the free-text ``query`` looks at (HubSpot searches a few default text properties)
@@ -71,8 +86,10 @@ def coerce(spec: FieldSpec, value: object) -> object:
         if spec.type in (INT, ID):
             return float(text)
     except ValueError:
-        raise invalid(f"{text!r} is not a valid value for property {spec.name} of type "
-                      f"{'datetime' if spec.type == DATETIME else 'number'}.") from None
+        raise invalid(
+            f"{text!r} is not a valid value for property {spec.name} of type "
+            f"{'datetime' if spec.type == DATETIME else 'number'}."
+        ) from None
     if spec.type == BOOLEAN:
         return text.lower() == "true"
     return text.lower()
@@ -155,8 +172,10 @@ def parse_filter(raw: object, spec: ObjectSpec) -> Filter:
     if prop is None:
         raise invalid(f"There was a problem with the request: property {name!r} does not exist.")
     if op not in OPERATORS:
-        raise invalid(f"Unknown filter operator {raw.get('operator')!r}; "
-                      f"expected one of {', '.join(sorted(OPERATORS))}.")
+        raise invalid(
+            f"Unknown filter operator {raw.get('operator')!r}; "
+            f"expected one of {', '.join(sorted(OPERATORS))}."
+        )
     if op in ("HAS_PROPERTY", "NOT_HAS_PROPERTY"):
         return Filter(prop, op)
     if op in ("IN", "NOT_IN"):
@@ -232,8 +251,10 @@ def parse_search(body: object, spec: ObjectSpec) -> SearchRequest:
     offset = _int(body.get("after"), "after", 0)
     if offset + limit > RESULT_CAP:
         # the real wording is unverified; the status and category are what clients branch on
-        raise invalid(f"Search results are capped at {RESULT_CAP}: after ({offset}) + limit ({limit}) "
-                      f"goes past the cap. Narrow the filter (for example, a smaller time window).")
+        raise invalid(
+            f"Search results are capped at {RESULT_CAP}: after ({offset}) + limit ({limit}) "
+            f"goes past the cap. Narrow the filter (for example, a smaller time window)."
+        )
     raw_groups = body.get("filterGroups") or []
     if not isinstance(raw_groups, list) or len(raw_groups) > MAX_GROUPS:
         raise invalid(f"filterGroups must be a list of at most {MAX_GROUPS} groups.")
@@ -241,16 +262,22 @@ def parse_search(body: object, spec: ObjectSpec) -> SearchRequest:
     for raw in raw_groups:
         filters = raw.get("filters") if isinstance(raw, dict) else None
         if not isinstance(filters, list) or len(filters) > MAX_FILTERS_PER_GROUP:
-            raise invalid(f"Each filter group needs a 'filters' list of at most "
-                          f"{MAX_FILTERS_PER_GROUP} filters.")
+            raise invalid(
+                f"Each filter group needs a 'filters' list of at most {MAX_FILTERS_PER_GROUP} filters."
+            )
         groups.append([parse_filter(f, spec) for f in filters])
     if sum(len(g) for g in groups) > MAX_FILTERS:
         raise invalid(f"A search may use at most {MAX_FILTERS} filters in total.")
     props = body.get("properties") or []
     query = body.get("query")
-    request = SearchRequest([g for g in groups if g], _parse_sort(body.get("sorts"), spec),
-                            [str(p) for p in props] if isinstance(props, list) else [], limit, offset,
-                            str(query).strip().lower() if query else None)
+    request = SearchRequest(
+        [g for g in groups if g],
+        _parse_sort(body.get("sorts"), spec),
+        [str(p) for p in props] if isinstance(props, list) else [],
+        limit,
+        offset,
+        str(query).strip().lower() if query else None,
+    )
     if request.query:
         request.predicate = _with_query(request.predicate, request.query, spec)
     return request
@@ -418,4 +445,4 @@ def run_search(store: ObjectStore, request: SearchRequest) -> SearchResult:
     field_spec = spec.field(sort[0])
     assert field_spec is not None
     matching.sort(key=_sort_key(field_spec), reverse=sort[1])
-    return SearchResult(len(matching), matching[request.offset:request.offset + request.limit])
+    return SearchResult(len(matching), matching[request.offset : request.offset + request.limit])

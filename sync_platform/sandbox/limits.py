@@ -74,7 +74,9 @@ class HubSpotLimits:
         self.daily = RollingWindow(config.hubspot_daily, 86_400.0, clock)
         self.search = RollingWindow(config.hubspot_search_per_second, 1.0, clock)
 
-    def configure(self, per_10s: int | None = None, daily: int | None = None, search_per_second: int | None = None):
+    def configure(
+        self, per_10s: int | None = None, daily: int | None = None, search_per_second: int | None = None
+    ):
         if per_10s is not None:
             self.window.limit = self.config.hubspot_per_10s = per_10s
         if daily is not None:

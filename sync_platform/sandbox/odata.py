@@ -77,16 +77,35 @@ NUMBER: /-?\d+(?:\.\d+)?/
 """
 
 # how each literal kind is named in OData type errors
-LITERAL_EDM = {"string": "Edm.String", "int": "Edm.Int32", "decimal": "Edm.Decimal", "bool": "Edm.Boolean",
-               "datetime": "Edm.DateTimeOffset", "date": "Edm.Date", "guid": "Edm.Guid", "null": "null"}
+LITERAL_EDM = {
+    "string": "Edm.String",
+    "int": "Edm.Int32",
+    "decimal": "Edm.Decimal",
+    "bool": "Edm.Boolean",
+    "datetime": "Edm.DateTimeOffset",
+    "date": "Edm.Date",
+    "guid": "Edm.Guid",
+    "null": "null",
+}
 # which literal kinds a column of each EDM type can be compared with (null goes with all)
 _COMPATIBLE = {
-    "Edm.String": {"string"}, "Edm.Int32": {"int", "decimal"}, "Edm.Int64": {"int", "decimal"},
-    "Edm.Decimal": {"int", "decimal"}, "Edm.Double": {"int", "decimal"}, "Edm.Boolean": {"bool"},
-    "Edm.DateTimeOffset": {"datetime", "date"}, "Edm.Guid": {"guid"},
+    "Edm.String": {"string"},
+    "Edm.Int32": {"int", "decimal"},
+    "Edm.Int64": {"int", "decimal"},
+    "Edm.Decimal": {"int", "decimal"},
+    "Edm.Double": {"int", "decimal"},
+    "Edm.Boolean": {"bool"},
+    "Edm.DateTimeOffset": {"datetime", "date"},
+    "Edm.Guid": {"guid"},
 }
-OPERATOR_KIND = {"eq": "Equal", "ne": "NotEqual", "gt": "GreaterThan", "ge": "GreaterThanOrEqual",
-                 "lt": "LessThan", "le": "LessThanOrEqual"}
+OPERATOR_KIND = {
+    "eq": "Equal",
+    "ne": "NotEqual",
+    "gt": "GreaterThan",
+    "ge": "GreaterThanOrEqual",
+    "lt": "LessThan",
+    "le": "LessThanOrEqual",
+}
 FLIPPED = {"eq": "eq", "ne": "ne", "gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}
 _ORDERED = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le}
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -246,8 +265,9 @@ _KEY_PARSER = Lark(_KEY_GRAMMAR, parser="lalr")
 
 def _syntax_error(exc: UnexpectedInput, text: str) -> ODataError:
     if isinstance(exc, UnexpectedCharacters):
-        return ODataError(f"Syntax error: character '{exc.char}' at position {exc.pos_in_stream} is not valid "
-                          f"in '{text}'.")
+        return ODataError(
+            f"Syntax error: character '{exc.char}' at position {exc.pos_in_stream} is not valid in '{text}'."
+        )
     token = getattr(exc, "token", None)
     at_end = isinstance(exc, UnexpectedEOF) or token is None or token.type == "$END"
     position = len(text) if at_end else token.start_pos
@@ -314,7 +334,8 @@ def _check_types(edm: str, lit: Literal, op: str) -> None:
     if lit.kind != "null" and lit.kind not in _COMPATIBLE.get(edm, set()):
         raise ODataError(
             "A binary operator with incompatible types was detected. Found operand types "
-            f"'{edm}' and '{LITERAL_EDM[lit.kind]}' for operator kind '{OPERATOR_KIND[op]}'.")
+            f"'{edm}' and '{LITERAL_EDM[lit.kind]}' for operator kind '{OPERATOR_KIND[op]}'."
+        )
 
 
 def _compare_prop_literal(col: Column, op: str, lit: Literal) -> Predicate:
@@ -342,11 +363,15 @@ def _compare(node: Compare, column: Callable[[str], Column]) -> Predicate:
     if isinstance(left, Prop) and isinstance(right, Prop):
         a, b = column(left.name), column(right.name)
         if a.edm != b.edm:
-            raise ODataError("A binary operator with incompatible types was detected. Found operand types "
-                             f"'{a.edm}' and '{b.edm}' for operator kind '{OPERATOR_KIND[op]}'.")
+            raise ODataError(
+                "A binary operator with incompatible types was detected. Found operand types "
+                f"'{a.edm}' and '{b.edm}' for operator kind '{OPERATOR_KIND[op]}'."
+            )
         return _compare_columns(a, b, op)
-    raise ODataError("A comparison must involve at least one property; "
-                     f"found two literals for operator kind '{OPERATOR_KIND[op]}'.")
+    raise ODataError(
+        "A comparison must involve at least one property; "
+        f"found two literals for operator kind '{OPERATOR_KIND[op]}'."
+    )
 
 
 def _compare_columns(a: Column, b: Column, op: str) -> Predicate:
@@ -373,15 +398,19 @@ _STRING_FUNCTIONS: dict[str, Callable[[str, str], bool]] = {
 def _call(node: Call, column: Callable[[str], Column]) -> Predicate:
     fn = _STRING_FUNCTIONS.get(node.name)
     if fn is None:
-        raise ODataError(f"An unknown function with name '{node.name}' was found. This may also be a function "
-                         "import or a key lookup on a navigation property, which is not allowed.")
+        raise ODataError(
+            f"An unknown function with name '{node.name}' was found. This may also be a function "
+            "import or a key lookup on a navigation property, which is not allowed."
+        )
     if len(node.args) != 2 or not isinstance(node.args[0], Prop) or not isinstance(node.args[1], Literal):
         raise ODataError(f"The function '{node.name}' takes a property and a string literal.")
     col, lit = column(node.args[0].name), node.args[1]
     if col.edm != "Edm.String" or lit.kind != "string":
-        raise ODataError(f"No function signature for the function with name '{node.name}' matches the specified "
-                         f"arguments. The function signatures considered are: {node.name}(Edm.String Nullable=true, "
-                         "Edm.String Nullable=true).")
+        raise ODataError(
+            f"No function signature for the function with name '{node.name}' matches the specified "
+            f"arguments. The function signatures considered are: {node.name}(Edm.String Nullable=true, "
+            "Edm.String Nullable=true)."
+        )
     get, part = col.get, lit.value.casefold()
 
     def matches(rec: dict) -> bool:
@@ -415,7 +444,12 @@ def _coerce_listed(col: Column, lit: Literal, function: str) -> Any:
 
 def _query_function(node: QueryFunction, column: Callable[[str], Column]) -> Predicate:
     short = node.name.rsplit(".", 1)[-1]
-    if not node.name.startswith("Microsoft.Dynamics.CRM.") or short not in ("In", "NotIn", "Between", "NotBetween"):
+    if not node.name.startswith("Microsoft.Dynamics.CRM.") or short not in (
+        "In",
+        "NotIn",
+        "Between",
+        "NotBetween",
+    ):
         raise ODataError(f"The query function '{node.name}' is not supported by the sandbox.")
     params = dict(node.params)
     name, values = params.get("PropertyName"), params.get("PropertyValues")
@@ -458,5 +492,22 @@ def compile_filter(node: Node, column: Callable[[str], Column]) -> Predicate:
     return _query_function(node, column)
 
 
-__all__ = ["And", "Call", "Column", "Compare", "Literal", "Node", "Not", "ODataError", "Or", "Predicate", "Prop",
-           "QueryFunction", "comparable", "compile_filter", "conjuncts", "parse_filter", "parse_key"]
+__all__ = [
+    "And",
+    "Call",
+    "Column",
+    "Compare",
+    "Literal",
+    "Node",
+    "Not",
+    "ODataError",
+    "Or",
+    "Predicate",
+    "Prop",
+    "QueryFunction",
+    "comparable",
+    "compile_filter",
+    "conjuncts",
+    "parse_filter",
+    "parse_key",
+]

@@ -39,9 +39,16 @@ from .store import DELETED, DELETED_AT, ObjectStore
 Handler = Callable[[Request], Awaitable[Response]]
 Prepared = tuple[str, dict, int | None]  # external id value, record body, index of the match (None: create)
 
-API_VERSIONS = (("55.0", "Summer '22"), ("56.0", "Winter '23"), ("57.0", "Spring '23"),
-                ("58.0", "Summer '23"), ("59.0", "Winter '24"), ("60.0", "Spring '24"),
-                ("61.0", "Summer '24"), ("62.0", "Winter '25"))
+API_VERSIONS = (
+    ("55.0", "Summer '22"),
+    ("56.0", "Winter '23"),
+    ("57.0", "Spring '23"),
+    ("58.0", "Summer '23"),
+    ("59.0", "Winter '24"),
+    ("60.0", "Spring '24"),
+    ("61.0", "Summer '24"),
+    ("62.0", "Winter '25"),
+)
 DEFAULT_BATCH, MIN_BATCH, MAX_BATCH = 2_000, 200, 2_000
 COLLECTION_LIMIT = 200
 CURSOR_IDLE_SECONDS = 15 * 60  # Salesforce drops a query locator left unused for 15 minutes
@@ -57,8 +64,13 @@ _VERSION = re.compile(r"^\d{2}\.0$")
 _ID_SHAPE = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _BATCH_SIZE = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
-_SOAP_TYPES = {ID: "tns:ID", REFERENCE: "tns:ID", DATETIME: "xsd:dateTime", BOOLEAN: "xsd:boolean",
-               INT: "xsd:int"}
+_SOAP_TYPES = {
+    ID: "tns:ID",
+    REFERENCE: "tns:ID",
+    DATETIME: "xsd:dateTime",
+    BOOLEAN: "xsd:boolean",
+    INT: "xsd:int",
+}
 _LENGTHS = {ID: 18, REFERENCE: 18, EMAIL: 80, PHONE: 40, TEXT: 32_000, DATETIME: 0, BOOLEAN: 0, INT: 0}
 
 
@@ -75,12 +87,16 @@ class RecordError(Exception):
         return SandboxError(400, self.message, self.code, fields=self.fields)
 
     def as_result(self) -> dict:
-        return {"success": False,
-                "errors": [{"statusCode": self.code, "message": self.message, "fields": self.fields}]}
+        return {
+            "success": False,
+            "errors": [{"statusCode": self.code, "message": self.message, "fields": self.fields}],
+        }
 
 
-ROLLED_BACK = RecordError("ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all records "
-                          "were valid and the request was using AllOrNone header")
+ROLLED_BACK = RecordError(
+    "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+    "Record rolled back because not all records were valid and the request was using AllOrNone header",
+)
 
 
 # ------------------------------------------------------------------ query cursors
@@ -131,15 +147,27 @@ class CursorStore:
 def describe_field(f: FieldSpec) -> dict:
     system = not f.updateable
     return {
-        "name": f.name, "label": f.display_label, "type": f.type,
-        "length": _LENGTHS.get(f.type, STRING_LENGTH), "soapType": _SOAP_TYPES.get(f.type, "xsd:string"),
+        "name": f.name,
+        "label": f.display_label,
+        "type": f.type,
+        "length": _LENGTHS.get(f.type, STRING_LENGTH),
+        "soapType": _SOAP_TYPES.get(f.type, "xsd:string"),
         "nillable": not (f.required or system or f.type == BOOLEAN),
-        "createable": f.updateable, "updateable": f.updateable, "externalId": f.external_id,
-        "idLookup": f.type == ID or f.external_id, "unique": f.type == ID,
-        "custom": f.name.endswith("__c"), "calculated": False, "filterable": True, "sortable": True,
-        "defaultedOnCreate": system or f.type == BOOLEAN, "caseSensitive": False,
-        "picklistValues": [{"value": v, "label": v, "active": True, "defaultValue": False, "validFor": None}
-                           for v in f.picklist],
+        "createable": f.updateable,
+        "updateable": f.updateable,
+        "externalId": f.external_id,
+        "idLookup": f.type == ID or f.external_id,
+        "unique": f.type == ID,
+        "custom": f.name.endswith("__c"),
+        "calculated": False,
+        "filterable": True,
+        "sortable": True,
+        "defaultedOnCreate": system or f.type == BOOLEAN,
+        "caseSensitive": False,
+        "picklistValues": [
+            {"value": v, "label": v, "active": True, "defaultValue": False, "validFor": None}
+            for v in f.picklist
+        ],
         "referenceTo": [f.reference_to] if f.reference_to else [],
         "relationshipName": f.name[:-2] if f.type == REFERENCE and f.name.endswith("Id") else None,
     }
@@ -147,11 +175,26 @@ def describe_field(f: FieldSpec) -> dict:
 
 def object_summary(spec: ObjectSpec, version: str) -> dict:
     url = f"/services/data/v{version}/sobjects/{spec.name}"
-    verbs = ("queryable", "retrieveable", "searchable", "createable", "updateable", "deletable",
-             "undeletable", "replicateable", "triggerable")
-    return {"name": spec.name, "label": spec.label, "labelPlural": f"{spec.label}s",
-            "keyPrefix": spec.key_prefix, "custom": False, **dict.fromkeys(verbs, True),
-            "urls": {"sobject": url, "describe": f"{url}/describe", "rowTemplate": f"{url}/{{ID}}"}}
+    verbs = (
+        "queryable",
+        "retrieveable",
+        "searchable",
+        "createable",
+        "updateable",
+        "deletable",
+        "undeletable",
+        "replicateable",
+        "triggerable",
+    )
+    return {
+        "name": spec.name,
+        "label": spec.label,
+        "labelPlural": f"{spec.label}s",
+        "keyPrefix": spec.key_prefix,
+        "custom": False,
+        **dict.fromkeys(verbs, True),
+        "urls": {"sobject": url, "describe": f"{url}/describe", "rowTemplate": f"{url}/{{ID}}"},
+    }
 
 
 def describe_object(spec: ObjectSpec, version: str) -> dict:
@@ -213,8 +256,9 @@ def _replication_ms(value: str | None, name: str) -> int:
     try:
         return parse_datetime_ms(text)
     except ValueError:
-        raise SandboxError(400, f"{name}: unable to parse '{value}' as a dateTime",
-                           "INVALID_REPLICATION_DATE") from None
+        raise SandboxError(
+            400, f"{name}: unable to parse '{value}' as a dateTime", "INVALID_REPLICATION_DATE"
+        ) from None
 
 
 def _floor_minute(ms: int) -> int:
@@ -222,8 +266,11 @@ def _floor_minute(ms: int) -> int:
 
 
 def _refuse(f: FieldSpec, value: object, kind: str) -> NoReturn:
-    raise RecordError("JSON_PARSER_ERROR", f"Cannot deserialize instance of {kind} from value {value!r} "
-                                           f"for field {f.name}", [f.name])
+    raise RecordError(
+        "JSON_PARSER_ERROR",
+        f"Cannot deserialize instance of {kind} from value {value!r} for field {f.name}",
+        [f.name],
+    )
 
 
 class SalesforceDialect(Dialect):
@@ -266,11 +313,14 @@ class SalesforceDialect(Dialect):
     def routes(self) -> list[Route]:
         data = "/services/data/v{version}"
         sob = data + "/sobjects/{obj}"
-        open_routes = [self.route(path, handler, methods, name=name, auth=False, limited=False)
-                       for path, handler, methods, name in (
-                           ("/services/oauth2/token", self._token, ["POST"], "token"),
-                           ("/services/data", self._versions, ["GET"], "versions"),
-                           ("/services/data/", self._versions, ["GET"], "versions"))]
+        open_routes = [
+            self.route(path, handler, methods, name=name, auth=False, limited=False)
+            for path, handler, methods, name in (
+                ("/services/oauth2/token", self._token, ["POST"], "token"),
+                ("/services/data", self._versions, ["GET"], "versions"),
+                ("/services/data/", self._versions, ["GET"], "versions"),
+            )
+        ]
         api = [  # order matters: fixed segments before the {record_id} and {ext_field}/{value} patterns
             (data, self._resources, "GET", "resources"),
             (data + "/limits", self._limits, "GET", "limits"),
@@ -279,8 +329,12 @@ class SalesforceDialect(Dialect):
             (data + "/query/{locator}", self._query_more, "GET", "query_more"),
             (data + "/queryAll/{locator}", self._query_more, "GET", "query_more"),
             (data + "/sobjects", self._sobjects, "GET", "sobjects"),
-            (data + "/composite/sobjects/{obj}/{ext_field}", self._composite_upsert, "PATCH",
-             "composite_upsert"),
+            (
+                data + "/composite/sobjects/{obj}/{ext_field}",
+                self._composite_upsert,
+                "PATCH",
+                "composite_upsert",
+            ),
             (sob, self._metadata, "GET", "metadata"),
             (sob, self._create, "POST", "create"),
             (sob + "/describe", self._describe, "GET", "describe"),
@@ -317,7 +371,8 @@ class SalesforceDialect(Dialect):
             return self._token_response(self.tokens.issue(client_id or ""))
         if grant == "refresh_token":
             if client_id != self.tokens.client_id or (
-                    secret is not None and not self.tokens.check_client(client_id, secret)):
+                secret is not None and not self.tokens.check_client(client_id, secret)
+            ):
                 return _oauth_error("invalid_client", "invalid client credentials")
             token = self.tokens.refresh(form.get("refresh_token") or "")
             if token is None:
@@ -329,22 +384,30 @@ class SalesforceDialect(Dialect):
         identity = f"{self.state.base_url}/id/{ORG_ID}/{INTEGRATION_USER}"
         issued_at = str(self.state.clock.now_ms())
         signed = hmac.new(self.tokens.client_secret.encode(), (identity + issued_at).encode(), hashlib.sha256)
-        body = {"access_token": token.access_token, "instance_url": self.state.base_url, "id": identity,
-                "token_type": "Bearer", "issued_at": issued_at, "scope": "api refresh_token",
-                "signature": base64.b64encode(signed.digest()).decode()}
+        body = {
+            "access_token": token.access_token,
+            "instance_url": self.state.base_url,
+            "id": identity,
+            "token_type": "Bearer",
+            "issued_at": issued_at,
+            "scope": "api refresh_token",
+            "signature": base64.b64encode(signed.digest()).decode(),
+        }
         if with_refresh and token.refresh_token:
             body["refresh_token"] = token.refresh_token
         return json_response(body)
 
     # ------------------------------------------------------------ discovery
     async def _versions(self, request: Request) -> Response:
-        return json_response([{"label": label, "url": f"/services/data/v{v}", "version": v}
-                              for v, label in API_VERSIONS])
+        return json_response(
+            [{"label": label, "url": f"/services/data/v{v}", "version": v} for v, label in API_VERSIONS]
+        )
 
     async def _resources(self, request: Request) -> Response:
         base = f"/services/data/v{request.path_params['version']}"
-        return json_response({name: f"{base}/{name}"
-                              for name in ("sobjects", "query", "queryAll", "limits", "composite")})
+        return json_response(
+            {name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits", "composite")}
+        )
 
     async def _limits(self, request: Request) -> Response:
         usage = self.state.limits_salesforce.headers()["Sforce-Limit-Info"].split("=", 1)[1]
@@ -353,8 +416,13 @@ class SalesforceDialect(Dialect):
 
     async def _sobjects(self, request: Request) -> Response:
         version = request.path_params["version"]
-        return json_response({"encoding": "UTF-8", "maxBatchSize": COLLECTION_LIMIT,
-                              "sobjects": [object_summary(s, version) for s in self.objects.values()]})
+        return json_response(
+            {
+                "encoding": "UTF-8",
+                "maxBatchSize": COLLECTION_LIMIT,
+                "sobjects": [object_summary(s, version) for s in self.objects.values()],
+            }
+        )
 
     async def _metadata(self, request: Request) -> Response:
         summary = object_summary(self._spec(request), request.path_params["version"])
@@ -402,8 +470,9 @@ class SalesforceDialect(Dialect):
     def _page_size(query: soql.Query, batch: int, offset: int) -> int:
         return batch if query.limit is None else max(0, min(batch, query.limit - offset))
 
-    def _page_response(self, request: Request, cursor: QueryCursor, locator: str | None, offset: int,
-                       page: soql.Page) -> Response:
+    def _page_response(
+        self, request: Request, cursor: QueryCursor, locator: str | None, offset: int, page: soql.Page
+    ) -> Response:
         version = request.path_params["version"]
         end = offset + len(page.rows)
         limit = cursor.query.limit
@@ -424,12 +493,14 @@ class SalesforceDialect(Dialect):
         start = _replication_ms(request.query_params.get("start"), "start")
         end = _replication_ms(request.query_params.get("end"), "end")
         if end <= start:
-            raise SandboxError(400, "endDate must chronologically follow startDate",
-                               "INVALID_REPLICATION_DATE")
+            raise SandboxError(
+                400, "endDate must chronologically follow startDate", "INVALID_REPLICATION_DATE"
+            )
         now = self.state.clock.now_ms()
         if start < now - days * DAY_MS:
-            raise SandboxError(400, f"startDate cannot be more than {days} days ago",
-                               "INVALID_REPLICATION_DATE")
+            raise SandboxError(
+                400, f"startDate cannot be more than {days} days ago", "INVALID_REPLICATION_DATE"
+            )
         return _floor_minute(start), min(_floor_minute(end), _floor_minute(now))
 
     async def _updated(self, request: Request) -> Response:
@@ -444,14 +515,19 @@ class SalesforceDialect(Dialect):
         """Only overlay records can be deleted, so listing deletions never generates a base record."""
         spec = self._spec(request)
         start, covered = self._replication_window(request, DELETED_WINDOW_DAYS)
-        gone = sorted((rec[DELETED_AT], rec[spec.id_field]) for rec in self._store(spec).overlay.values()
-                      if rec.get(DELETED) and start <= rec[DELETED_AT] < covered)
+        gone = sorted(
+            (rec[DELETED_AT], rec[spec.id_field])
+            for rec in self._store(spec).overlay.values()
+            if rec.get(DELETED) and start <= rec[DELETED_AT] < covered
+        )
         earliest = _floor_minute(self.state.clock.now_ms() - DELETED_WINDOW_DAYS * DAY_MS)
-        return json_response({
-            "deletedRecords": [{"id": rid, "deletedDate": salesforce_datetime(at)} for at, rid in gone],
-            "earliestDateAvailable": salesforce_datetime(earliest),
-            "latestDateCovered": salesforce_datetime(covered),
-        })
+        return json_response(
+            {
+                "deletedRecords": [{"id": rid, "deletedDate": salesforce_datetime(at)} for at, rid in gone],
+                "earliestDateAvailable": salesforce_datetime(earliest),
+                "latestDateCovered": salesforce_datetime(covered),
+            }
+        )
 
     # ------------------------------------------------------------ records
     async def _get_record(self, request: Request) -> Response:
@@ -504,8 +580,11 @@ class SalesforceDialect(Dialect):
             if len(matches) > 1:
                 return self._several(request, spec, matches)
             if not matches and ext.type == ID:
-                raise SandboxError(404, f"Provided external ID field does not exist or is not accessible: "
-                                        f"{value}", "NOT_FOUND")
+                raise SandboxError(
+                    404,
+                    f"Provided external ID field does not exist or is not accessible: {value}",
+                    "NOT_FOUND",
+                )
             try:
                 match = matches[0] if matches else None
                 record_id, created = self._apply_upsert(spec, ext, value, body, match)
@@ -523,14 +602,18 @@ class SalesforceDialect(Dialect):
         if not isinstance(records, list):
             raise SandboxError(400, "The body must be an object with a records array", "JSON_PARSER_ERROR")
         if len(records) > COLLECTION_LIMIT:
-            raise SandboxError(400, f"record limit reached. cannot submit more than {COLLECTION_LIMIT} "
-                                    "records into this call", "EXCEEDED_ID_LIMIT")
+            raise SandboxError(
+                400,
+                f"record limit reached. cannot submit more than {COLLECTION_LIMIT} records into this call",
+                "EXCEEDED_ID_LIMIT",
+            )
         with self.state.lock:
             prepared = self._prepare_collection(spec, ext, records)
             failed = any(isinstance(p, RecordError) for p in prepared)
             if failed and body.get("allOrNone"):  # type: ignore[union-attr]
-                return json_response([(p if isinstance(p, RecordError) else ROLLED_BACK).as_result()
-                                      for p in prepared])
+                return json_response(
+                    [(p if isinstance(p, RecordError) else ROLLED_BACK).as_result() for p in prepared]
+                )
             results = []
             for item in prepared:
                 if isinstance(item, RecordError):
@@ -540,8 +623,9 @@ class SalesforceDialect(Dialect):
                 results.append({"id": record_id, "success": True, "errors": [], "created": created})
         return json_response(results)
 
-    def _prepare_collection(self, spec: ObjectSpec, ext: FieldSpec,
-                            records: list) -> list[RecordError | Prepared]:
+    def _prepare_collection(
+        self, spec: ObjectSpec, ext: FieldSpec, records: list
+    ) -> list[RecordError | Prepared]:
         """Validate every record before writing any, so ``allOrNone`` can refuse the lot."""
         existing = self._external_index(spec, ext.name)
         values = [r.get(ext.name) if isinstance(r, dict) else None for r in records]
@@ -557,8 +641,15 @@ class SalesforceDialect(Dialect):
                 prepared.append(exc)
         return prepared
 
-    def _prepare_one(self, spec: ObjectSpec, ext: FieldSpec, rec: object, value: object, seen: dict[str, int],
-                     existing: dict[str, list[int]]) -> Prepared:
+    def _prepare_one(
+        self,
+        spec: ObjectSpec,
+        ext: FieldSpec,
+        rec: object,
+        value: object,
+        seen: dict[str, int],
+        existing: dict[str, list[int]],
+    ) -> Prepared:
         if not isinstance(rec, dict) or not isinstance(rec.get("attributes"), dict):
             raise RecordError("INVALID_TYPE", "Must send a concrete entity type.")
         declared = rec["attributes"].get("type")
@@ -571,14 +662,18 @@ class SalesforceDialect(Dialect):
         matches = existing.get(value.casefold(), [])
         if len(matches) > 1:
             ids = ", ".join(spec.format_id(i) for i in matches)
-            raise RecordError("DUPLICATE_EXTERNAL_ID", f"{ext.name}: more than one record found for "
-                                                       f"external id field: [{ids}]", [ext.name])
+            raise RecordError(
+                "DUPLICATE_EXTERNAL_ID",
+                f"{ext.name}: more than one record found for external id field: [{ids}]",
+                [ext.name],
+            )
         index = matches[0] if matches else None
         self._writable(spec, rec, creating=index is None)  # validate now, write later
         return value, rec, index
 
-    def _apply_upsert(self, spec: ObjectSpec, ext: FieldSpec, value: str, body: object,
-                      index: int | None) -> tuple[str, bool]:
+    def _apply_upsert(
+        self, spec: ObjectSpec, ext: FieldSpec, value: str, body: object, index: int | None
+    ) -> tuple[str, bool]:
         """Write one upsert (the URL's external id wins over one in the body); returns (id, created)."""
         if index is None:
             values = self._writable(spec, body, creating=True)
@@ -600,22 +695,30 @@ class SalesforceDialect(Dialect):
                 continue
             f = self._lookup(spec, key)
             if f is None:
-                raise RecordError("INVALID_FIELD", f"No such column '{key}' on sobject of type {spec.name}",
-                                  [key])
+                raise RecordError(
+                    "INVALID_FIELD", f"No such column '{key}' on sobject of type {spec.name}", [key]
+                )
             if not f.updateable:
                 readonly.append(f.name)
                 continue
             values[f.name] = self._coerce(f, value)
         if readonly:
-            raise RecordError("INVALID_FIELD_FOR_INSERT_UPDATE",
-                              f"Unable to create/update fields: {', '.join(readonly)}. Please check the "
-                              "security settings of this field and verify that it is read/write for your "
-                              "profile or permission set.", readonly)
-        missing = [name for name in spec.required_fields
-                   if (creating or name in values) and values.get(name) in (None, "")]
+            raise RecordError(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: {', '.join(readonly)}. Please check the "
+                "security settings of this field and verify that it is read/write for your "
+                "profile or permission set.",
+                readonly,
+            )
+        missing = [
+            name
+            for name in spec.required_fields
+            if (creating or name in values) and values.get(name) in (None, "")
+        ]
         if missing:
-            raise RecordError("REQUIRED_FIELD_MISSING",
-                              f"Required fields are missing: [{', '.join(missing)}]", missing)
+            raise RecordError(
+                "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing
+            )
         return values
 
     def _coerce(self, f: FieldSpec, value: object) -> object:
@@ -641,24 +744,32 @@ class SalesforceDialect(Dialect):
         text = str(value)
         limit = _LENGTHS.get(f.type, STRING_LENGTH)
         if len(text) > limit:
-            raise RecordError("STRING_TOO_LONG", f"{f.display_label}: data value too large: {text[:40]}... "
-                                                 f"(max length={limit})", [f.name])
+            raise RecordError(
+                "STRING_TOO_LONG",
+                f"{f.display_label}: data value too large: {text[:40]}... (max length={limit})",
+                [f.name],
+            )
         if f.type == EMAIL and not _EMAIL.match(text):
-            raise RecordError("INVALID_EMAIL_ADDRESS", f"{f.display_label}: invalid email address: {text}",
-                              [f.name])
+            raise RecordError(
+                "INVALID_EMAIL_ADDRESS", f"{f.display_label}: invalid email address: {text}", [f.name]
+            )
         return text
 
     def _reference(self, f: FieldSpec, value: object) -> str:
         """A well-formed id of a live record of the referenced object (user ids: by prefix only)."""
         if not isinstance(value, str) or not _ID_SHAPE.match(value):
-            raise RecordError("MALFORMED_ID", f"{f.display_label}: id value of incorrect type: {value}",
-                              [f.name])
+            raise RecordError(
+                "MALFORMED_ID", f"{f.display_label}: id value of incorrect type: {value}", [f.name]
+            )
         record_id = value if len(value) == 18 else value + "AAA"  # sandbox ids all end in AAA
         target = self.objects.get(f.reference_to or "")
         if target is None:
             if f.reference_to == "User" and not record_id.startswith(INTEGRATION_USER[:3]):
-                raise RecordError("INVALID_CROSS_REFERENCE_KEY",
-                                  f"{f.display_label}: id value of incorrect type: {value}", [f.name])
+                raise RecordError(
+                    "INVALID_CROSS_REFERENCE_KEY",
+                    f"{f.display_label}: id value of incorrect type: {value}",
+                    [f.name],
+                )
             return record_id
         found = self._store(target).get_by_id(record_id)
         if found is None or found[1].get(DELETED):
@@ -669,8 +780,9 @@ class SalesforceDialect(Dialect):
         """Create with Salesforce's defaults: false booleans, the API user as owner, a case number."""
         store = self._store(spec)
         with self.state.lock:
-            fields: dict[str, object] = {f.name: False for f in spec.fields
-                                         if f.type == BOOLEAN and f.updateable}
+            fields: dict[str, object] = {
+                f.name: False for f in spec.fields if f.type == BOOLEAN and f.updateable
+            }
             if spec.field("OwnerId"):
                 fields["OwnerId"] = INTEGRATION_USER
             if spec.field("CaseNumber"):
@@ -704,8 +816,9 @@ class SalesforceDialect(Dialect):
     def _field(self, spec: ObjectSpec, name: str) -> FieldSpec:
         f = self._lookup(spec, name)
         if f is None:
-            raise SandboxError(400, f"No such column '{name.strip()}' on sobject of type {spec.name}",
-                               "INVALID_FIELD")
+            raise SandboxError(
+                400, f"No such column '{name.strip()}' on sobject of type {spec.name}", "INVALID_FIELD"
+            )
         return f
 
     def _live_record(self, request: Request) -> tuple[ObjectSpec, int, dict]:
@@ -721,8 +834,9 @@ class SalesforceDialect(Dialect):
     def _external_field(self, spec: ObjectSpec, name: str, allow_id: bool) -> FieldSpec:
         f = self._lookup(spec, name)
         if f is None or not (f.external_id or (allow_id and f.type == ID)):
-            raise SandboxError(404, f"Provided external ID field does not exist or is not accessible: {name}",
-                               "NOT_FOUND")
+            raise SandboxError(
+                404, f"Provided external ID field does not exist or is not accessible: {name}", "NOT_FOUND"
+            )
         return f
 
     def _external_index(self, spec: ObjectSpec, name: str) -> dict[str, list[int]]:

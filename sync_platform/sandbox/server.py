@@ -22,9 +22,16 @@ class SandboxServer:
     can connect as soon as ``start()`` returns: their connections wait in the backlog.
     """
 
-    def __init__(self, config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0,
-                 tls: bool = False, tls_dir: Path | None = None, state: SandboxState | None = None,
-                 log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: bool = False,
+        tls_dir: Path | None = None,
+        state: SandboxState | None = None,
+        log_level: str = "warning",
+    ) -> None:
         self.state = state or SandboxState(config)
         self.host = host
         self.tls: TlsFiles | None = None
@@ -33,7 +40,9 @@ class SandboxServer:
             if tls_dir is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="sync-platform-tls-")
                 tls_dir = Path(self._tmp.name)
-            self.tls = generate_tls_files(tls_dir, hosts=(host, "localhost") if host != "localhost" else (host,))
+            self.tls = generate_tls_files(
+                tls_dir, hosts=(host, "localhost") if host != "localhost" else (host,)
+            )
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
@@ -43,10 +52,20 @@ class SandboxServer:
         self.state.base_url = f"{scheme}://{host}:{self.port}"
         config_kwargs = {}
         if self.tls:
-            config_kwargs = {"ssl_certfile": str(self.tls.server_cert), "ssl_keyfile": str(self.tls.server_key)}
-        self._server = uvicorn.Server(uvicorn.Config(
-            build_app(self.state), log_level=log_level, access_log=False, timeout_graceful_shutdown=2,
-            lifespan="off", **config_kwargs))
+            config_kwargs = {
+                "ssl_certfile": str(self.tls.server_cert),
+                "ssl_keyfile": str(self.tls.server_key),
+            }
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                build_app(self.state),
+                log_level=log_level,
+                access_log=False,
+                timeout_graceful_shutdown=2,
+                lifespan="off",
+                **config_kwargs,
+            )
+        )
         self._thread: threading.Thread | None = None
 
     @property
@@ -58,8 +77,9 @@ class SandboxServer:
         return str(self.tls.ca_cert) if self.tls else None
 
     def start(self) -> SandboxServer:
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
-                                        name="crm-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, name="crm-sandbox", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -78,6 +98,7 @@ class SandboxServer:
     def __enter__(self) -> SandboxServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -170,8 +170,15 @@ class _ToAst(Transformer):
 
     def start(self, fields, obj, *clauses):
         parts = {kind: value for kind, value in clauses}
-        return ParsedQuery(self.text, fields, obj, parts.get("where"), parts.get("order", ()),
-                           parts.get("limit"), parts.get("offset"))
+        return ParsedQuery(
+            self.text,
+            fields,
+            obj,
+            parts.get("where"),
+            parts.get("order", ()),
+            parts.get("limit"),
+            parts.get("offset"),
+        )
 
     def count_all(self):
         return ()
@@ -364,8 +371,16 @@ class _Binder:
         order = tuple(OrderKey(self._field(o.field).name, o.descending, o.nulls_first) for o in p.order)
         if p.offset is not None and p.offset > MAX_OFFSET:
             raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE", f"Maximum SOQL offset allowed is {MAX_OFFSET}")
-        return Query(self.spec, fields, not p.fields, where, order, p.limit, p.offset or 0,
-                     compile_condition(where, self.spec))
+        return Query(
+            self.spec,
+            fields,
+            not p.fields,
+            where,
+            order,
+            p.limit,
+            p.offset or 0,
+            compile_condition(where, self.spec),
+        )
 
     def _at(self, name: Name, detail: str) -> str:
         return located(self.parsed.text, name.line, name.column, detail)
@@ -374,23 +389,38 @@ class _Binder:
         for key, spec in objects.items():
             if key.lower() == name.text.lower():
                 return spec
-        raise SoqlError("INVALID_TYPE", self._at(
-            name, f"sObject type '{name.text}' is not supported. If you are attempting to use a custom "
-                  "object, be sure to append the '__c' after the entity name. Please reference your WSDL or "
-                  "the describe call for the appropriate names."))
+        raise SoqlError(
+            "INVALID_TYPE",
+            self._at(
+                name,
+                f"sObject type '{name.text}' is not supported. If you are attempting to use a custom "
+                "object, be sure to append the '__c' after the entity name. Please reference your WSDL or "
+                "the describe call for the appropriate names.",
+            ),
+        )
 
     def _field(self, name: Name) -> FieldSpec:
         if "." in name.text:
             relation = name.text.split(".")[0]
-            raise SoqlError("INVALID_FIELD", self._at(
-                name, f"Didn't understand relationship '{relation}' in field path. The CRM sandbox does not "
-                      "support relationship queries; select the reference id instead."))
+            raise SoqlError(
+                "INVALID_FIELD",
+                self._at(
+                    name,
+                    f"Didn't understand relationship '{relation}' in field path. The CRM sandbox does not "
+                    "support relationship queries; select the reference id instead.",
+                ),
+            )
         spec = self.by_lower.get(name.text.lower())
         if spec is None:
-            raise SoqlError("INVALID_FIELD", self._at(
-                name, f"No such column '{name.text}' on entity '{self.spec.name}'. If you are attempting to "
-                      "use a custom field, be sure to append the '__c' after the custom field name. Please "
-                      "reference your WSDL or the describe call for the appropriate names."))
+            raise SoqlError(
+                "INVALID_FIELD",
+                self._at(
+                    name,
+                    f"No such column '{name.text}' on entity '{self.spec.name}'. If you are attempting to "
+                    "use a custom field, be sure to append the '__c' after the custom field name. Please "
+                    "reference your WSDL or the describe call for the appropriate names.",
+                ),
+            )
         return spec
 
     def _condition(self, cond: Condition) -> BoundCondition:
@@ -402,15 +432,19 @@ class _Binder:
         spec = self._field(cond.field)
         if cond.op == "LIKE":
             if not caseless(spec):
-                raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", self._at(
-                    cond.field, f"invalid operator on {spec.type} field: LIKE"))
+                raise SoqlError(
+                    "INVALID_QUERY_FILTER_OPERATOR",
+                    self._at(cond.field, f"invalid operator on {spec.type} field: LIKE"),
+                )
             assert isinstance(cond.value, Lit)
             if cond.value.kind != "string":
                 raise SoqlError("MALFORMED_QUERY", self._at(cond.field, "LIKE needs a quoted string"))
             return Compare(spec.name, "LIKE", like_pattern(str(cond.value.value)))
         if spec.type == BOOLEAN and cond.op not in EQUALITY_OPS:
-            raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", self._at(
-                cond.field, f"invalid operator on boolean field: {cond.op}"))
+            raise SoqlError(
+                "INVALID_QUERY_FILTER_OPERATOR",
+                self._at(cond.field, f"invalid operator on boolean field: {cond.op}"),
+            )
         if isinstance(cond.value, tuple):
             values = frozenset(self._value(cond.field, spec, "=", v) for v in cond.value)
             return Compare(spec.name, cond.op, values)
@@ -424,9 +458,14 @@ class _Binder:
         expected, ok = _expected_kind(spec, lit)
         if not ok:
             quoting = "should" if expected == "string" else "should not"
-            raise SoqlError("MALFORMED_QUERY", self._at(
-                where, f"value of filter criterion for field '{spec.name}' must be of type {expected} and "
-                       f"{quoting} be enclosed in quotes"))
+            raise SoqlError(
+                "MALFORMED_QUERY",
+                self._at(
+                    where,
+                    f"value of filter criterion for field '{spec.name}' must be of type {expected} and "
+                    f"{quoting} be enclosed in quotes",
+                ),
+            )
         if lit.kind != "string":
             return lit.value
         text = unescape(str(lit.value))
@@ -456,8 +495,10 @@ def unescape(raw: str) -> str:
             continue
         nxt = next(chars, "")
         if nxt not in _ESCAPES:
-            raise SoqlError("MALFORMED_QUERY", f"Invalid string literal '{raw}'. Illegal character sequence "
-                                               f"'\\{nxt}' in string literal.")
+            raise SoqlError(
+                "MALFORMED_QUERY",
+                f"Invalid string literal '{raw}'. Illegal character sequence '\\{nxt}' in string literal.",
+            )
         out.append(_ESCAPES[nxt])
     return "".join(out)
 
@@ -497,8 +538,9 @@ def compile_condition(cond: BoundCondition | None, spec: ObjectSpec) -> Callable
 
 def _compile_compare(cond: Compare, spec: FieldSpec) -> Callable[[dict], bool]:
     name, value = cond.field, cond.value
-    get: Callable[[dict], object] = (lambda rec: _fold(rec.get(name))) if caseless(spec) else (
-        lambda rec: rec.get(name))
+    get: Callable[[dict], object] = (
+        (lambda rec: _fold(rec.get(name))) if caseless(spec) else (lambda rec: rec.get(name))
+    )
     op = cond.op
     if op == "=":
         return lambda rec: get(rec) == value
@@ -512,8 +554,10 @@ def _compile_compare(cond: Compare, spec: FieldSpec) -> Callable[[dict], bool]:
         pattern: re.Pattern[str] = value  # type: ignore[assignment]
         return lambda rec: isinstance(v := rec.get(name), str) and pattern.fullmatch(v) is not None
     order_test: Callable[[object], bool] = {
-        "<": lambda v: v < value, "<=": lambda v: v <= value,  # type: ignore[operator]
-        ">": lambda v: v > value, ">=": lambda v: v >= value,  # type: ignore[operator]
+        "<": lambda v: v < value,
+        "<=": lambda v: v <= value,  # type: ignore[operator]
+        ">": lambda v: v > value,
+        ">=": lambda v: v >= value,  # type: ignore[operator]
     }[op]
     return lambda rec: (v := get(rec)) is not None and order_test(v)
 
@@ -574,8 +618,12 @@ def plan(query: Query, all_rows: bool) -> Plan:
             found = {i for v in values if isinstance(v, str) and (i := spec.parse_id(v)) is not None}
             ids = found if ids is None else ids & found
             exact = False
-        elif (c.field == spec.id_field and c.op in RANGE_OPS[1:] and isinstance(c.value, str)
-              and spec.parse_id(c.value) is not None):
+        elif (
+            c.field == spec.id_field
+            and c.op in RANGE_OPS[1:]
+            and isinstance(c.value, str)
+            and spec.parse_id(c.value) is not None
+        ):
             lo, hi = _range(c.op, spec.parse_id(c.value))  # type: ignore[arg-type]
             lo_i = lo if lo_i is None or (lo is not None and lo > lo_i) else lo_i
             hi_i = hi if hi_i is None or (hi is not None and hi < hi_i) else hi_i
@@ -585,30 +633,48 @@ def plan(query: Query, all_rows: bool) -> Plan:
             deleted = "only" if all_rows and c.value else "exclude"
         else:
             exact = False
-    if (lo_s is not None and hi_s is not None and lo_s > hi_s) or (
-            lo_i is not None and hi_i is not None and lo_i > hi_i) or ids == set():
+    if (
+        (lo_s is not None and hi_s is not None and lo_s > hi_s)
+        or (lo_i is not None and hi_i is not None and lo_i > hi_i)
+        or ids == set()
+    ):
         empty = True
     if lo_s is not None and (lo_i is not None or hi_i is not None):
         exact = False  # the fast counts handle a stamp range or an id range, not both
-    return Plan(_path(query, ids, lo_s), deleted, lo_s, hi_s, lo_i, hi_i,
-                tuple(sorted(ids)) if ids is not None else None, exact, empty)
+    return Plan(
+        _path(query, ids, lo_s),
+        deleted,
+        lo_s,
+        hi_s,
+        lo_i,
+        hi_i,
+        tuple(sorted(ids)) if ids is not None else None,
+        exact,
+        empty,
+    )
 
 
 def _range(op: str, value: int) -> tuple[int | None, int | None]:
     """Inclusive bounds of ``x op value`` over integers (epoch ms or record index)."""
-    return {"=": (value, value), ">=": (value, None), ">": (value + 1, None),
-            "<=": (None, value), "<": (None, value - 1)}[op]
+    return {
+        "=": (value, value),
+        ">=": (value, None),
+        ">": (value + 1, None),
+        "<=": (None, value),
+        "<": (None, value - 1),
+    }[op]
 
 
 def _path(query: Query, ids: set[int] | None, min_stamp: int | None) -> Path:
     spec = query.spec
     keys = [(o.field, o.descending) for o in query.order]
     if spec.id_field in [k for k, _ in keys]:
-        keys = keys[:[k for k, _ in keys].index(spec.id_field) + 1]  # the id is unique: later keys are moot
+        keys = keys[: [k for k, _ in keys].index(spec.id_field) + 1]  # the id is unique: later keys are moot
     if ids is not None:
         return "ids"
     if keys in ([(spec.system_stamp, False)], [(spec.system_stamp, False), (spec.id_field, False)]) or (
-            not keys and min_stamp is not None):
+        not keys and min_stamp is not None
+    ):
         return "stamp"
     if keys in ([(spec.system_stamp, True)], [(spec.system_stamp, True), (spec.id_field, True)]):
         return "stamp_desc"
@@ -708,8 +774,10 @@ def _by_stamp_desc(store: ObjectStore, after: tuple[int, int] | None, p: Plan) -
     big = 2**62
     upper = after if after is not None else ((p.max_stamp if p.max_stamp is not None else big), big)
     low = p.min_stamp if p.min_stamp is not None else -big
-    changed = sorted(((rec[field], i) for i, rec in overlay.items()
-                      if low <= rec[field] and (rec[field], i) < upper), reverse=True)
+    changed = sorted(
+        ((rec[field], i) for i, rec in overlay.items() if low <= rec[field] and (rec[field], i) < upper),
+        reverse=True,
+    )
     top = min(store.base_count, gen.first_index_at_or_after(min(upper[0], big - 1) + 1)) - 1
     bottom = gen.first_index_at_or_after(low) if p.min_stamp is not None else 0
 
@@ -733,8 +801,9 @@ def _deleted_rows(store: ObjectStore, p: Plan, after: Position | None) -> Iterat
         descending = p.path == "stamp_desc"
         rows.sort(key=lambda pair: (pair[1][field], pair[0]), reverse=descending)
         if isinstance(after, tuple):
-            rows = [(i, r) for i, r in rows
-                    if ((r[field], i) < after if descending else (r[field], i) > after)]
+            rows = [
+                (i, r) for i, r in rows if ((r[field], i) < after if descending else (r[field], i) > after)
+            ]
         return iter(rows)
     rows.sort(key=lambda pair: pair[0])
     return iter([(i, r) for i, r in rows if i > after] if isinstance(after, int) else rows)
@@ -744,8 +813,11 @@ def _ordered_rows(store: ObjectStore, p: Plan, after: Position | None) -> Iterat
     if p.deleted == "only":
         return _deleted_rows(store, p, after)
     if p.path == "stamp":
-        rows = store.iter_by_stamp(after=after, min_stamp=p.min_stamp,  # type: ignore[arg-type]
-                                   **_flags(p.deleted))
+        rows = store.iter_by_stamp(
+            after=after,
+            min_stamp=p.min_stamp,  # type: ignore[arg-type]
+            **_flags(p.deleted),
+        )
         if p.max_stamp is not None:
             field = store.spec.system_stamp
             return takewhile(lambda pair: pair[1][field] <= p.max_stamp, rows)  # type: ignore[operator]
@@ -774,8 +846,9 @@ def position_of(query: Query, p: Plan, index: int, rec: dict) -> Position:
     return sort_key(query)(index, rec)
 
 
-def fetch_page(store: ObjectStore, query: Query, p: Plan, after: Position | None, size: int,
-               skip: int = 0) -> Page:
+def fetch_page(
+    store: ObjectStore, query: Query, p: Plan, after: Position | None, size: int, skip: int = 0
+) -> Page:
     """Up to ``size`` matching rows after the keyset position ``after`` (skipping ``skip`` first)."""
     if p.empty or size <= 0:
         return Page([], None, False, 0 if p.empty else None)

@@ -66,8 +66,14 @@ class SandboxState:
         lifetime = cfg.token_lifetime_seconds
         self.tokens = {
             "salesforce": TokenStore("salesforce", self.clock, cfg.client_id, cfg.client_secret, lifetime),
-            "hubspot": TokenStore("hubspot", self.clock, cfg.client_id, cfg.client_secret, lifetime,
-                                  static_tokens=(cfg.hubspot_private_app_token,)),
+            "hubspot": TokenStore(
+                "hubspot",
+                self.clock,
+                cfg.client_id,
+                cfg.client_secret,
+                lifetime,
+                static_tokens=(cfg.hubspot_private_app_token,),
+            ),
             "dynamics": TokenStore("dynamics", self.clock, cfg.client_id, cfg.client_secret, lifetime),
         }
         self.limits_salesforce = SalesforceLimits(cfg.limits, self.clock)
@@ -91,22 +97,35 @@ class SandboxState:
         try:
             return self.stores[crm][obj]
         except KeyError:
-            raise KeyError(f"unknown object {crm}/{obj}; known: "
-                           + ", ".join(f"{c}/{o}" for c in CRMS for o in self.stores[c])) from None
+            raise KeyError(
+                f"unknown object {crm}/{obj}; known: "
+                + ", ".join(f"{c}/{o}" for c in CRMS for o in self.stores[c])
+            ) from None
 
     def credentials(self) -> dict[str, dict[str, str]]:
         """What a client needs to connect to each emulated CRM (printed by the CLI)."""
         base, cfg = self.base_url, self.config
         return {
-            "salesforce": {"instance_url": base, "token_url": f"{base}/services/oauth2/token",
-                           "client_id": cfg.client_id, "client_secret": cfg.client_secret,
-                           "api_version": "59.0"},
-            "hubspot": {"host": base, "token_url": f"{base}/oauth/v1/token",
-                        "private_app_token": cfg.hubspot_private_app_token,
-                        "client_id": cfg.client_id, "client_secret": cfg.client_secret},
-            "dynamics": {"api_url": f"{base}/api/data/v9.2",
-                         "token_url": f"{base}/{cfg.dynamics_tenant}/oauth2/v2.0/token",
-                         "tenant": cfg.dynamics_tenant, "client_id": cfg.client_id,
-                         "client_secret": cfg.client_secret,
-                         "scope": f"https://{cfg.dynamics_org}.crm.dynamics.com/.default"},
+            "salesforce": {
+                "instance_url": base,
+                "token_url": f"{base}/services/oauth2/token",
+                "client_id": cfg.client_id,
+                "client_secret": cfg.client_secret,
+                "api_version": "59.0",
+            },
+            "hubspot": {
+                "host": base,
+                "token_url": f"{base}/oauth/v1/token",
+                "private_app_token": cfg.hubspot_private_app_token,
+                "client_id": cfg.client_id,
+                "client_secret": cfg.client_secret,
+            },
+            "dynamics": {
+                "api_url": f"{base}/api/data/v9.2",
+                "token_url": f"{base}/{cfg.dynamics_tenant}/oauth2/v2.0/token",
+                "tenant": cfg.dynamics_tenant,
+                "client_id": cfg.client_id,
+                "client_secret": cfg.client_secret,
+                "scope": f"https://{cfg.dynamics_org}.crm.dynamics.com/.default",
+            },
         }

@@ -45,8 +45,9 @@ class ChangeResult:
 
 
 class ObjectStore:
-    def __init__(self, spec: ObjectSpec, generator: RecordGenerator, clock: SandboxClock,
-                 lock: threading.RLock) -> None:
+    def __init__(
+        self, spec: ObjectSpec, generator: RecordGenerator, clock: SandboxClock, lock: threading.RLock
+    ) -> None:
         self.spec = spec
         self.gen = generator
         self.clock = clock
@@ -86,8 +87,9 @@ class ObjectStore:
         rec = self.overlay.get(index)
         return rec[self.spec.system_stamp] if rec is not None else self.gen.base_stamp(index)
 
-    def iter_by_index(self, start: int = 0, include_deleted: bool = False,
-                      only_deleted: bool = False) -> Iterator[tuple[int, dict]]:
+    def iter_by_index(
+        self, start: int = 0, include_deleted: bool = False, only_deleted: bool = False
+    ) -> Iterator[tuple[int, dict]]:
         """Records in id order (creation order), starting at index ``start``."""
         for i in range(max(0, start), self.total):
             rec = self.get(i)
@@ -100,9 +102,14 @@ class ObjectStore:
                 continue
             yield i, rec
 
-    def iter_by_stamp(self, after: tuple[int, int] | None = None, min_stamp: int | None = None,
-                      include_deleted: bool = False, only_deleted: bool = False,
-                      descending: bool = False) -> Iterator[tuple[int, dict]]:
+    def iter_by_stamp(
+        self,
+        after: tuple[int, int] | None = None,
+        min_stamp: int | None = None,
+        include_deleted: bool = False,
+        only_deleted: bool = False,
+        descending: bool = False,
+    ) -> Iterator[tuple[int, dict]]:
         """Records ordered by ``(system stamp, id)``; ``after`` is an exclusive keyset position.
 
         The base half is arithmetic (stamps are monotonic in the index); the overlay half is a
@@ -114,9 +121,13 @@ class ObjectStore:
                 keys = [k for k in keys if k < after]
             yield from self._records_for_keys(iter(keys), include_deleted, only_deleted)
             return
-        yield from self._records_for_keys(self._keys_by_stamp(after, min_stamp), include_deleted, only_deleted)
+        yield from self._records_for_keys(
+            self._keys_by_stamp(after, min_stamp), include_deleted, only_deleted
+        )
 
-    def _keys_by_stamp(self, after: tuple[int, int] | None, min_stamp: int | None) -> Iterator[tuple[int, int]]:
+    def _keys_by_stamp(
+        self, after: tuple[int, int] | None, min_stamp: int | None
+    ) -> Iterator[tuple[int, int]]:
         lo = after if after is not None else (min_stamp if min_stamp is not None else -(2**62), -1)
         if after is not None and min_stamp is not None and (min_stamp, -1) > after:
             lo = (min_stamp, -1)
@@ -133,8 +144,9 @@ class ObjectStore:
         changed = self._by_stamp.irange(minimum=lo, inclusive=(False, True))
         return heapq.merge(base(), changed)
 
-    def _records_for_keys(self, keys: Iterator[tuple[int, int]], include_deleted: bool,
-                          only_deleted: bool) -> Iterator[tuple[int, dict]]:
+    def _records_for_keys(
+        self, keys: Iterator[tuple[int, int]], include_deleted: bool, only_deleted: bool
+    ) -> Iterator[tuple[int, dict]]:
         for _stamp, i in keys:
             rec = self.get(i)
             deleted = rec.get(DELETED, False)
@@ -144,8 +156,9 @@ class ObjectStore:
                 continue
             yield i, rec
 
-    def count(self, min_stamp: int | None = None, include_deleted: bool = False,
-              only_deleted: bool = False) -> int:
+    def count(
+        self, min_stamp: int | None = None, include_deleted: bool = False, only_deleted: bool = False
+    ) -> int:
         """Count of records with stamp >= min_stamp, without generating the base records."""
         with self.lock:
             start = self.gen.first_index_at_or_after(min_stamp) if min_stamp is not None else 0
@@ -206,10 +219,13 @@ class ObjectStore:
                 rec[self.spec.user_stamp] = now
             if self.spec.crm == "salesforce":
                 rec["IsDeleted"] = False
-            return ChangeResult(index, self._commit(index, rec, "user" if mode == "frozen" else mode, now,
-                                                    "create"), True)
+            return ChangeResult(
+                index, self._commit(index, rec, "user" if mode == "frozen" else mode, now, "create"), True
+            )
 
-    def update(self, index: int, fields: dict, mode: ChangeMode = "user", stamp: int | None = None) -> ChangeResult:
+    def update(
+        self, index: int, fields: dict, mode: ChangeMode = "user", stamp: int | None = None
+    ) -> ChangeResult:
         with self.lock:
             current = self.get(index)
             if current is None or current.get(DELETED):

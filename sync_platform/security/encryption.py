@@ -85,8 +85,10 @@ def _decode_key(text: str, where: str, position: int) -> bytes:
     except (binascii.Error, ValueError):
         key = b""
     if len(key) != 32:
-        raise EncryptionError(f"{where}: key #{position + 1} is not 32 bytes of urlsafe base64 "
-                              "(make one with `sync-platform keys generate`)")
+        raise EncryptionError(
+            f"{where}: key #{position + 1} is not 32 bytes of urlsafe base64 "
+            "(make one with `sync-platform keys generate`)"
+        )
     return key
 
 
@@ -118,13 +120,17 @@ class FieldCipher:
         kid, blob = self._parse(token, column)
         cipher = self._ciphers.get(kid)
         if cipher is None:
-            raise UndecryptableError(f"{column}: encrypted under key {kid}, which is not among the configured "
-                                     f"keys {list(self.key_ids)} (dropped too early, or the wrong key set)")
+            raise UndecryptableError(
+                f"{column}: encrypted under key {kid}, which is not among the configured "
+                f"keys {list(self.key_ids)} (dropped too early, or the wrong key set)"
+            )
         try:
             return cipher.decrypt(blob[:_NONCE], blob[_NONCE:], column.encode()).decode()
         except InvalidTag:
-            raise UndecryptableError(f"{column}: a value under key {kid} failed authentication "
-                                     "(tampered, truncated, or moved from another column)") from None
+            raise UndecryptableError(
+                f"{column}: a value under key {kid} failed authentication "
+                "(tampered, truncated, or moved from another column)"
+            ) from None
 
     def rotate(self, token: str, column: str) -> str:
         """The token under the newest key (unchanged if it already is)."""
@@ -151,8 +157,11 @@ def is_encrypted(value: object) -> bool:
 def _map_column(frame: pl.DataFrame, columns: Iterable[str], fn) -> pl.DataFrame:
     present = [c for c in columns if c in frame.columns]
     return frame.with_columns(
-        pl.Series(c, [None if v is None else fn(v, c) for v in frame[c].cast(pl.String).to_list()], dtype=pl.String)
-        for c in present)
+        pl.Series(
+            c, [None if v is None else fn(v, c) for v in frame[c].cast(pl.String).to_list()], dtype=pl.String
+        )
+        for c in present
+    )
 
 
 def encrypt_frame(frame: pl.DataFrame, columns: Iterable[str], cipher: FieldCipher) -> pl.DataFrame:
@@ -160,7 +169,9 @@ def encrypt_frame(frame: pl.DataFrame, columns: Iterable[str], cipher: FieldCiph
     return _map_column(frame, columns, cipher.encrypt)
 
 
-def decrypt_frame(frame: pl.DataFrame, columns: Iterable[str], cipher: FieldCipher | None = None) -> pl.DataFrame:
+def decrypt_frame(
+    frame: pl.DataFrame, columns: Iterable[str], cipher: FieldCipher | None = None
+) -> pl.DataFrame:
     """The authorized read path: ``columns`` back in clear. Without ``cipher``, the configured keys
     (never a new one): raises :class:`MissingKeyError` or :class:`UndecryptableError`."""
     return _map_column(frame, columns, (cipher or field_cipher()).decrypt)
@@ -200,8 +211,11 @@ def _local_keys(name: str, create: bool) -> tuple[list[str], str] | None:
         else:
             with os.fdopen(fd, "w") as handle:
                 handle.write(generate_key() + "\n")
-            log.warning("created the local key file secrets/%s under the data directory: back it up, "
-                        "without it the encrypted values cannot be read or matched", name)
+            log.warning(
+                "created the local key file secrets/%s under the data directory: back it up, "
+                "without it the encrypted values cannot be read or matched",
+                name,
+            )
     lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
     return lines, f"key file secrets/{name}"
 
@@ -213,20 +227,27 @@ def _embedded_default() -> bool:
 def field_cipher(create_if_missing: bool = False) -> FieldCipher:
     """The configured field keys as a cipher. ``create_if_missing`` makes a local key file, and only
     for the embedded (DuckDB) default; the decrypt path never passes it."""
-    found = _configured(KEYS_ENV, load_settings().field_keys, KEYS_SECRET) or _local_keys(KEY_FILE, create_if_missing and _embedded_default())
+    found = _configured(KEYS_ENV, load_settings().field_keys, KEYS_SECRET) or _local_keys(
+        KEY_FILE, create_if_missing and _embedded_default()
+    )
     if not found or not found[0]:
-        raise MissingKeyError(f"no field-encryption key: set {KEYS_ENV} (comma-separated, newest first) or the dlt "
-                              f"secret {KEYS_SECRET}; the embedded default keeps one in <data dir>/secrets/{KEY_FILE}")
+        raise MissingKeyError(
+            f"no field-encryption key: set {KEYS_ENV} (comma-separated, newest first) or the dlt "
+            f"secret {KEYS_SECRET}; the embedded default keeps one in <data dir>/secrets/{KEY_FILE}"
+        )
     keys, where = found
     return FieldCipher.from_strings(keys, where)
 
 
 def lookup_key(create_if_missing: bool = False) -> bytes:
-    found = (_configured(LOOKUP_KEY_ENV, load_settings().lookup_key, LOOKUP_KEY_SECRET)
-             or _local_keys(LOOKUP_KEY_FILE, create_if_missing and _embedded_default()))
+    found = _configured(LOOKUP_KEY_ENV, load_settings().lookup_key, LOOKUP_KEY_SECRET) or _local_keys(
+        LOOKUP_KEY_FILE, create_if_missing and _embedded_default()
+    )
     if not found or not found[0]:
-        raise MissingKeyError(f"no lookup key: set {LOOKUP_KEY_ENV} or the dlt secret {LOOKUP_KEY_SECRET}; the "
-                              f"embedded default keeps one in <data dir>/secrets/{LOOKUP_KEY_FILE}")
+        raise MissingKeyError(
+            f"no lookup key: set {LOOKUP_KEY_ENV} or the dlt secret {LOOKUP_KEY_SECRET}; the "
+            f"embedded default keeps one in <data dir>/secrets/{LOOKUP_KEY_FILE}"
+        )
     keys, where = found
     return _decode_key(keys[0], where, 0)
 

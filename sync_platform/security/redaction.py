@@ -44,7 +44,7 @@ def redact_text(text: str, region: str = "US") -> str:
         return text
     for match in reversed(list(phonenumbers.PhoneNumberMatcher(text, region))):
         digits = re.sub(r"\D", "", match.raw_string)
-        text = text[:match.start] + "***" + digits[-2:] + text[match.end:]
+        text = text[: match.start] + "***" + digits[-2:] + text[match.end :]
     return text
 
 

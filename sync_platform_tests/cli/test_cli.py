@@ -24,11 +24,32 @@ def test_audit_list_shows_the_newest_entries_filtered(tmp_path, monkeypatch):
     assert "no audit entries" in CliRunner().invoke(app, ["audit", "list"]).output
     now = datetime.now(UTC)
     AuditLog(Warehouse.from_env()).record(
-        AuditEntry("r1", "ingest", "hubspot", "contacts", now - timedelta(minutes=5), now, records_read=12,
-                   inserted=2, updated=10),
-        AuditEntry("r2", "canonical", None, "contact", now, now, records_read=9, updated=3,
-                   changed_fields={"title": 3}),
-        AuditEntry("r3", "ingest", "dynamics", "contacts", now, now, status="failed", error_class="server_error"))
+        AuditEntry(
+            "r1",
+            "ingest",
+            "hubspot",
+            "contacts",
+            now - timedelta(minutes=5),
+            now,
+            records_read=12,
+            inserted=2,
+            updated=10,
+        ),
+        AuditEntry(
+            "r2",
+            "canonical",
+            None,
+            "contact",
+            now,
+            now,
+            records_read=9,
+            updated=3,
+            changed_fields={"title": 3},
+        ),
+        AuditEntry(
+            "r3", "ingest", "dynamics", "contacts", now, now, status="failed", error_class="server_error"
+        ),
+    )
     result = CliRunner().invoke(app, ["audit", "list", "--step", "ingest", "--crm", "hubspot"])
     assert result.exit_code == 0
     assert "hubspot" in result.output and "read=12 ins=2 upd=10" in result.output

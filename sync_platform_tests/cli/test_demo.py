@@ -9,8 +9,9 @@ import pytest
 from sync_platform.cli.demo import CHANGES, run_demo
 
 
-def test_the_demo_syncs_changes_catches_the_frozen_cursor_and_repairs_it(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch):
+def test_the_demo_syncs_changes_catches_the_frozen_cursor_and_repairs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "unused"))
     for name in ("SYNC_PLATFORM_DATA_DIR", "SYNC_PLATFORM_SANDBOX_URL"):
         monkeypatch.setenv(name, "")  # restored after the test; the demo sets its own

@@ -5,21 +5,35 @@ import pytest
 from sync_platform.core.config import ConfigError, CrmSyncConfig, load_sync_config
 
 
-@pytest.mark.parametrize("minutes, cron", [(1, "* * * * *"), (5, "*/5 * * * *"), (60, "0 * * * *"),
-                                           (360, "0 */6 * * *"), (1440, "0 0 * * *")])
+@pytest.mark.parametrize(
+    "minutes, cron",
+    [(1, "* * * * *"), (5, "*/5 * * * *"), (60, "0 * * * *"), (360, "0 */6 * * *"), (1440, "0 0 * * *")],
+)
 def test_intervals_from_a_minute_to_a_day_become_crons(minutes, cron):
     assert CrmSyncConfig(schedule_minutes=minutes).cron == cron
 
 
-@pytest.mark.parametrize("body, message", [
-    ("crms:\n  hubspot:\n    schedule_minutes: 0\n", "crms.hubspot.schedule_minutes: Value error, must be between 1"),
-    ("crms:\n  hubspot:\n    schedule_minutes: 2880\n", "crms.hubspot.schedule_minutes"),
-    ("crms:\n  hubspot:\n    schedule_minutes: 7\n", "does not divide an hour or a day evenly"),
-    ("crms:\n  pipedrive: {}\n", "crms.pipedrive"),
-    ("crms:\n  salesforce:\n    look_back: 10\n", "crms.salesforce.look_back: Extra inputs are not permitted"),
-    ("crms: [unclosed\n", "not valid YAML"),
-    ("crms:\n  dynamics:\n    change_tracking: sometimes\n", "crms.dynamics.change_tracking: Input should be 'auto'"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            "crms:\n  hubspot:\n    schedule_minutes: 0\n",
+            "crms.hubspot.schedule_minutes: Value error, must be between 1",
+        ),
+        ("crms:\n  hubspot:\n    schedule_minutes: 2880\n", "crms.hubspot.schedule_minutes"),
+        ("crms:\n  hubspot:\n    schedule_minutes: 7\n", "does not divide an hour or a day evenly"),
+        ("crms:\n  pipedrive: {}\n", "crms.pipedrive"),
+        (
+            "crms:\n  salesforce:\n    look_back: 10\n",
+            "crms.salesforce.look_back: Extra inputs are not permitted",
+        ),
+        ("crms: [unclosed\n", "not valid YAML"),
+        (
+            "crms:\n  dynamics:\n    change_tracking: sometimes\n",
+            "crms.dynamics.change_tracking: Input should be 'auto'",
+        ),
+    ],
+)
 def test_malformed_config_fails_at_load_naming_file_and_field(tmp_path: Path, body, message):
     path = tmp_path / "sync.yaml"
     path.write_text(body)

@@ -5,16 +5,33 @@ import pytest
 
 from sync_platform.core.sql import Fragment, ident, idents, integer, join, placeholders, quoted, sql
 
-INJECTIONS = ["x; DROP TABLE t", "a' OR 1=1", 'a" OR 1=1', "a--", "a/*", "a b", "1abc", "", "a.b", "a\n",
-              "tabl\u00e9"]
+INJECTIONS = [
+    "x; DROP TABLE t",
+    "a' OR 1=1",
+    'a" OR 1=1',
+    "a--",
+    "a/*",
+    "a b",
+    "1abc",
+    "",
+    "a.b",
+    "a\n",
+    "tabl\u00e9",
+]
 
 
 def test_the_happy_path_composes_names_and_placeholders():
-    statement = sql("SELECT {columns} FROM {table} WHERE entity = ? AND source_id IN ({marks}) LIMIT {n}",
-                    columns=idents(["source_id", "rule", "_dlt_id"]), table=ident("ops", "quarantine"),
-                    marks=placeholders(3), n=integer(50))
-    assert statement == ("SELECT source_id, rule, _dlt_id FROM ops.quarantine WHERE entity = ? "
-                         "AND source_id IN (?, ?, ?) LIMIT 50")
+    statement = sql(
+        "SELECT {columns} FROM {table} WHERE entity = ? AND source_id IN ({marks}) LIMIT {n}",
+        columns=idents(["source_id", "rule", "_dlt_id"]),
+        table=ident("ops", "quarantine"),
+        marks=placeholders(3),
+        n=integer(50),
+    )
+    assert statement == (
+        "SELECT source_id, rule, _dlt_id FROM ops.quarantine WHERE entity = ? "
+        "AND source_id IN (?, ?, ?) LIMIT 50"
+    )
     assert isinstance(statement, Fragment) and isinstance(statement, str)
 
 
@@ -72,12 +89,23 @@ def test_templates_are_checked_against_the_parts():
 
 
 def test_bad_arguments():
-    for call in (lambda: ident(), lambda: quoted(), lambda: idents([]), lambda: placeholders(0),
-                 lambda: placeholders(True), lambda: placeholders(2, "$1")):
+    for call in (
+        lambda: ident(),
+        lambda: quoted(),
+        lambda: idents([]),
+        lambda: placeholders(0),
+        lambda: placeholders(True),
+        lambda: placeholders(2, "$1"),
+    ):
         with pytest.raises(ValueError):
             call()
-    for call in (lambda: idents("abc"), lambda: ident(None), lambda: integer("5"), lambda: integer(True),
-                 lambda: integer(2.0)):
+    for call in (
+        lambda: idents("abc"),
+        lambda: ident(None),
+        lambda: integer("5"),
+        lambda: integer(True),
+        lambda: integer(2.0),
+    ):
         with pytest.raises(TypeError):
             call()
 

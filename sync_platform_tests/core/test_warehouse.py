@@ -11,11 +11,22 @@ from sync_platform.core.warehouse import Warehouse
 def test_append_adds_new_columns_with_their_types(tmp_path):
     warehouse = Warehouse("duckdb", path=tmp_path / "w.duckdb")
     warehouse.write_frame(pl.DataFrame({"id": ["a"]}), "ops", "frames")
-    later = pl.DataFrame({"id": ["b"], "at": [datetime(2026, 1, 1, tzinfo=UTC)], "tags": [["x", "y"]],
-                          "detail": [{"field name": 1, "kind": "k"}], "empty": [None]})
+    later = pl.DataFrame(
+        {
+            "id": ["b"],
+            "at": [datetime(2026, 1, 1, tzinfo=UTC)],
+            "tags": [["x", "y"]],
+            "detail": [{"field name": 1, "kind": "k"}],
+            "empty": [None],
+        }
+    )
     warehouse.write_frame(later, "ops", "frames", disposition="append")
-    types = dict(warehouse.query("SELECT column_name, data_type FROM information_schema.columns "
-                                 "WHERE table_schema = 'ops' AND table_name = 'frames'"))
+    types = dict(
+        warehouse.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'ops' AND table_name = 'frames'"
+        )
+    )
     assert types["at"] == "TIMESTAMP WITH TIME ZONE" and types["tags"] == "VARCHAR[]"
     assert types["detail"].startswith("STRUCT(") and types["empty"] == "VARCHAR"
     rows = warehouse.query("SELECT id, detail['field name'] FROM ops.frames ORDER BY id")

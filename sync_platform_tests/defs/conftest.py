@@ -18,8 +18,9 @@ from sync_platform.sandbox.client import SandboxAdminClient
 
 
 class SyncHarness:
-    def __init__(self, server: SandboxServer, admin: SandboxAdminClient, data_dir: Path,
-                 instance: dg.DagsterInstance) -> None:
+    def __init__(
+        self, server: SandboxServer, admin: SandboxAdminClient, data_dir: Path, instance: dg.DagsterInstance
+    ) -> None:
         self.server = server
         self.admin = admin
         self.data_dir = data_dir
@@ -34,43 +35,56 @@ class SyncHarness:
         """Handed to every run: the test's warehouse (DuckDB under its data dir, or the PostgreSQL
         database a test configured) and its sync.yaml, as configured at the time of the run."""
         settings = load_settings()
-        return {"warehouse": WarehouseResource.from_settings(settings),
-                "sync_config": SyncConfigResource.from_settings(settings)}
+        return {
+            "warehouse": WarehouseResource.from_settings(settings),
+            "sync_config": SyncConfigResource.from_settings(settings),
+        }
 
     def config(self, crm: str) -> CrmSyncConfig:
         return load_sync_config().crm(crm)
 
-    def run(self, crm: str, full_refresh: bool = False, raise_on_error: bool = True
-            ) -> tuple[dg.ExecuteInProcessResult, dict[str, dict]]:
+    def run(
+        self, crm: str, full_refresh: bool = False, raise_on_error: bool = True
+    ) -> tuple[dg.ExecuteInProcessResult, dict[str, dict]]:
         """Run ``<crm>_sync`` (or its full refresh) and return per-object metadata values."""
         return self.run_job(f"{crm}_full_refresh" if full_refresh else f"{crm}_sync", raise_on_error)
 
-    def run_job(self, name: str, raise_on_error: bool = True) -> tuple[dg.ExecuteInProcessResult, dict[str, dict]]:
+    def run_job(
+        self, name: str, raise_on_error: bool = True
+    ) -> tuple[dg.ExecuteInProcessResult, dict[str, dict]]:
         """Run any job of the project; metadata values keyed by the asset key's last part."""
         from sync_platform.definitions import defs
 
         job = defs().resolve_job_def(name)
-        result = job.execute_in_process(instance=self.instance, raise_on_error=raise_on_error,
-                                        resources=self.resources)
+        result = job.execute_in_process(
+            instance=self.instance, raise_on_error=raise_on_error, resources=self.resources
+        )
         return result, self._metadata(result)
 
-    def run_assets(self, *keys: str, raise_on_error: bool = True
-                   ) -> tuple[dg.ExecuteInProcessResult, dict[str, dict]]:
+    def run_assets(
+        self, *keys: str, raise_on_error: bool = True
+    ) -> tuple[dg.ExecuteInProcessResult, dict[str, dict]]:
         """Materialize assets by key (``"reconcile/salesforce/contacts"``); metadata keyed by the full path."""
         from sync_platform.definitions import defs
 
         job = defs().resolve_implicit_global_asset_job_def()
         selection = [dg.AssetKey.from_user_string(k) for k in keys]
         # the implicit asset job takes the resources bound in the definitions (from the same settings)
-        result = job.execute_in_process(instance=self.instance, asset_selection=selection,
-                                        raise_on_error=raise_on_error)
+        result = job.execute_in_process(
+            instance=self.instance, asset_selection=selection, raise_on_error=raise_on_error
+        )
         return result, {"/".join(k.path): v for k, v in self._metadata(result, full=True).items()}
 
     def checks(self, result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
         """Check evaluations of a run keyed by ``asset/path:check_name``."""
-        return {f"{'/'.join(e.asset_key.path)}:{e.check_name}": e
-                for e in (ev.event_specific_data for ev in result.all_events if ev.event_type_value ==
-                          "ASSET_CHECK_EVALUATION")}
+        return {
+            f"{'/'.join(e.asset_key.path)}:{e.check_name}": e
+            for e in (
+                ev.event_specific_data
+                for ev in result.all_events
+                if ev.event_type_value == "ASSET_CHECK_EVALUATION"
+            )
+        }
 
     @staticmethod
     def _metadata(result: dg.ExecuteInProcessResult, full: bool = False) -> dict:
@@ -78,7 +92,8 @@ class SyncHarness:
         for event in result.get_asset_materialization_events():
             mat = event.materialization
             meta[mat.asset_key if full else mat.asset_key.path[-1]] = {
-                k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+                k: getattr(v, "value", v) for k, v in mat.metadata.items()
+            }
         return meta
 
     def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -108,4 +123,3 @@ def harness_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 @pytest.fixture
 def harness(harness_factory: Callable[..., SyncHarness]) -> SyncHarness:
     return harness_factory()
-

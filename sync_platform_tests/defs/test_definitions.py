@@ -35,8 +35,10 @@ def definitions_snapshot() -> dict:
     return {
         "assets": assets,
         "jobs": sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")),
-        "schedules": {s.name: {"job": s.job_name, "cron": s.cron_schedule, "default_status": s.default_status.value}
-                      for s in sorted(repo.schedule_defs, key=lambda s: s.name)},
+        "schedules": {
+            s.name: {"job": s.job_name, "cron": s.cron_schedule, "default_status": s.default_status.value}
+            for s in sorted(repo.schedule_defs, key=lambda s: s.name)
+        },
         "sensors": sorted(s.name for s in repo.sensor_defs),
     }
 
@@ -61,11 +63,15 @@ def test_the_asset_graph_matches_the_reviewed_snapshot(shipped_config: None) -> 
         SNAPSHOT.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
     expected = json.loads(SNAPSHOT.read_text())
     for section in ("jobs", "schedules", "sensors"):
-        assert current[section] == expected[section], f"{section} changed: review, then regenerate the snapshot"
+        assert current[section] == expected[section], (
+            f"{section} changed: review, then regenerate the snapshot"
+        )
     added = sorted(set(current["assets"]) - set(expected["assets"]))
     removed = sorted(set(expected["assets"]) - set(current["assets"]))
     assert not added and not removed, f"assets added {added}, removed {removed}: review, then regenerate"
-    changed = {k: (expected["assets"][k], v) for k, v in current["assets"].items() if v != expected["assets"][k]}
+    changed = {
+        k: (expected["assets"][k], v) for k, v in current["assets"].items() if v != expected["assets"][k]
+    }
     assert not changed, f"assets changed (expected, now): {changed}"
 
 

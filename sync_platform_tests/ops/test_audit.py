@@ -15,11 +15,23 @@ from sync_platform.security.redaction import pii_hash
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def entry(step: str = "ingest", crm: str | None = "salesforce", entity: str = "contacts", age_days: float = 0,
-          **fields: object) -> AuditEntry:
+def entry(
+    step: str = "ingest",
+    crm: str | None = "salesforce",
+    entity: str = "contacts",
+    age_days: float = 0,
+    **fields: object,
+) -> AuditEntry:
     ended = NOW - timedelta(days=age_days)
-    return AuditEntry(run_id="run-1", step=step, crm=crm, entity=entity, started_at=ended - timedelta(seconds=3),
-                      ended_at=ended, **fields)  # type: ignore[arg-type]
+    return AuditEntry(
+        run_id="run-1",
+        step=step,
+        crm=crm,
+        entity=entity,
+        started_at=ended - timedelta(seconds=3),
+        ended_at=ended,
+        **fields,
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -29,10 +41,20 @@ def log(tmp_path: Path) -> AuditLog:
 
 def test_entries_are_recorded_and_listed_newest_first_with_filters(log):
     assert log.entries().is_empty(), "no table yet is an empty log, not an error"
-    log.record(entry(records_read=10, inserted=4, updated=5, deleted=1, age_days=1),
-               entry(step="canonical", crm=None, entity="contact", records_read=9, rejected=1,
-                     changed_fields={"title": 3, "email": 1}, status="blocked", error_class="gate"),
-               entry(crm="hubspot", age_days=0.5))
+    log.record(
+        entry(records_read=10, inserted=4, updated=5, deleted=1, age_days=1),
+        entry(
+            step="canonical",
+            crm=None,
+            entity="contact",
+            records_read=9,
+            rejected=1,
+            changed_fields={"title": 3, "email": 1},
+            status="blocked",
+            error_class="gate",
+        ),
+        entry(crm="hubspot", age_days=0.5),
+    )
     rows = log.entries()
     assert rows.height == 3 and rows["crm"].to_list() == [None, "hubspot", "salesforce"]
     assert rows["started_at"].dtype.time_zone == "UTC"
@@ -45,11 +67,21 @@ def test_entries_are_recorded_and_listed_newest_first_with_filters(log):
 
 
 def test_details_are_redacted_before_they_are_stored(log):
-    log.record(entry(status="failed", error_class="server_error", details={
-        "error": "rejected ann.lee@example.com, call +1 415 555 0123", "email": "bob@example.org",
-        "sample": [{"first_name": "Annabel", "old": pii_hash("x"), "count": 3}]}))
+    log.record(
+        entry(
+            status="failed",
+            error_class="server_error",
+            details={
+                "error": "rejected ann.lee@example.com, call +1 415 555 0123",
+                "email": "bob@example.org",
+                "sample": [{"first_name": "Annabel", "old": pii_hash("x"), "count": 3}],
+            },
+        )
+    )
     stored = log.warehouse.query("SELECT details FROM ops.audit_log")[0][0]
-    assert "ann.lee@example.com" not in stored and "bob@example.org" not in stored and "555 0123" not in stored
+    assert (
+        "ann.lee@example.com" not in stored and "bob@example.org" not in stored and "555 0123" not in stored
+    )
     assert "Annabel" not in stored, "a value under a PII key is masked even when it does not look like PII"
     details = json.loads(stored)
     assert details["sample"][0]["old"] == pii_hash("x") and details["sample"][0]["count"] == 3
@@ -71,14 +103,27 @@ def test_purge_deletes_only_entries_older_than_the_retention(log):
 
 def test_mask_subject_erases_values_and_their_hashes(log):
     log.record(
-        entry(step="canonical", entity="contact", changed_fields={"email": 1}, details={"change_samples": {
-            "email": [{"source_id": "003XYZ", "old": pii_hash("ann@example.com"), "new": pii_hash("a@b.co")}],
-            "title": [{"source_id": "003XYZ", "old": "Müller & Co", "new": "Chair"}]}}),
-        entry(details={"note": "nothing about her"}))
+        entry(
+            step="canonical",
+            entity="contact",
+            changed_fields={"email": 1},
+            details={
+                "change_samples": {
+                    "email": [
+                        {"source_id": "003XYZ", "old": pii_hash("ann@example.com"), "new": pii_hash("a@b.co")}
+                    ],
+                    "title": [{"source_id": "003XYZ", "old": "Müller & Co", "new": "Chair"}],
+                }
+            },
+        ),
+        entry(details={"note": "nothing about her"}),
+    )
     assert log.mask_subject(["003XYZ", "ann@example.com", "Müller & Co", ""]) == 1
     rows = log.entries(step="canonical")
     stored = rows["details"][0]
-    assert "003XYZ" not in stored and pii_hash("ann@example.com") not in stored and "M\\u00fcller" not in stored
+    assert (
+        "003XYZ" not in stored and pii_hash("ann@example.com") not in stored and "M\\u00fcller" not in stored
+    )
     assert stored.count(ERASED) == 4 and pii_hash("a@b.co") in stored
     json.loads(stored)  # still valid JSON
     assert log.mask_subject(["003XYZ"]) == 0
@@ -91,9 +136,16 @@ def postgres_warehouse(postgres_db: str) -> Warehouse:
 
 def test_the_audit_log_on_postgres(postgres_warehouse):
     log = AuditLog(postgres_warehouse)
-    log.record(entry(age_days=450, inserted=7), entry(step="canonical", crm=None, entity="contact",
-                                                       changed_fields={"title": 3},
-                                                       details={"source_id": "003XYZ", "email": "ann@example.com"}))
+    log.record(
+        entry(age_days=450, inserted=7),
+        entry(
+            step="canonical",
+            crm=None,
+            entity="contact",
+            changed_fields={"title": 3},
+            details={"source_id": "003XYZ", "email": "ann@example.com"},
+        ),
+    )
     rows = log.entries()
     assert rows["step"].to_list() == ["canonical", "ingest"] and rows["inserted"].to_list() == [0, 7]
     assert rows["ended_at"][0] == NOW and "ann@example.com" not in rows["details"][0]

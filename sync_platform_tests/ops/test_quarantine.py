@@ -20,9 +20,15 @@ def warehouse(request, tmp_path: Path, monkeypatch) -> Warehouse:
         warehouse = Warehouse("postgres", dsn=request.getfixturevalue("postgres_db"))
     else:
         warehouse = Warehouse("duckdb", path=tmp_path / "warehouse.duckdb")
-    failures = pl.DataFrame({"source_system": ["salesforce", "hubspot"], "source_id": ["003A", "101"],
-                             "rule": ["email_format", "phone_e164"], "column": ["email", "phone"],
-                             "value": ["zoe(at)example.com", "12"]})
+    failures = pl.DataFrame(
+        {
+            "source_system": ["salesforce", "hubspot"],
+            "source_id": ["003A", "101"],
+            "rule": ["email_format", "phone_e164"],
+            "column": ["email", "phone"],
+            "value": ["zoe(at)example.com", "12"],
+        }
+    )
     record(warehouse, quarantine_rows(failures, "contact", {"salesforce": 3, "hubspot": 1}, "run-1"))
     warehouse.query("CREATE TABLE ops.canary (n INTEGER)")
     warehouse.query("INSERT INTO ops.canary VALUES (1)")

@@ -43,20 +43,29 @@ def test_examples_are_capped():
 def test_cursor_in_the_future_beyond_the_tolerance():
     source, _, _ = seeded_pair(n=50)
     skewed = source.with_columns(
-        pl.when(pl.col("id").is_in(["003000001", "003000002"])).then(pl.lit(NOW + timedelta(hours=3)))
-        .when(pl.col("id") == "003000003").then(pl.lit(NOW + timedelta(minutes=2)))  # clock skew: tolerated
-        .otherwise(pl.col("cursor")).alias("cursor"))
+        pl.when(pl.col("id").is_in(["003000001", "003000002"]))
+        .then(pl.lit(NOW + timedelta(hours=3)))
+        .when(pl.col("id") == "003000003")
+        .then(pl.lit(NOW + timedelta(minutes=2)))  # clock skew: tolerated
+        .otherwise(pl.col("cursor"))
+        .alias("cursor")
+    )
     found = cursor_anomalies(classify(skewed, skewed), skewed, NOW)
-    assert [(a.name, a.count, a.example_ids) for a in found] == [(CURSOR_IN_FUTURE, 2, ["003000001", "003000002"])]
+    assert [(a.name, a.count, a.example_ids) for a in found] == [
+        (CURSOR_IN_FUTURE, 2, ["003000001", "003000002"])
+    ]
     assert cursor_anomalies(classify(skewed, skewed), skewed, NOW, future_tolerance=timedelta(hours=4)) == []
     naive_now = NOW.replace(tzinfo=None)
-    assert [a.name for a in cursor_anomalies(classify(skewed, skewed), skewed, naive_now)] == [CURSOR_IN_FUTURE]
+    assert [a.name for a in cursor_anomalies(classify(skewed, skewed), skewed, naive_now)] == [
+        CURSOR_IN_FUTURE
+    ]
 
 
 def test_an_implausible_share_of_one_cursor_value():
     source, _, _ = seeded_pair(n=1000)
-    stamped = source.with_columns(pl.when(pl.int_range(pl.len()) < 300).then(pl.lit(BASE))
-                                  .otherwise(pl.col("cursor")).alias("cursor"))
+    stamped = source.with_columns(
+        pl.when(pl.int_range(pl.len()) < 300).then(pl.lit(BASE)).otherwise(pl.col("cursor")).alias("cursor")
+    )
     (finding,) = cursor_anomalies(classify(stamped, stamped), stamped, NOW)
     assert finding.name == IDENTICAL_CURSOR_SHARE and finding.count == 300
     assert finding.example_ids == [f"003{i:06d}" for i in range(10)]

@@ -47,35 +47,59 @@ def test_stale_wins_over_content_and_ahead_is_not_drift():
 
 def test_cursor_precision_and_zone_differences_are_not_staleness():
     stamp = datetime(2025, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
-    source = pl.DataFrame({"id": ["a", "b"], "cursor": [stamp, stamp],
-                           "content_hash": pl.Series([1, 2], dtype=pl.UInt64)}
-                          ).with_columns(pl.col("cursor").cast(pl.Datetime("ms", "UTC")))
+    source = pl.DataFrame(
+        {"id": ["a", "b"], "cursor": [stamp, stamp], "content_hash": pl.Series([1, 2], dtype=pl.UInt64)}
+    ).with_columns(pl.col("cursor").cast(pl.Datetime("ms", "UTC")))
     # the warehouse kept microseconds, naive (UTC), and one row in another zone
-    warehouse = pl.DataFrame({"id": ["a", "b"],
-                              "cursor": [stamp.replace(tzinfo=None) + timedelta(microseconds=456),
-                                         stamp.replace(tzinfo=None)],
-                              "content_hash": pl.Series([1, 3], dtype=pl.UInt64)})
+    warehouse = pl.DataFrame(
+        {
+            "id": ["a", "b"],
+            "cursor": [stamp.replace(tzinfo=None) + timedelta(microseconds=456), stamp.replace(tzinfo=None)],
+            "content_hash": pl.Series([1, 3], dtype=pl.UInt64),
+        }
+    )
     diff = classify(source, warehouse)
     assert diff.counts == {"missing": 0, "extra": 0, "stale": 0, "diverged": 1}
-    berlin = warehouse.with_columns(pl.col("cursor").dt.replace_time_zone("UTC")
-                                    .dt.convert_time_zone("Europe/Berlin"))
+    berlin = warehouse.with_columns(
+        pl.col("cursor").dt.replace_time_zone("UTC").dt.convert_time_zone("Europe/Berlin")
+    )
     assert classify(source, berlin).counts == diff.counts
 
 
 def test_null_cursors_count_as_oldest():
-    source = pl.DataFrame({"id": ["a", "b", "c"], "cursor": [BASE, None, None],
-                           "content_hash": pl.Series([1, 2, 3], dtype=pl.UInt64)})
-    warehouse = pl.DataFrame({"id": ["a", "b", "c"], "cursor": [None, BASE, None],
-                              "content_hash": pl.Series([1, 2, 4], dtype=pl.UInt64)})
+    source = pl.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "cursor": [BASE, None, None],
+            "content_hash": pl.Series([1, 2, 3], dtype=pl.UInt64),
+        }
+    )
+    warehouse = pl.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "cursor": [None, BASE, None],
+            "content_hash": pl.Series([1, 2, 4], dtype=pl.UInt64),
+        }
+    )
     diff = classify(source, warehouse)
-    assert dict(diff.differences.select("id", "class").iter_rows()) == {"a": "stale", "b": "ahead", "c": "diverged"}
+    assert dict(diff.differences.select("id", "class").iter_rows()) == {
+        "a": "stale",
+        "b": "ahead",
+        "c": "diverged",
+    }
 
 
 def test_a_record_listed_twice_counts_once_with_its_newest_cursor():
-    source = pl.DataFrame({"id": ["a", "a", "b"], "cursor": [BASE, BASE + timedelta(seconds=9), BASE],
-                           "content_hash": pl.Series([1, 2, 3], dtype=pl.UInt64)})
-    warehouse = pl.DataFrame({"id": ["a", "b"], "cursor": [BASE, BASE],
-                              "content_hash": pl.Series([1, 3], dtype=pl.UInt64)})
+    source = pl.DataFrame(
+        {
+            "id": ["a", "a", "b"],
+            "cursor": [BASE, BASE + timedelta(seconds=9), BASE],
+            "content_hash": pl.Series([1, 2, 3], dtype=pl.UInt64),
+        }
+    )
+    warehouse = pl.DataFrame(
+        {"id": ["a", "b"], "cursor": [BASE, BASE], "content_hash": pl.Series([1, 3], dtype=pl.UInt64)}
+    )
     diff = classify(source, warehouse)
     assert diff.source_records == 2
     assert diff.differences.select("id", "class").rows() == [("a", "stale")]
@@ -93,25 +117,46 @@ def test_only_id_cursor_and_hash_are_needed_and_checked(pair):
 
 def test_hashing_then_classifying_finds_the_frozen_timestamp_edit():
     """The incident: content changed, cursor did not."""
-    rows = pl.DataFrame({"Id": ["a", "b"], "Email": ["a@example.com", "b@example.com"], "Title": ["x", None],
-                         "SystemModstamp": [BASE, BASE]})
-    edited = rows.with_columns(pl.when(pl.col("Id") == "b").then(pl.lit("CEO")).otherwise("Title").alias("Title"))
+    rows = pl.DataFrame(
+        {
+            "Id": ["a", "b"],
+            "Email": ["a@example.com", "b@example.com"],
+            "Title": ["x", None],
+            "SystemModstamp": [BASE, BASE],
+        }
+    )
+    edited = rows.with_columns(
+        pl.when(pl.col("Id") == "b").then(pl.lit("CEO")).otherwise("Title").alias("Title")
+    )
 
     def lean(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.select(pl.col("Id").alias("id"), pl.col("SystemModstamp").alias("cursor"),
-                            content_hash(frame, ["Email", "Title"]))
+        return frame.select(
+            pl.col("Id").alias("id"),
+            pl.col("SystemModstamp").alias("cursor"),
+            content_hash(frame, ["Email", "Title"]),
+        )
 
     diff = classify(lean(edited), lean(rows))
     assert diff.differences.select("id", "class").rows() == [("b", "diverged")]
 
 
 def test_field_differences_names_the_fields_that_differ():
-    source = pl.DataFrame({"id": ["a", "b", "c", "d"], "Email": ["a@x", "b@x", "c@x", None],
-                           "Title": ["x", "y", None, "z"],
-                           "Modified": [BASE] * 4})
-    warehouse = pl.DataFrame({"id": ["d", "c", "b", "e"], "email": [None, "c@y", "b@y", "e@x"],
-                              "title": ["z", "", "y", "q"],
-                              "modified": [BASE.replace(tzinfo=None) + timedelta(microseconds=10)] * 4})
+    source = pl.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "Email": ["a@x", "b@x", "c@x", None],
+            "Title": ["x", "y", None, "z"],
+            "Modified": [BASE] * 4,
+        }
+    )
+    warehouse = pl.DataFrame(
+        {
+            "id": ["d", "c", "b", "e"],
+            "email": [None, "c@y", "b@y", "e@x"],
+            "title": ["z", "", "y", "q"],
+            "modified": [BASE.replace(tzinfo=None) + timedelta(microseconds=10)] * 4,
+        }
+    )
     out = field_differences(source, warehouse, {"Email": "email", "Title": "title", "Modified": "modified"})
     # b, c, d are on both sides: Email differs for b and c; Title for c (null vs empty); Modified nowhere
     assert out.rows() == [("Email", 2), ("Title", 1)]
@@ -122,10 +167,13 @@ def test_field_differences_names_the_fields_that_differ():
 
 def _reference(source: pl.DataFrame, warehouse: pl.DataFrame) -> list[tuple[str, str]]:
     """The obvious full join, row by row in Python: what classify must agree with."""
+
     def newest(frame: pl.DataFrame) -> dict[str, tuple]:
         best: dict[str, tuple] = {}
         for i, c, h in frame.select("id", pl.col("cursor").dt.epoch("ms"), "content_hash").iter_rows():
-            if i not in best or (c if c is not None else -1e18) >= (best[i][0] if best[i][0] is not None else -1e18):
+            if i not in best or (c if c is not None else -1e18) >= (
+                best[i][0] if best[i][0] is not None else -1e18
+            ):
                 best[i] = (c, h)
         return best
 
@@ -152,9 +200,13 @@ def test_random_drift_agrees_with_a_plain_reference(seed):
 
     rng = random.Random(seed)
     n = 30_000
-    source = pl.DataFrame({"id": [f"id{i}" for i in range(n)],
-                           "cursor": [BASE + timedelta(milliseconds=rng.randrange(10**9)) for _ in range(n)],
-                           "content_hash": pl.Series([rng.getrandbits(63) for _ in range(n)], dtype=pl.UInt64)})
+    source = pl.DataFrame(
+        {
+            "id": [f"id{i}" for i in range(n)],
+            "cursor": [BASE + timedelta(milliseconds=rng.randrange(10**9)) for _ in range(n)],
+            "content_hash": pl.Series([rng.getrandbits(63) for _ in range(n)], dtype=pl.UInt64),
+        }
+    )
     rows = source.rows()
     warehouse_rows = []
     for i, c, h in rows:
@@ -172,7 +224,9 @@ def test_random_drift_agrees_with_a_plain_reference(seed):
         warehouse_rows.append((i, c, h))
     warehouse_rows += [(f"gone{k}", BASE, k) for k in range(200)]  # extra
     warehouse = pl.DataFrame(warehouse_rows, schema=source.schema, orient="row")
-    source = pl.concat([source, source.sample(50, seed=seed).with_columns(pl.col("cursor") - timedelta(hours=1))])
+    source = pl.concat(
+        [source, source.sample(50, seed=seed).with_columns(pl.col("cursor") - timedelta(hours=1))]
+    )
     diff = classify(source, warehouse.sample(fraction=1.0, shuffle=True, seed=seed))
     assert diff.differences.select("id", "class").rows() == _reference(source, warehouse)
     assert diff.source_records == n and diff.warehouse_records == warehouse.height

@@ -25,15 +25,22 @@ def _entries() -> list[EntityReport]:
     theirs = pl.DataFrame({"id": ["003000008"], "Email": ["old.jane@example.com"], "Phone": ["+4930123456"]})
     assert content_hash(rows, ["Email"])[0] != content_hash(theirs, ["Email"])[0]
     top = field_differences(rows, theirs, ["Email", "Phone"])
-    return [EntityReport("salesforce", "contacts", drifted, 0.005, top, cursor_anomalies(drifted, source, NOW)),
-            EntityReport("hubspot", "contacts", classify(source, source), 0.005)]
+    return [
+        EntityReport("salesforce", "contacts", drifted, 0.005, top, cursor_anomalies(drifted, source, NOW)),
+        EntityReport("hubspot", "contacts", classify(source, source), 0.005),
+    ]
 
 
 def _history() -> pl.DataFrame:
     source, _, _ = seeded_pair(n=1000)
     clean = classify(source, source)
-    return history_frame([drift_row(clean, crm, "contacts", 0.005, checked_at=BASE + timedelta(days=d))
-                          for d in range(3) for crm in ("salesforce", "hubspot")])
+    return history_frame(
+        [
+            drift_row(clean, crm, "contacts", 0.005, checked_at=BASE + timedelta(days=d))
+            for d in range(3)
+            for crm in ("salesforce", "hubspot")
+        ]
+    )
 
 
 def test_html_has_the_chart_the_counts_and_the_findings():
@@ -61,8 +68,9 @@ def test_markdown_for_dagster_metadata():
 
 def test_ids_are_escaped_and_the_file_lands_in_the_reports_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNC_PLATFORM_DATA_DIR", str(tmp_path / "data"))
-    hostile = pl.DataFrame({"id": ["<script>x</script>"], "cursor": [BASE],
-                            "content_hash": pl.Series([1], dtype=pl.UInt64)})
+    hostile = pl.DataFrame(
+        {"id": ["<script>x</script>"], "cursor": [BASE], "content_hash": pl.Series([1], dtype=pl.UInt64)}
+    )
     entry = EntityReport("dynamics", "contacts", classify(hostile, hostile.clear()), 0.005)
     path = write_report([entry], None, NOW)
     assert path == tmp_path / "data" / "reports" / f"reconcile-{NOW:%Y%m%dT%H%M%SZ}.html"

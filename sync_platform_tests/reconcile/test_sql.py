@@ -25,11 +25,20 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 def drifted() -> tuple[pl.DataFrame, pl.DataFrame]:
     source, warehouse, _ = seeded_pair(n=20_000, missing=20, extra=25, stale=30, diverged=35, ahead=10)
     # a record listed twice and a null cursor on each side, handled as classify handles them
-    source = pl.concat([source, source.filter(pl.col("id") == "003019999")
-                        .with_columns(pl.col("cursor") - pl.duration(hours=1), pl.lit(5, pl.UInt64).alias("content_hash"))])
-    source = source.with_columns(pl.when(pl.col("id") == "003019990").then(None).otherwise(pl.col("cursor")).alias("cursor"))
-    warehouse = warehouse.with_columns(pl.when(pl.col("id") == "003019991").then(None).otherwise(pl.col("cursor"))
-                                       .alias("cursor"))
+    source = pl.concat(
+        [
+            source,
+            source.filter(pl.col("id") == "003019999").with_columns(
+                pl.col("cursor") - pl.duration(hours=1), pl.lit(5, pl.UInt64).alias("content_hash")
+            ),
+        ]
+    )
+    source = source.with_columns(
+        pl.when(pl.col("id") == "003019990").then(None).otherwise(pl.col("cursor")).alias("cursor")
+    )
+    warehouse = warehouse.with_columns(
+        pl.when(pl.col("id") == "003019991").then(None).otherwise(pl.col("cursor")).alias("cursor")
+    )
     return source, warehouse
 
 
@@ -49,16 +58,22 @@ def test_duckdb_bisection_equals_classify_and_fetches_only_differing_buckets(dri
     diff, stats = bisect(conn, "listing", "raw_contacts", buckets=64, fanout=16, leaf_rows=2_000)
     assert diff.differences.equals(expected.differences)
     assert diff.counts == expected.counts and diff.ahead == expected.ahead
-    assert (diff.source_records, diff.warehouse_records) == (expected.source_records, expected.warehouse_records)
+    assert (diff.source_records, diff.warehouse_records) == (
+        expected.source_records,
+        expected.warehouse_records,
+    )
     assert diff.drift_share == pytest.approx(expected.drift_share)
     assert stats.rounds >= 2 and 0 < stats.rows_fetched < 2_000
-    assert conn.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [(0,)]  # cleaned up
+    assert conn.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [
+        (0,)
+    ]  # cleaned up
 
 
 def test_dense_drift_is_fetched_without_pointless_rounds():
     source, warehouse, _ = seeded_pair(n=2_000, diverged=800)
-    diff, stats = bisect(_duckdb_with(source, warehouse), "listing", "raw_contacts", buckets=8, fanout=32,
-                         leaf_rows=10)
+    diff, stats = bisect(
+        _duckdb_with(source, warehouse), "listing", "raw_contacts", buckets=8, fanout=32, leaf_rows=10
+    )
     assert diff.differences.equals(classify(source, warehouse).differences)
     # 40 % drift: the 256 buckets of round two still hold nearly every row, so it fetches then
     assert stats.rounds == 2 and stats.differing_buckets[0] == 8
@@ -76,7 +91,9 @@ def test_queries_as_sides_and_a_duckdb_warehouse(drifted, tmp_path):
     wh = Warehouse("duckdb", path=tmp_path / "w.duckdb")
     with wh.connect() as conn:
         conn.register("s_frame", source)
-        conn.register("w_frame", warehouse.with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("deleted_at")))
+        conn.register(
+            "w_frame", warehouse.with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("deleted_at"))
+        )
         conn.execute("CREATE TABLE listing AS SELECT * FROM s_frame")
         conn.execute("CREATE TABLE raw AS SELECT * FROM w_frame")
         conn.execute("UPDATE raw SET deleted_at = cursor WHERE id = '003000100'")  # soft-deleted: missing
@@ -117,31 +134,53 @@ def test_postgres_bisection_equals_classify(drifted, postgres):
     _load_pg(postgres, "listing", source)
     _load_pg(postgres, "raw_contacts", warehouse)
     expected = classify(source, warehouse)
-    diff, stats = bisect(postgres, "listing", "raw_contacts", dialect="postgres", buckets=64, fanout=16,
-                         leaf_rows=2_000)
+    diff, stats = bisect(
+        postgres, "listing", "raw_contacts", dialect="postgres", buckets=64, fanout=16, leaf_rows=2_000
+    )
     assert diff.differences.equals(expected.differences)
     assert diff.counts == expected.counts and diff.ahead == expected.ahead
-    assert (diff.source_records, diff.warehouse_records) == (expected.source_records, expected.warehouse_records)
+    assert (diff.source_records, diff.warehouse_records) == (
+        expected.source_records,
+        expected.warehouse_records,
+    )
     assert stats.rounds >= 2 and stats.rows_fetched < 2_000
     assert classify_sql(postgres, "listing", "listing", dialect="postgres").differences.is_empty()
 
 
 def test_postgres_hashes_content_like_the_process_does(postgres):
-    frame = pl.DataFrame({
-        "name": ["Zoë", "", None], "opt_out": [True, False, None], "employees": [42, -7, None],
-        "score": [2.5, 3.0, None],
-        "modified": [datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC), datetime(1969, 12, 31, 23, 59, 59, 999500,
-                                                                                  tzinfo=UTC), None],
-        "naive": [datetime(2025, 3, 1, 12), None, None], "born": [date(1980, 5, 17), None, None],
-    })
-    kinds = {"name": "string", "opt_out": "bool", "employees": "int", "score": "float", "modified": "datetime",
-             "naive": "datetime", "born": "date"}
+    frame = pl.DataFrame(
+        {
+            "name": ["Zoë", "", None],
+            "opt_out": [True, False, None],
+            "employees": [42, -7, None],
+            "score": [2.5, 3.0, None],
+            "modified": [
+                datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
+                datetime(1969, 12, 31, 23, 59, 59, 999500, tzinfo=UTC),
+                None,
+            ],
+            "naive": [datetime(2025, 3, 1, 12), None, None],
+            "born": [date(1980, 5, 17), None, None],
+        }
+    )
+    kinds = {
+        "name": "string",
+        "opt_out": "bool",
+        "employees": "int",
+        "score": "float",
+        "modified": "datetime",
+        "naive": "datetime",
+        "born": "date",
+    }
     cur = postgres.cursor()
     cur.execute("SET TIME ZONE 'America/New_York'")  # the session zone must not matter
-    cur.execute("CREATE TEMP TABLE rows (n INT, name TEXT, opt_out BOOLEAN, employees BIGINT, score DOUBLE PRECISION, "
-                "modified TIMESTAMPTZ, naive TIMESTAMP, born DATE)")
-    psycopg2.extras.execute_values(cur, "INSERT INTO rows VALUES %s",
-                                   [(i, *row) for i, row in enumerate(frame.rows())])
+    cur.execute(
+        "CREATE TEMP TABLE rows (n INT, name TEXT, opt_out BOOLEAN, employees BIGINT, score DOUBLE PRECISION, "
+        "modified TIMESTAMPTZ, naive TIMESTAMP, born DATE)"
+    )
+    psycopg2.extras.execute_values(
+        cur, "INSERT INTO rows VALUES %s", [(i, *row) for i, row in enumerate(frame.rows())]
+    )
     cur.execute(f"SELECT {content_hash_sql(kinds, 'postgres')} FROM rows ORDER BY n")
     assert [r[0] for r in cur.fetchall()] == content_hash(frame, list(kinds)).to_list()
     postgres.rollback()

@@ -34,11 +34,14 @@ def test_clock_freeze_and_advance(admin):
     assert admin.advance(90)["now"] == "2026-06-01T00:01:30.000Z"
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"records": []}, "non-empty list"),
-    ({"records": [{"NoSuchField": 1}]}, "unknown field 'NoSuchField'"),
-    ({"records": [{"LastName": "x"}], "mode": "sideways"}, "mode must be one of"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"records": []}, "non-empty list"),
+        ({"records": [{"NoSuchField": 1}]}, "unknown field 'NoSuchField'"),
+        ({"records": [{"LastName": "x"}], "mode": "sideways"}, "mode must be one of"),
+    ],
+)
 def test_bad_admin_input_gets_a_clear_400(sandbox, body, message):
     response = httpx.post(f"{sandbox.base_url}/__sandbox/salesforce/Contact/records", json=body)
     assert response.status_code == 400 and message in response.json()["error"]

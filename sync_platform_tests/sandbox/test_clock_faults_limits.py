@@ -70,7 +70,9 @@ def test_corrupt_records_needs_a_field_and_counts_records_not_requests():
     fault = injector.add(Fault("corrupt_records", crm="hubspot", field="createdate", count=3))
     page = [{"createdate": "2025-01-01"}, {"other": 1}, {"createdate": "2025-01-02"}]
     assert injector.take("hubspot", "POST", "/search") is fault
-    assert injector.corrupt(fault, page) == 2 and page[0]["createdate"] == page[2]["createdate"] == "#corrupt#"
+    assert (
+        injector.corrupt(fault, page) == 2 and page[0]["createdate"] == page[2]["createdate"] == "#corrupt#"
+    )
     assert injector.take("hubspot", "POST", "/search") is fault, "one record left to corrupt"
     assert injector.corrupt(fault, [{"createdate": "x"}, {"createdate": "y"}]) == 1
     assert injector.take("hubspot", "POST", "/search") is None

@@ -36,8 +36,14 @@ def test_data_is_realistically_messy():
 
 def test_the_same_people_appear_in_several_crms():
     state = SandboxState(SandboxConfig(contacts=2_000))
-    sf = {(c["Email"] or "").strip().lower() for c in (state.store("salesforce", "Contact").get(i) for i in range(2_000))}
-    hs = {(c["email"] or "").strip().lower() for c in (state.store("hubspot", "contacts").get(i) for i in range(2_000))}
+    sf = {
+        (c["Email"] or "").strip().lower()
+        for c in (state.store("salesforce", "Contact").get(i) for i in range(2_000))
+    }
+    hs = {
+        (c["email"] or "").strip().lower()
+        for c in (state.store("hubspot", "contacts").get(i) for i in range(2_000))
+    }
     overlap = (sf & hs) - {""}
     assert 500 < len(overlap) < 2_000
 

@@ -43,7 +43,10 @@ def _since(ms: int, limit: int = 100, after: str | None = None) -> PublicObjectS
     """The incremental reader's query: records modified at or after ``ms``, oldest first."""
     return PublicObjectSearchRequest(
         filter_groups=[{"filters": [{"propertyName": STAMP, "operator": "GTE", "value": str(ms)}]}],
-        sorts=[{"propertyName": STAMP, "direction": "ASCENDING"}], limit=limit, after=after)
+        sorts=[{"propertyName": STAMP, "direction": "ASCENDING"}],
+        limit=limit,
+        after=after,
+    )
 
 
 @pytest.fixture
@@ -64,22 +67,30 @@ def big_sandbox() -> Iterator[tuple[SandboxServer, SandboxAdminClient]]:
 
 
 def test_get_all_pages_through_every_contact_100_at_a_time(
-        client: HubSpot, admin: SandboxAdminClient) -> None:
+    client: HubSpot, admin: SandboxAdminClient
+) -> None:
     contacts = client.crm.contacts.get_all()
 
     assert len(contacts) == CONTACTS
     assert len({c.id for c in contacts}) == CONTACTS
     assert admin.requests(crm="hubspot", endpoint="list") == math.ceil(CONTACTS / 100)
     first = contacts[0]
-    assert set(first.properties) == {"createdate", "email", "firstname", "hs_object_id", "lastmodifieddate",
-                                     "lastname"}
+    assert set(first.properties) == {
+        "createdate",
+        "email",
+        "firstname",
+        "hs_object_id",
+        "lastmodifieddate",
+        "lastname",
+    }
     assert first.properties["hs_object_id"] == first.id
     assert first.updated_at >= first.created_at
 
 
 def test_list_honours_properties_and_associations(client: HubSpot) -> None:
-    page = client.crm.contacts.basic_api.get_page(limit=5, properties=["jobtitle", "no_such_property"],
-                                                  associations=["companies"])
+    page = client.crm.contacts.basic_api.get_page(
+        limit=5, properties=["jobtitle", "no_such_property"], associations=["companies"]
+    )
 
     assert len(page.results) == 5 and page.paging.next.after
     for contact in page.results:
@@ -99,7 +110,8 @@ def test_archived_listing_shows_only_deleted_contacts(client: HubSpot, admin: Sa
 
 
 def test_date_window_search_returns_exactly_the_touched_contacts(
-        client: HubSpot, admin: SandboxAdminClient) -> None:
+    client: HubSpot, admin: SandboxAdminClient
+) -> None:
     before = admin.clock()["now_ms"]
     touched = admin.touch("hubspot", "contacts", 37, start=10, stride=11)["ids"]
 
@@ -127,7 +139,8 @@ def test_search_pages_by_offset_until_the_total(client: HubSpot, admin: SandboxA
 
 
 def test_frozen_update_is_invisible_to_a_modified_since_search(
-        client: HubSpot, admin: SandboxAdminClient) -> None:
+    client: HubSpot, admin: SandboxAdminClient
+) -> None:
     before = admin.clock()["now_ms"]
     admin.update("hubspot", "contacts", ["5"], {"jobtitle": "Chief Ghost"}, mode="frozen")
     admin.update("hubspot", "contacts", ["6"], {"jobtitle": "Seen"})
@@ -135,8 +148,10 @@ def test_frozen_update_is_invisible_to_a_modified_since_search(
     found = client.crm.contacts.search_api.do_search(_since(before))
 
     assert [r.id for r in found.results] == ["6"]
-    assert client.crm.contacts.basic_api.get_by_id("5", properties=["jobtitle"]).properties["jobtitle"] == \
-        "Chief Ghost"
+    assert (
+        client.crm.contacts.basic_api.get_by_id("5", properties=["jobtitle"]).properties["jobtitle"]
+        == "Chief Ghost"
+    )
 
 
 def test_search_cannot_page_past_10000_results(big_sandbox: tuple[SandboxServer, SandboxAdminClient]) -> None:
@@ -170,7 +185,8 @@ def test_search_limit_above_200_is_refused(client: HubSpot) -> None:
 
 
 def test_batch_upsert_by_email_updates_existing_and_creates_new(
-        client: HubSpot, admin: SandboxAdminClient) -> None:
+    client: HubSpot, admin: SandboxAdminClient
+) -> None:
     existing = client.crm.contacts.basic_api.get_by_id("3")
     email = existing.properties["email"].strip()
     inputs = [
@@ -191,8 +207,9 @@ def test_batch_upsert_by_email_updates_existing_and_creates_new(
 
 
 def test_batch_read_returns_found_records_and_reports_missing_ones(client: HubSpot) -> None:
-    request = BatchReadInputSimplePublicObjectId(inputs=[{"id": "1"}, {"id": "2"}, {"id": "999999"}],
-                                                 properties=["email"], properties_with_history=[])
+    request = BatchReadInputSimplePublicObjectId(
+        inputs=[{"id": "1"}, {"id": "2"}, {"id": "999999"}], properties=["email"], properties_with_history=[]
+    )
 
     response = client.crm.contacts.batch_api.read(request)
 
@@ -205,7 +222,8 @@ def test_batch_read_returns_found_records_and_reports_missing_ones(client: HubSp
 def test_create_without_a_required_property_names_it(client: HubSpot) -> None:
     with pytest.raises(TicketsApiException) as refused:
         client.crm.tickets.basic_api.create(
-            SimplePublicObjectInputForCreate(properties={"subject": "Broken"}))
+            SimplePublicObjectInputForCreate(properties={"subject": "Broken"})
+        )
     body = _body(refused.value)
     assert refused.value.status == 400 and body["category"] == "VALIDATION_ERROR"
     assert "hs_pipeline_stage" in body["message"]
@@ -231,7 +249,8 @@ def test_burst_gets_429_until_the_window_rolls(client: HubSpot, admin: SandboxAd
 
 
 def test_search_has_its_own_limit_and_no_rate_limit_headers(
-        client: HubSpot, admin: SandboxAdminClient) -> None:
+    client: HubSpot, admin: SandboxAdminClient
+) -> None:
     admin.set_limits(hubspot_search_per_second=2, reset_windows=True)
     search = client.crm.contacts.search_api
     _, _, headers = search.do_search_with_http_info(_since(0, limit=1))
@@ -256,11 +275,13 @@ def test_injected_rate_limit_fault_answers_like_hubspot(client: HubSpot, admin: 
 
 
 def test_oauth_refresh_flow_and_expired_token_shape(
-        sandbox: SandboxServer, admin: SandboxAdminClient) -> None:
+    sandbox: SandboxServer, admin: SandboxAdminClient
+) -> None:
     cfg = sandbox.state.config
     tokens = _client(sandbox).oauth.tokens_api
-    issued = tokens.create(grant_type="client_credentials", client_id=cfg.client_id,
-                           client_secret=cfg.client_secret)
+    issued = tokens.create(
+        grant_type="client_credentials", client_id=cfg.client_id, client_secret=cfg.client_secret
+    )
     assert issued.token_type == "bearer" and issued.expires_in > 0
     api = _client(sandbox, issued.access_token).crm.contacts.basic_api
     assert api.get_page(limit=1).results
@@ -271,18 +292,27 @@ def test_oauth_refresh_flow_and_expired_token_shape(
         api.get_page(limit=1)
     body = _body(expired.value)
     assert expired.value.status == 401 and body["category"] == "EXPIRED_AUTHENTICATION"
-    seconds = re.fullmatch(r"The OAuth token used to make this call expired (\d+) second\(s\) ago\.",
-                           body["message"])
+    seconds = re.fullmatch(
+        r"The OAuth token used to make this call expired (\d+) second\(s\) ago\.", body["message"]
+    )
     assert seconds is not None and int(seconds.group(1)) >= 30
 
-    refreshed = tokens.create(grant_type="refresh_token", refresh_token=issued.refresh_token,
-                              client_id=cfg.client_id, client_secret=cfg.client_secret)
+    refreshed = tokens.create(
+        grant_type="refresh_token",
+        refresh_token=issued.refresh_token,
+        client_id=cfg.client_id,
+        client_secret=cfg.client_secret,
+    )
     assert refreshed.access_token != issued.access_token
     assert _client(sandbox, refreshed.access_token).crm.contacts.basic_api.get_page(limit=1).results
 
     with pytest.raises(OAuthApiException) as bad:
-        tokens.create(grant_type="refresh_token", refresh_token="nope", client_id=cfg.client_id,
-                      client_secret=cfg.client_secret)
+        tokens.create(
+            grant_type="refresh_token",
+            refresh_token="nope",
+            client_id=cfg.client_id,
+            client_secret=cfg.client_secret,
+        )
     assert bad.value.status == 400 and _body(bad.value)["status"] == "BAD_REFRESH_TOKEN"
 
 

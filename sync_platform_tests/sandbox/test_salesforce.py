@@ -24,10 +24,15 @@ SF_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
 
 def _token(server, **form: str) -> requests.Response:
     cfg = server.state.config
-    data = {"grant_type": "client_credentials", "client_id": cfg.client_id,
-            "client_secret": cfg.client_secret, **form}
-    return requests.post(f"{server.base_url}/services/oauth2/token", data=data, verify=server.ca_file,
-                         timeout=10)
+    data = {
+        "grant_type": "client_credentials",
+        "client_id": cfg.client_id,
+        "client_secret": cfg.client_secret,
+        **form,
+    }
+    return requests.post(
+        f"{server.base_url}/services/oauth2/token", data=data, verify=server.ca_file, timeout=10
+    )
 
 
 def _client(server, token: str) -> Salesforce:
@@ -49,8 +54,9 @@ def sf(tls_sandbox) -> Iterator[Salesforce]:
 
 def _raw(server, path: str, token: str | None = None, **kwargs) -> requests.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return requests.get(f"{server.base_url}{path}", headers=headers, verify=server.ca_file, timeout=10,
-                        **kwargs)
+    return requests.get(
+        f"{server.base_url}{path}", headers=headers, verify=server.ca_file, timeout=10, **kwargs
+    )
 
 
 def _soql_time(ms: int) -> str:
@@ -74,10 +80,11 @@ def test_token_grants_and_their_refusals(tls_sandbox):
     fresh_token = refreshed.json()["access_token"]
     assert _raw(tls_sandbox, "/services/data/v59.0/limits/", fresh_token).status_code == 200
 
-    refusals = [(_token(tls_sandbox, client_secret="wrong"), "invalid_client"),
-                (_token(tls_sandbox, grant_type="refresh_token", refresh_token="nope"), "invalid_grant"),
-                (_token(tls_sandbox, grant_type="password", username="u", password="p"),
-                 "unsupported_grant_type")]
+    refusals = [
+        (_token(tls_sandbox, client_secret="wrong"), "invalid_client"),
+        (_token(tls_sandbox, grant_type="refresh_token", refresh_token="nope"), "invalid_grant"),
+        (_token(tls_sandbox, grant_type="password", username="u", password="p"), "unsupported_grant_type"),
+    ]
     for response, error in refusals:
         assert response.status_code == 400 and response.json()["error"] == error
         assert response.json()["error_description"]
@@ -101,8 +108,11 @@ def test_query_all_sees_deleted_rows_and_query_does_not(sf):
     wanted = "SELECT Id, IsDeleted FROM Contact WHERE Id IN ({})".format(", ".join(f"'{i}'" for i in ids))
     assert _ids(sf.query(wanted)) == ids[1:]
     everything = sf.query_all(wanted, include_deleted=True)["records"]
-    assert [(r["Id"], r["IsDeleted"]) for r in everything] == [(ids[0], True), (ids[1], False),
-                                                               (ids[2], False)]
+    assert [(r["Id"], r["IsDeleted"]) for r in everything] == [
+        (ids[0], True),
+        (ids[1], False),
+        (ids[2], False),
+    ]
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 499
     deleted = sf.query("SELECT COUNT() FROM Contact WHERE IsDeleted = true", include_deleted=True)
     assert deleted["totalSize"] == 1, "query_all would recount records, and COUNT() has none"
@@ -126,8 +136,10 @@ def test_stamp_cursor_with_id_tie_break_loses_nothing_inside_a_tie(sf, tls_admin
     tls_admin.freeze()
     tied = tls_admin.create("salesforce", "Contact", [{"LastName": f"Tie {n}"} for n in range(250)])
     stamp = parse_datetime_ms(tls_admin.get("salesforce", "Contact", tied[0])["SystemModstamp"])
-    cursor = (f"SELECT Id, SystemModstamp FROM Contact WHERE SystemModstamp >= {_soql_time(stamp)} "
-              "ORDER BY SystemModstamp, Id")
+    cursor = (
+        f"SELECT Id, SystemModstamp FROM Contact WHERE SystemModstamp >= {_soql_time(stamp)} "
+        "ORDER BY SystemModstamp, Id"
+    )
     first = sf.query(cursor, headers=BATCH_200)
     assert len(first["records"]) == 200 and not first["done"]
     assert {r["SystemModstamp"] for r in first["records"]} == {_soql_time(stamp)}
@@ -161,15 +173,18 @@ def test_count_uses_the_same_filter_as_the_rows(sf):
     assert all("2025-01-01" <= r["SystemModstamp"] < "2025-07-01" for r in rows)
 
 
-@pytest.mark.parametrize("soql_text, code", [
-    ("SELECT Id FORM Contact", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Contact WHERE Email = 'unterminated", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Contact LIMIT -1", "MALFORMED_QUERY"),
-    ("'; DROP TABLE Contact; --", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Contact WHERE CreatedDate > 2024-02-30T00:00:00Z", "MALFORMED_QUERY"),
-    ("SELECT Foo FROM Contact", "INVALID_FIELD"),
-    ("SELECT Id FROM Lead", "INVALID_TYPE"),
-])
+@pytest.mark.parametrize(
+    "soql_text, code",
+    [
+        ("SELECT Id FORM Contact", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Contact WHERE Email = 'unterminated", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Contact LIMIT -1", "MALFORMED_QUERY"),
+        ("'; DROP TABLE Contact; --", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Contact WHERE CreatedDate > 2024-02-30T00:00:00Z", "MALFORMED_QUERY"),
+        ("SELECT Foo FROM Contact", "INVALID_FIELD"),
+        ("SELECT Id FROM Lead", "INVALID_TYPE"),
+    ],
+)
 def test_bad_soql_is_a_400_with_an_error_array_never_a_500(sf, soql_text, code):
     with pytest.raises(SalesforceMalformedRequest) as refused:
         sf.query(soql_text)
@@ -183,8 +198,9 @@ def test_query_locators_are_validated_and_expire_after_fifteen_idle_minutes(sf, 
     assert unknown.value.content[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
     first = sf.query("SELECT Id FROM Contact", headers=BATCH_200)
     retried = sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
-    assert _ids(retried) == _ids(sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)), \
+    assert _ids(retried) == _ids(sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)), (
         "a lost page can be fetched again"
+    )
     tls_admin.advance(16 * 60)
     with pytest.raises(SalesforceMalformedRequest) as expired:
         sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
@@ -193,8 +209,9 @@ def test_query_locators_are_validated_and_expire_after_fifteen_idle_minutes(sf, 
 
 # ------------------------------------------------------------------ records
 def test_record_crud(sf):
-    created = sf.Contact.create({"lastname": "Lovelace", "Email": "ada@example.com",
-                                 "AccountId": "001Sb0000000001AAA"})
+    created = sf.Contact.create(
+        {"lastname": "Lovelace", "Email": "ada@example.com", "AccountId": "001Sb0000000001AAA"}
+    )
     assert created["success"] and created["errors"] == []
     record = sf.Contact.get(created["id"])
     assert record["LastName"] == "Lovelace" and record["HasOptedOutOfEmail"] is False
@@ -207,19 +224,26 @@ def test_record_crud(sf):
         sf.Contact.get(created["id"])
     with pytest.raises(SalesforceResourceNotFound) as missing:
         sf.Contact.get("003Sb9999999999AAA")
-    assert missing.value.content == [{"message": "The requested resource does not exist",
-                                      "errorCode": "NOT_FOUND"}]
+    assert missing.value.content == [
+        {"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}
+    ]
 
 
-@pytest.mark.parametrize("fields, code, named", [
-    ({"Email": "ada@example.com"}, "REQUIRED_FIELD_MISSING", ["LastName"]),
-    ({"LastName": "X", "Nickname__c": "Ada"}, "INVALID_FIELD", ["Nickname__c"]),
-    ({"LastName": "X", "CreatedDate": "2024-01-01T00:00:00Z"}, "INVALID_FIELD_FOR_INSERT_UPDATE",
-     ["CreatedDate"]),
-    ({"LastName": "X", "Email": "ada at example.com"}, "INVALID_EMAIL_ADDRESS", ["Email"]),
-    ({"LastName": "X", "AccountId": "001Sb0000099999AAA"}, "INVALID_CROSS_REFERENCE_KEY", ["AccountId"]),
-    ({"LastName": "X", "HasOptedOutOfEmail": "sometimes"}, "JSON_PARSER_ERROR", ["HasOptedOutOfEmail"]),
-])
+@pytest.mark.parametrize(
+    "fields, code, named",
+    [
+        ({"Email": "ada@example.com"}, "REQUIRED_FIELD_MISSING", ["LastName"]),
+        ({"LastName": "X", "Nickname__c": "Ada"}, "INVALID_FIELD", ["Nickname__c"]),
+        (
+            {"LastName": "X", "CreatedDate": "2024-01-01T00:00:00Z"},
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            ["CreatedDate"],
+        ),
+        ({"LastName": "X", "Email": "ada at example.com"}, "INVALID_EMAIL_ADDRESS", ["Email"]),
+        ({"LastName": "X", "AccountId": "001Sb0000099999AAA"}, "INVALID_CROSS_REFERENCE_KEY", ["AccountId"]),
+        ({"LastName": "X", "HasOptedOutOfEmail": "sometimes"}, "JSON_PARSER_ERROR", ["HasOptedOutOfEmail"]),
+    ],
+)
 def test_invalid_writes_are_refused_with_the_field_named(sf, fields, code, named):
     with pytest.raises(SalesforceMalformedRequest) as refused:
         sf.Contact.create(fields)
@@ -255,12 +279,21 @@ def test_composite_upsert_reports_per_record_and_honours_all_or_none(sf):
     assert [(r["success"], r["created"]) for r in first] == [(True, True), (True, True)]
     mixed = upsert([{"External_Id__c": "a", "Title": "Updated"}, {"External_Id__c": "c", "Title": "No name"}])
     assert (mixed[0]["success"], mixed[0]["created"], mixed[0]["id"]) == (True, False, first[0]["id"])
-    assert mixed[1] == {"success": False, "errors": [{"statusCode": "REQUIRED_FIELD_MISSING",
-                                                      "message": "Required fields are missing: [LastName]",
-                                                      "fields": ["LastName"]}]}
+    assert mixed[1] == {
+        "success": False,
+        "errors": [
+            {
+                "statusCode": "REQUIRED_FIELD_MISSING",
+                "message": "Required fields are missing: [LastName]",
+                "fields": ["LastName"],
+            }
+        ],
+    }
     rolled_back = upsert([{"External_Id__c": "b", "Title": "Never written"}, {"External_Id__c": "d"}], True)
-    assert [r["errors"][0]["statusCode"] for r in rolled_back] == ["ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                                                                   "REQUIRED_FIELD_MISSING"]
+    assert [r["errors"][0]["statusCode"] for r in rolled_back] == [
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+        "REQUIRED_FIELD_MISSING",
+    ]
     assert sf.Contact.get(first[1]["id"])["Title"] is None
     with pytest.raises(SalesforceMalformedRequest) as too_many:
         upsert([{"External_Id__c": f"x{n}", "LastName": "X"} for n in range(201)])
@@ -315,8 +348,9 @@ def test_expired_token_is_invalid_session_id_and_cursors_outlive_it(sf, tls_sand
     tls_admin.tokens("salesforce", "expire")
     with pytest.raises(SalesforceExpiredSession) as expired:
         sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
-    assert expired.value.content == [{"message": "Session expired or invalid",
-                                      "errorCode": "INVALID_SESSION_ID"}]
+    assert expired.value.content == [
+        {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}
+    ]
     fresh = _client(tls_sandbox, _token(tls_sandbox).json()["access_token"])
     assert len(fresh.query_more(first["nextRecordsUrl"], identifier_is_url=True)["records"]) == 200
     fresh.session.close()
@@ -326,8 +360,9 @@ def test_exhausted_daily_budget_and_injected_limit_are_403(sf, tls_sandbox, tls_
     tls_admin.inject("rate_limit", crm="salesforce", count=1)
     with pytest.raises(SalesforceRefusedRequest) as injected:
         sf.query("SELECT Id FROM Contact LIMIT 1")
-    assert injected.value.content == [{"errorCode": "REQUEST_LIMIT_EXCEEDED",
-                                       "message": "TotalRequests Limit exceeded."}]
+    assert injected.value.content == [
+        {"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}
+    ]
     assert sf.query("SELECT Id FROM Contact LIMIT 1")["totalSize"] == 1
 
     tls_admin.set_limits(salesforce_daily=5, salesforce_used=5)
@@ -340,11 +375,13 @@ def test_exhausted_daily_budget_and_injected_limit_are_403(sf, tls_sandbox, tls_
 
 
 def test_every_api_error_carries_the_limit_header(sf, tls_sandbox):
-    for path, token, status in [("/services/data/v59.0/query?q=SELECT", sf.session_id, 400),
-                                ("/services/data/v59.0/sobjects/Lead/describe", sf.session_id, 404),
-                                ("/services/data/vX/query?q=SELECT+Id+FROM+Contact", sf.session_id, 404),
-                                ("/services/nothing/here", None, 404),
-                                ("/services/data/v59.0/query?q=SELECT+Id+FROM+Contact", None, 401)]:
+    for path, token, status in [
+        ("/services/data/v59.0/query?q=SELECT", sf.session_id, 400),
+        ("/services/data/v59.0/sobjects/Lead/describe", sf.session_id, 404),
+        ("/services/data/vX/query?q=SELECT+Id+FROM+Contact", sf.session_id, 404),
+        ("/services/nothing/here", None, 404),
+        ("/services/data/v59.0/query?q=SELECT+Id+FROM+Contact", None, 401),
+    ]:
         response = _raw(tls_sandbox, path, token)
         assert response.status_code == status, path
         assert isinstance(response.json(), list) and response.json()[0]["errorCode"], path

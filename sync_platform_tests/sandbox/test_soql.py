@@ -27,8 +27,10 @@ def state() -> SandboxState:
 
 # ------------------------------------------------------------------ parsing and binding
 def test_keywords_and_names_are_case_insensitive_and_come_back_canonical():
-    q = compile_("select id, EMAIL, systemmodstamp from contact where lastname = 'Smith' "
-                 "order by SYSTEMMODSTAMP desc nulls last limit 5 offset 2")
+    q = compile_(
+        "select id, EMAIL, systemmodstamp from contact where lastname = 'Smith' "
+        "order by SYSTEMMODSTAMP desc nulls last limit 5 offset 2"
+    )
     assert q.spec.name == "Contact" and q.fields == ("Id", "Email", "SystemModstamp")
     assert q.order == (soql.OrderKey("SystemModstamp", True, False),)
     assert (q.limit, q.offset, q.is_count) == (5, 2, False)
@@ -48,8 +50,10 @@ def test_and_binds_tighter_than_or_and_not_negates_its_operand():
     assert not q.matches({"Title": "CTO", "LeadSource": "Web"})
 
 
-@pytest.mark.parametrize("literal", ["2024-06-01T00:00:00Z", "2024-06-01T00:00:00.000+0000",
-                                     "2024-06-01T02:00:00+02:00", "2024-06-01"])
+@pytest.mark.parametrize(
+    "literal",
+    ["2024-06-01T00:00:00Z", "2024-06-01T00:00:00.000+0000", "2024-06-01T02:00:00+02:00", "2024-06-01"],
+)
 def test_datetime_literal_spellings_mean_one_instant(literal):
     q = compile_(f"SELECT Id FROM Contact WHERE SystemModstamp >= {literal}")
     assert q.where == soql.Compare("SystemModstamp", ">=", JUNE_1_2024_MS)
@@ -78,26 +82,36 @@ def test_fifteen_character_ids_are_normalised():
     assert q.matches({"Id": "003Sb0000000042AAA"})
 
 
-@pytest.mark.parametrize("text, code, fragment", [
-    ("SELECT Id FORM Contact", "MALFORMED_QUERY", "unexpected token: 'FORM'"),
-    ("SELECT Id FROM Contact WHERE", "MALFORMED_QUERY", "'<EOF>'"),
-    ("SELECT Id FROM Contact GROUP BY Email", "MALFORMED_QUERY", "'GROUP'"),
-    ('SELECT Id FROM Contact WHERE Email = "x"', "MALFORMED_QUERY", "unexpected token"),
-    ("SELECT * FROM Contact", "MALFORMED_QUERY", "unexpected token"),
-    ("SELECT Id, id FROM Contact", "MALFORMED_QUERY", "duplicate field selected: Id"),
-    ("SELECT Id FROM Contact WHERE SystemModstamp > '2024-01-01'", "MALFORMED_QUERY",
-     "must be of type dateTime and should not be enclosed in quotes"),
-    ("SELECT Id FROM Contact WHERE Email = 5", "MALFORMED_QUERY", "must be of type string"),
-    ("SELECT Id FROM Contact WHERE CreatedDate > 2024-13-45", "MALFORMED_QUERY", "unparseable literal"),
-    (r"SELECT Id FROM Contact WHERE Title = 'a\qb'", "MALFORMED_QUERY", "Illegal character sequence"),
-    ("SELECT Foo FROM Contact", "INVALID_FIELD", "No such column 'Foo' on entity 'Contact'"),
-    ("SELECT Account.Name FROM Contact", "INVALID_FIELD", "Didn't understand relationship 'Account'"),
-    ("SELECT Id FROM Lead", "INVALID_TYPE", "sObject type 'Lead' is not supported"),
-    ("SELECT Id FROM Contact WHERE Id = 'abc'", "INVALID_QUERY_FILTER_OPERATOR", "invalid ID field: abc"),
-    ("SELECT Id FROM Contact WHERE HasOptedOutOfEmail > true", "INVALID_QUERY_FILTER_OPERATOR", "boolean"),
-    ("SELECT Id FROM Contact WHERE CreatedDate LIKE '2024%'", "INVALID_QUERY_FILTER_OPERATOR", "LIKE"),
-    ("SELECT Id FROM Contact OFFSET 2001", "NUMBER_OUTSIDE_VALID_RANGE", "2000"),
-])
+@pytest.mark.parametrize(
+    "text, code, fragment",
+    [
+        ("SELECT Id FORM Contact", "MALFORMED_QUERY", "unexpected token: 'FORM'"),
+        ("SELECT Id FROM Contact WHERE", "MALFORMED_QUERY", "'<EOF>'"),
+        ("SELECT Id FROM Contact GROUP BY Email", "MALFORMED_QUERY", "'GROUP'"),
+        ('SELECT Id FROM Contact WHERE Email = "x"', "MALFORMED_QUERY", "unexpected token"),
+        ("SELECT * FROM Contact", "MALFORMED_QUERY", "unexpected token"),
+        ("SELECT Id, id FROM Contact", "MALFORMED_QUERY", "duplicate field selected: Id"),
+        (
+            "SELECT Id FROM Contact WHERE SystemModstamp > '2024-01-01'",
+            "MALFORMED_QUERY",
+            "must be of type dateTime and should not be enclosed in quotes",
+        ),
+        ("SELECT Id FROM Contact WHERE Email = 5", "MALFORMED_QUERY", "must be of type string"),
+        ("SELECT Id FROM Contact WHERE CreatedDate > 2024-13-45", "MALFORMED_QUERY", "unparseable literal"),
+        (r"SELECT Id FROM Contact WHERE Title = 'a\qb'", "MALFORMED_QUERY", "Illegal character sequence"),
+        ("SELECT Foo FROM Contact", "INVALID_FIELD", "No such column 'Foo' on entity 'Contact'"),
+        ("SELECT Account.Name FROM Contact", "INVALID_FIELD", "Didn't understand relationship 'Account'"),
+        ("SELECT Id FROM Lead", "INVALID_TYPE", "sObject type 'Lead' is not supported"),
+        ("SELECT Id FROM Contact WHERE Id = 'abc'", "INVALID_QUERY_FILTER_OPERATOR", "invalid ID field: abc"),
+        (
+            "SELECT Id FROM Contact WHERE HasOptedOutOfEmail > true",
+            "INVALID_QUERY_FILTER_OPERATOR",
+            "boolean",
+        ),
+        ("SELECT Id FROM Contact WHERE CreatedDate LIKE '2024%'", "INVALID_QUERY_FILTER_OPERATOR", "LIKE"),
+        ("SELECT Id FROM Contact OFFSET 2001", "NUMBER_OUTSIDE_VALID_RANGE", "2000"),
+    ],
+)
 def test_refusals_carry_salesforce_error_codes(text, code, fragment):
     with pytest.raises(soql.SoqlError) as refused:
         compile_(text)
@@ -111,27 +125,43 @@ def test_errors_point_at_the_offending_column():
 
 
 # ------------------------------------------------------------------ planning
-@pytest.mark.parametrize("text, path, exact", [
-    ("SELECT Id FROM Contact WHERE SystemModstamp >= 2024-06-01T00:00:00Z ORDER BY SystemModstamp, Id",
-     "stamp", True),
-    ("SELECT Id FROM Contact WHERE SystemModstamp >= 2024-06-01T00:00:00Z", "stamp", True),
-    ("SELECT Id FROM Contact ORDER BY SystemModstamp DESC LIMIT 1", "stamp_desc", True),
-    ("SELECT Id FROM Contact", "index", True),
-    ("SELECT Id FROM Contact WHERE Id > '003Sb0000000010AAA' ORDER BY Id", "index", True),
-    ("SELECT Id FROM Contact WHERE Id IN ('003Sb0000000001AAA', '003Sb0000000002AAA')", "ids", False),
-    ("SELECT Id FROM Contact ORDER BY LastName", "sorted", True),
-    ("SELECT Id FROM Contact WHERE SystemModstamp >= 2024-06-01T00:00:00Z AND Title = 'CEO' "
-     "ORDER BY SystemModstamp", "stamp", False),
-    ("SELECT Id FROM Contact WHERE SystemModstamp >= 2024-06-01T00:00:00Z OR Title = 'CEO'", "index", False),
-])
+@pytest.mark.parametrize(
+    "text, path, exact",
+    [
+        (
+            "SELECT Id FROM Contact WHERE SystemModstamp >= 2024-06-01T00:00:00Z ORDER BY SystemModstamp, Id",
+            "stamp",
+            True,
+        ),
+        ("SELECT Id FROM Contact WHERE SystemModstamp >= 2024-06-01T00:00:00Z", "stamp", True),
+        ("SELECT Id FROM Contact ORDER BY SystemModstamp DESC LIMIT 1", "stamp_desc", True),
+        ("SELECT Id FROM Contact", "index", True),
+        ("SELECT Id FROM Contact WHERE Id > '003Sb0000000010AAA' ORDER BY Id", "index", True),
+        ("SELECT Id FROM Contact WHERE Id IN ('003Sb0000000001AAA', '003Sb0000000002AAA')", "ids", False),
+        ("SELECT Id FROM Contact ORDER BY LastName", "sorted", True),
+        (
+            "SELECT Id FROM Contact WHERE SystemModstamp >= 2024-06-01T00:00:00Z AND Title = 'CEO' "
+            "ORDER BY SystemModstamp",
+            "stamp",
+            False,
+        ),
+        (
+            "SELECT Id FROM Contact WHERE SystemModstamp >= 2024-06-01T00:00:00Z OR Title = 'CEO'",
+            "index",
+            False,
+        ),
+    ],
+)
 def test_plan_picks_the_cheapest_access_path(text, path, exact):
     chosen = soql.plan(compile_(text), all_rows=False)
     assert (chosen.path, chosen.exact) == (path, exact)
 
 
 def test_plan_turns_predicates_into_inclusive_bounds():
-    query = compile_("SELECT Id FROM Contact WHERE SystemModstamp > 2024-06-01T00:00:00Z "
-                     "AND SystemModstamp <= 2024-07-01T00:00:00Z AND Id < '003Sb0000000100AAA'")
+    query = compile_(
+        "SELECT Id FROM Contact WHERE SystemModstamp > 2024-06-01T00:00:00Z "
+        "AND SystemModstamp <= 2024-07-01T00:00:00Z AND Id < '003Sb0000000100AAA'"
+    )
     chosen = soql.plan(query, all_rows=False)
     assert (chosen.min_stamp, chosen.max_stamp) == (JUNE_1_2024_MS + 1, JUNE_1_2024_MS + 30 * 86_400_000)
     assert (chosen.min_index, chosen.max_index, chosen.exact) == (None, 99, False)
@@ -185,19 +215,26 @@ def _by_last_name_desc(rows):
     return [r["Id"] for _i, r in sorted(by_index, key=lambda p: p[1]["LastName"].casefold(), reverse=True)]
 
 
-@pytest.mark.parametrize("where, order, reference, all_rows", [
-    ("SystemModstamp >= 2025-01-01T00:00:00Z", "SystemModstamp, Id", _by_stamp, False),
-    ("SystemModstamp >= 2025-01-01T00:00:00Z AND Title != 'CEO'", "SystemModstamp", _by_stamp, True),
-    ("SystemModstamp > 2024-03-01T00:00:00Z", "SystemModstamp DESC", _by_stamp_desc, False),
-    ("SystemModstamp >= 2025-06-01T00:00:00Z", "Id", _by_id, True),
-    ("Id > '003Sb0000000400AAA' AND Id <= '003Sb0000000901AAA'", "Id", _by_id, True),
-    ("LeadSource IN ('Web', 'Partner Referral')", "Title NULLS LAST, Id", _by_title_nulls_last, False),
-    ("Email LIKE '%example.com'", "LastName DESC", _by_last_name_desc, False),
-    ("Id IN ('003Sb0000000005AAA', '003Sb0000000006AAA', '003Sb0000000900AAA', '003Sb0000001000AAA')",
-     "SystemModstamp", _by_stamp, True),
-    ("IsDeleted = true", "SystemModstamp DESC", _by_stamp_desc, True),
-    ("IsDeleted = true AND Title != 'x'", "Id", _by_id, True),
-])
+@pytest.mark.parametrize(
+    "where, order, reference, all_rows",
+    [
+        ("SystemModstamp >= 2025-01-01T00:00:00Z", "SystemModstamp, Id", _by_stamp, False),
+        ("SystemModstamp >= 2025-01-01T00:00:00Z AND Title != 'CEO'", "SystemModstamp", _by_stamp, True),
+        ("SystemModstamp > 2024-03-01T00:00:00Z", "SystemModstamp DESC", _by_stamp_desc, False),
+        ("SystemModstamp >= 2025-06-01T00:00:00Z", "Id", _by_id, True),
+        ("Id > '003Sb0000000400AAA' AND Id <= '003Sb0000000901AAA'", "Id", _by_id, True),
+        ("LeadSource IN ('Web', 'Partner Referral')", "Title NULLS LAST, Id", _by_title_nulls_last, False),
+        ("Email LIKE '%example.com'", "LastName DESC", _by_last_name_desc, False),
+        (
+            "Id IN ('003Sb0000000005AAA', '003Sb0000000006AAA', '003Sb0000000900AAA', '003Sb0000001000AAA')",
+            "SystemModstamp",
+            _by_stamp,
+            True,
+        ),
+        ("IsDeleted = true", "SystemModstamp DESC", _by_stamp_desc, True),
+        ("IsDeleted = true AND Title != 'x'", "Id", _by_id, True),
+    ],
+)
 def test_every_path_pages_to_what_brute_force_finds(state, where, order, reference, all_rows):
     text = f"SELECT Id FROM Contact WHERE {where} ORDER BY {order}"
     query = compile_(text)
@@ -231,20 +268,43 @@ def test_offset_and_limit_window_the_rows_and_the_total(state):
     assert total == 5 and [i for i, _ in page.rows] == [3, 4, 5, 7, 8]  # index 6 is deleted
 
 
-@pytest.mark.parametrize("text, all_rows, page_size, most_generated", [
-    ("SELECT Id, Email, SystemModstamp FROM Contact WHERE SystemModstamp >= 2024-06-01T00:00:00Z "
-     "ORDER BY SystemModstamp, Id", False, 2_000, 2_001),
-    ("SELECT Id FROM Contact WHERE SystemModstamp >= 2025-12-01T00:00:00Z ORDER BY Id", False, 2_000, 2_001),
-    ("SELECT Id FROM Contact WHERE Id > '003Sb0000700000AAA'", False, 2_000, 2_001),
-    ("SELECT Id, SystemModstamp FROM Contact ORDER BY SystemModstamp DESC LIMIT 1", False, 1, 2),
-    ("SELECT Id FROM Contact WHERE IsDeleted = true AND SystemModstamp >= 2024-06-01T00:00:00Z "
-     "ORDER BY SystemModstamp", True, 1, 0),
-    ("SELECT Id FROM Contact WHERE IsDeleted = true ORDER BY LastName", True, 1, 0),
-    ("SELECT COUNT() FROM Contact WHERE SystemModstamp >= 2024-06-01T00:00:00Z AND IsDeleted = false",
-     False, 0, 0),
-])
-def test_a_million_contacts_page_without_generating_what_they_skip(monkeypatch, text, all_rows, page_size,
-                                                                    most_generated):
+@pytest.mark.parametrize(
+    "text, all_rows, page_size, most_generated",
+    [
+        (
+            "SELECT Id, Email, SystemModstamp FROM Contact WHERE SystemModstamp >= 2024-06-01T00:00:00Z "
+            "ORDER BY SystemModstamp, Id",
+            False,
+            2_000,
+            2_001,
+        ),
+        (
+            "SELECT Id FROM Contact WHERE SystemModstamp >= 2025-12-01T00:00:00Z ORDER BY Id",
+            False,
+            2_000,
+            2_001,
+        ),
+        ("SELECT Id FROM Contact WHERE Id > '003Sb0000700000AAA'", False, 2_000, 2_001),
+        ("SELECT Id, SystemModstamp FROM Contact ORDER BY SystemModstamp DESC LIMIT 1", False, 1, 2),
+        (
+            "SELECT Id FROM Contact WHERE IsDeleted = true AND SystemModstamp >= 2024-06-01T00:00:00Z "
+            "ORDER BY SystemModstamp",
+            True,
+            1,
+            0,
+        ),
+        ("SELECT Id FROM Contact WHERE IsDeleted = true ORDER BY LastName", True, 1, 0),
+        (
+            "SELECT COUNT() FROM Contact WHERE SystemModstamp >= 2024-06-01T00:00:00Z AND IsDeleted = false",
+            False,
+            0,
+            0,
+        ),
+    ],
+)
+def test_a_million_contacts_page_without_generating_what_they_skip(
+    monkeypatch, text, all_rows, page_size, most_generated
+):
     store = SandboxState(SandboxConfig(contacts=1_000_000)).store("salesforce", "Contact")
     store.update(10, {"Title": "Recently edited"})
     store.delete(20)

@@ -27,8 +27,13 @@ def test_modes_stamp_like_the_real_crm(state):
     state.clock.advance(60)
     frozen = store.update(5, {"Title": "Intern"}, mode="frozen").record
     assert frozen["Title"] == "Intern"
-    assert (frozen["SystemModstamp"], frozen["LastModifiedDate"]) == (auto["SystemModstamp"], auto["LastModifiedDate"])
-    assert frozen["__version"] > auto["__version"], "the row version still moves (Dataverse change tracking sees it)"
+    assert (frozen["SystemModstamp"], frozen["LastModifiedDate"]) == (
+        auto["SystemModstamp"],
+        auto["LastModifiedDate"],
+    )
+    assert frozen["__version"] > auto["__version"], (
+        "the row version still moves (Dataverse change tracking sees it)"
+    )
 
 
 def test_stamp_order_merges_base_and_changes_with_id_tie_break(state):

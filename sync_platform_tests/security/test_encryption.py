@@ -39,8 +39,9 @@ def test_round_trip_keeps_nulls_and_hides_the_values() -> None:
     encrypted = encrypt_frame(PHONES, ["phone"], cipher)
     values = encrypted["phone"].to_list()
     assert values[1] is None and all(is_encrypted(v) for v in (values[0], values[2]))
-    assert "4155550123" not in values[0] and values[0] != encrypt_frame(PHONES, ["phone"], cipher)["phone"][0], \
-        "a fresh nonce per value: equal values do not give equal ciphertexts"
+    assert (
+        "4155550123" not in values[0] and values[0] != encrypt_frame(PHONES, ["phone"], cipher)["phone"][0]
+    ), "a fresh nonce per value: equal values do not give equal ciphertexts"
     assert decrypt_frame(encrypted, ["phone"], cipher).equals(PHONES)
     assert encrypted["source_id"].equals(PHONES["source_id"]), "other columns untouched"
 
@@ -64,7 +65,9 @@ def test_rotation_add_a_key_rotate_then_drop_the_old_one() -> None:
     assert decrypt_frame(before, ["phone"], both).equals(PHONES), "old ciphertext still readable"
     rotated = rotate_frame(before, ["phone"], both)  # step 2: `sync-platform keys rotate`
     assert rotated["phone"][0] != before["phone"][0]
-    assert rotate_frame(rotated, ["phone"], both)["phone"].equals(rotated["phone"]), "already current: untouched"
+    assert rotate_frame(rotated, ["phone"], both)["phone"].equals(rotated["phone"]), (
+        "already current: untouched"
+    )
     only_new = FieldCipher.from_strings([new])  # step 3: drop the old key
     assert decrypt_frame(rotated, ["phone"], only_new).equals(PHONES)
     with pytest.raises(UndecryptableError, match="not among the configured keys"):
@@ -86,7 +89,8 @@ def test_keys_come_from_the_environment_newest_first(isolated: Path, monkeypatch
 
 
 def test_no_key_is_a_clear_error_and_only_the_embedded_default_creates_one(
-        isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(MissingKeyError, match=KEYS_ENV):
         field_cipher()
     with pytest.raises(MissingKeyError):
@@ -106,6 +110,9 @@ def test_no_key_is_a_clear_error_and_only_the_embedded_default_creates_one(
     key_file = isolated / "secrets" / "field_keys"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     key = key_file.read_text().strip()
-    assert "created the local key file secrets/field_keys" in captured.getvalue() and key not in captured.getvalue()
+    assert (
+        "created the local key file secrets/field_keys" in captured.getvalue()
+        and key not in captured.getvalue()
+    )
     assert key not in repr(created)
     assert field_cipher().current == created.current, "later reads use the same file"

@@ -6,12 +6,15 @@ import pytest
 from sync_platform.security.redaction import mask_value, redact_text
 
 
-@pytest.mark.parametrize("text, secret", [
-    ("mail from Ada.Lovelace@example.com failed", "Ada.Lovelace@example.com"),
-    ("call +1 415 555 0123 now", "415 555 0123"),
-    ("call (415) 555-0123 now", "555-0123"),
-    ("uk +44 20 7946 0958", "7946 0958"),
-])
+@pytest.mark.parametrize(
+    "text, secret",
+    [
+        ("mail from Ada.Lovelace@example.com failed", "Ada.Lovelace@example.com"),
+        ("call +1 415 555 0123 now", "415 555 0123"),
+        ("call (415) 555-0123 now", "555-0123"),
+        ("uk +44 20 7946 0958", "7946 0958"),
+    ],
+)
 def test_free_text_loses_emails_and_phones(text, secret):
     assert secret not in redact_text(text)
 

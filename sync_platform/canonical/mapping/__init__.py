@@ -23,7 +23,20 @@ from sync_platform.canonical.mapping.loader import (
 from sync_platform.canonical.model import ENTITIES
 
 __all__ = [
-    "ENTITIES", "DuplicateReport", "MappedResult", "Mapping", "MappingError", "MatchRule", "ValueMapGap",
-    "apply_mapping", "check_value_maps", "duplicate_report", "golden_account_ids", "golden_contact_ids",
-    "link_golden_ids", "load_mapping", "load_mappings", "parse_mapping",
+    "ENTITIES",
+    "DuplicateReport",
+    "MappedResult",
+    "Mapping",
+    "MappingError",
+    "MatchRule",
+    "ValueMapGap",
+    "apply_mapping",
+    "check_value_maps",
+    "duplicate_report",
+    "golden_account_ids",
+    "golden_contact_ids",
+    "link_golden_ids",
+    "load_mapping",
+    "load_mappings",
+    "parse_mapping",
 ]

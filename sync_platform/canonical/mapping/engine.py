@@ -24,8 +24,14 @@ _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
 _UTC = pl.Datetime("us", "UTC")
 
-FAILURE_SCHEMA = {"source_system": pl.String, "source_id": pl.String, "field": pl.String,
-                  "source_column": pl.String, "raw_value": pl.String, "problem": pl.String}
+FAILURE_SCHEMA = {
+    "source_system": pl.String,
+    "source_id": pl.String,
+    "field": pl.String,
+    "source_column": pl.String,
+    "raw_value": pl.String,
+    "problem": pl.String,
+}
 
 
 @dataclass(frozen=True)
@@ -81,26 +87,32 @@ def apply_mapping(mapping: Mapping, entity: str, raw: pl.DataFrame | pl.LazyFram
         source_dtype = schema[field_spec.source]
         converted.append(_convert(field, field_spec, source_dtype, mapping, at).alias(field.name))
         if _can_fail(field, field_spec, source_dtype):
-            flags += [_present(pl.col(field_spec.source), source_dtype).alias(f"__present_{field.name}"),
-                      pl.col(field_spec.source).alias(f"__raw_{field.name}")]
+            flags += [
+                _present(pl.col(field_spec.source), source_dtype).alias(f"__present_{field.name}"),
+                pl.col(field_spec.source).alias(f"__raw_{field.name}"),
+            ]
     keyed = lazy.select(
         pl.lit(mapping.crm, pl.String).alias("source_system"),
         pl.col(spec.source_id).cast(pl.String).alias("source_id"),
         _to_utc(pl.col(spec.deleted_at), schema[spec.deleted_at]).alias("deleted_at"),
-        *converted, *flags,
+        *converted,
+        *flags,
     ).collect(engine="in-memory")  # one pass over an in-memory table: faster than streaming morsels
     failures = _failures(keyed, spec.fields, model.field_names)
     frame = keyed.select(
         *(_final(f, spec.fields.get(f.name), keyed.columns).alias(f.name) for f in model.fields),
-        "source_system", "source_id", "deleted_at",
+        "source_system",
+        "source_id",
+        "deleted_at",
         pl.lit(mapping.version, pl.Int64).alias("mapping_version"),
     ).select(model.columns)
     ignored = sorted(set(schema.names()) - spec.source_columns - DLT_SYSTEM_COLUMNS)
     return MappedResult(entity, mapping.crm, mapping.version, frame, tuple(ignored), failures)
 
 
-def check_value_maps(mapping: Mapping, entity: str, raw: pl.DataFrame | pl.LazyFrame, *,
-                     strict: bool = False) -> list[ValueMapGap]:
+def check_value_maps(
+    mapping: Mapping, entity: str, raw: pl.DataFrame | pl.LazyFrame, *, strict: bool = False
+) -> list[ValueMapGap]:
     """Source values that appear in ``raw`` but not in a value map (fields with ``unmapped:`` accept any).
 
     Run it before mapping: with ``strict`` it raises a :class:`MappingError` naming file and key.
@@ -115,12 +127,24 @@ def check_value_maps(mapping: Mapping, entity: str, raw: pl.DataFrame | pl.LazyF
             continue
         at = f"entities.{entity}.fields.{name}.values"
         text = _read(field_spec, schema[field_spec.source], mapping, at).cast(pl.String)
-        found = (lazy.select(text.alias("value")).drop_nulls()
-                 .filter(~pl.col("value").is_in(list(field_spec.values)))
-                 .group_by("value").len().sort("len", "value", descending=[True, False]).collect())
+        found = (
+            lazy.select(text.alias("value"))
+            .drop_nulls()
+            .filter(~pl.col("value").is_in(list(field_spec.values)))
+            .group_by("value")
+            .len()
+            .sort("len", "value", descending=[True, False])
+            .collect()
+        )
         if found.height:
-            gaps.append(ValueMapGap(mapping.file, at, field_spec.source,
-                                    dict(zip(found["value"].to_list(), found["len"].to_list(), strict=True))))
+            gaps.append(
+                ValueMapGap(
+                    mapping.file,
+                    at,
+                    field_spec.source,
+                    dict(zip(found["value"].to_list(), found["len"].to_list(), strict=True)),
+                )
+            )
     if strict and gaps:
         raise MappingError(mapping.file, [(gap.key, gap.problem) for gap in gaps])
     return gaps
@@ -131,8 +155,11 @@ def _require_columns(mapping: Mapping, entity: str, schema: pl.Schema) -> None:
     at = f"entities.{entity}"
     wanted = [(f"{at}.source_id", spec.source_id), (f"{at}.deleted_at", spec.deleted_at)]
     wanted += [(f"{at}.fields.{n}.source", f.source) for n, f in spec.fields.items() if f.source]
-    missing = [(key, f"column {column!r} is not in the raw {spec.table} table") for key, column in wanted
-               if column not in schema]
+    missing = [
+        (key, f"column {column!r} is not in the raw {spec.table} table")
+        for key, column in wanted
+        if column not in schema
+    ]
     if missing:
         raise MappingError(mapping.file, missing)
 
@@ -162,19 +189,24 @@ def _convert(field: Field, spec: FieldMapping, dtype: pl.DataType, mapping: Mapp
     elif spec.type is not None or spec.format is not None:
         dtype = _CAST_TYPES[spec.type or "datetime"]
     if spec.values is not None:
-        return expr.cast(pl.String).replace_strict(spec.values, default=spec.unmapped,
-                                                   return_dtype=field.dtype)
+        return expr.cast(pl.String).replace_strict(
+            spec.values, default=spec.unmapped, return_dtype=field.dtype
+        )
     return _to_canonical(expr, dtype, field, mapping, at)
 
 
 _CAST_TYPES: dict[str, pl.DataType] = {
-    "string": pl.String(), "integer": pl.Int64(), "float": pl.Float64(), "boolean": pl.Boolean(),
+    "string": pl.String(),
+    "integer": pl.Int64(),
+    "float": pl.Float64(),
+    "boolean": pl.Boolean(),
     "datetime": _UTC,
 }
 
 
-def _cast(expr: pl.Expr, dtype: pl.DataType, to: str, fmt: str | None, mapping: Mapping,
-          at: str) -> tuple[pl.Expr, pl.DataType]:
+def _cast(
+    expr: pl.Expr, dtype: pl.DataType, to: str, fmt: str | None, mapping: Mapping, at: str
+) -> tuple[pl.Expr, pl.DataType]:
     if to == "datetime":
         return _parse_datetime(expr, dtype, fmt, mapping, at), _UTC
     if to == "boolean":
@@ -196,8 +228,12 @@ def _parse_boolean(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     if dtype.is_numeric():
         return expr != 0
     words = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
-    return (expr.cast(pl.String).str.strip_chars().str.to_lowercase()
-            .replace_strict(words, default=None, return_dtype=pl.Boolean))
+    return (
+        expr.cast(pl.String)
+        .str.strip_chars()
+        .str.to_lowercase()
+        .replace_strict(words, default=None, return_dtype=pl.Boolean)
+    )
 
 
 def _parse_datetime(expr: pl.Expr, dtype: pl.DataType, fmt: str | None, mapping: Mapping, at: str) -> pl.Expr:
@@ -205,11 +241,22 @@ def _parse_datetime(expr: pl.Expr, dtype: pl.DataType, fmt: str | None, mapping:
         return _to_utc(expr, dtype)
     if dtype.is_integer() or fmt in EPOCH_FORMATS:
         if fmt not in EPOCH_FORMATS:
-            raise MappingError(mapping.file, [(at, f"an integer column becomes a datetime only with "
-                                                   f"format: {' or '.join(EPOCH_FORMATS)}")])
+            raise MappingError(
+                mapping.file,
+                [
+                    (
+                        at,
+                        f"an integer column becomes a datetime only with "
+                        f"format: {' or '.join(EPOCH_FORMATS)}",
+                    )
+                ],
+            )
         unit = "ms" if fmt == "epoch_ms" else "s"
-        return pl.from_epoch(expr.cast(pl.Int64, strict=False), time_unit=unit) \
-            .dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+        return (
+            pl.from_epoch(expr.cast(pl.Int64, strict=False), time_unit=unit)
+            .dt.replace_time_zone("UTC")
+            .dt.cast_time_unit("us")
+        )
     if dtype == pl.String:
         return expr.str.strip_chars().str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
     raise MappingError(mapping.file, [(at, f"a {dtype} column cannot become a datetime")])
@@ -232,8 +279,11 @@ def _final(field: Field, spec: FieldMapping | None, columns: list[str]) -> pl.Ex
     if field.name not in columns:
         return default
     if f"__present_{field.name}" not in columns:  # null exactly where the source is absent
-        return pl.col(field.name).fill_null(default) if spec is not None and spec.default is not None \
+        return (
+            pl.col(field.name).fill_null(default)
+            if spec is not None and spec.default is not None
             else pl.col(field.name)
+        )
     return pl.when(pl.col(f"__present_{field.name}")).then(pl.col(field.name)).otherwise(default)
 
 
@@ -269,11 +319,21 @@ def _failures(keyed: pl.DataFrame, specs: dict[str, FieldMapping], order: tuple[
     parts = [pl.DataFrame(schema=FAILURE_SCHEMA)]
     for name in names:
         spec = specs[name]
-        problem = ("invalid_phone" if spec.normalize == "phone_e164"
-                   else "unmapped_value" if spec.values is not None else "conversion_failed")
-        parts.append(suspects.filter(failed[name]).select(
-            "source_system", "source_id",
-            pl.lit(name).alias("field"), pl.lit(spec.source).alias("source_column"),
-            pl.col(f"__raw_{name}").cast(pl.String).alias("raw_value"), pl.lit(problem).alias("problem"),
-        ))
+        problem = (
+            "invalid_phone"
+            if spec.normalize == "phone_e164"
+            else "unmapped_value"
+            if spec.values is not None
+            else "conversion_failed"
+        )
+        parts.append(
+            suspects.filter(failed[name]).select(
+                "source_system",
+                "source_id",
+                pl.lit(name).alias("field"),
+                pl.lit(spec.source).alias("source_column"),
+                pl.col(f"__raw_{name}").cast(pl.String).alias("raw_value"),
+                pl.lit(problem).alias("problem"),
+            )
+        )
     return pl.concat(parts)

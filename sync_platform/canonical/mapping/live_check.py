@@ -73,23 +73,36 @@ class MetadataReader:
 
     def _salesforce(self, sobject: str) -> dict[str, CrmField]:
         body = self.client.get_json(f"{self.base}/services/data/v{API_VERSION}/sobjects/{sobject}/describe")
-        return {f["name"]: CrmField(f["name"], True, bool(f.get("updateable") or f.get("createable")))
-                for f in body.get("fields", [])}
+        return {
+            f["name"]: CrmField(f["name"], True, bool(f.get("updateable") or f.get("createable")))
+            for f in body.get("fields", [])
+        }
 
     def _hubspot(self, object_type: str) -> dict[str, CrmField]:
         body = self.client.get_json(f"{self.base}/crm/v3/properties/{object_type}")
-        return {p["name"]: CrmField(p["name"], not p.get("archived", False),
-                                    not (p.get("modificationMetadata") or {}).get("readOnlyValue", False))
-                for p in body.get("results", [])}
+        return {
+            p["name"]: CrmField(
+                p["name"],
+                not p.get("archived", False),
+                not (p.get("modificationMetadata") or {}).get("readOnlyValue", False),
+            )
+            for p in body.get("results", [])
+        }
 
     def _dynamics(self, entity_set: str) -> dict[str, CrmField]:
         logical = LOGICAL_NAMES[entity_set]
         body = self.client.get_json(
             f"{self.base}/EntityDefinitions(LogicalName='{logical}')/Attributes",
-            params={"$select": "LogicalName,IsValidForRead,IsValidForUpdate,IsValidForCreate"})
-        return {a["LogicalName"]: CrmField(a["LogicalName"], bool(a.get("IsValidForRead")),
-                                           bool(a.get("IsValidForUpdate") or a.get("IsValidForCreate")))
-                for a in body.get("value", [])}
+            params={"$select": "LogicalName,IsValidForRead,IsValidForUpdate,IsValidForCreate"},
+        )
+        return {
+            a["LogicalName"]: CrmField(
+                a["LogicalName"],
+                bool(a.get("IsValidForRead")),
+                bool(a.get("IsValidForUpdate") or a.get("IsValidForCreate")),
+            )
+            for a in body.get("value", [])
+        }
 
     def lookup(self, crm_object: str, crm_field: str) -> CrmField | None:
         fields = self.fields(crm_object)
@@ -105,14 +118,27 @@ def metadata_reader(crm: str, settings: MappingOf[str, Any]) -> MetadataReader:
     if crm == "salesforce":
         verify = settings.get("ca_file") or True
         base = str(settings["instance_url"]).rstrip("/")
-        auth = OAuthToken("salesforce", settings.get("token_url") or f"{base}/services/oauth2/token",
-                          settings["client_id"], settings["client_secret"], verify=verify)
+        auth = OAuthToken(
+            "salesforce",
+            settings.get("token_url") or f"{base}/services/oauth2/token",
+            settings["client_id"],
+            settings["client_secret"],
+            verify=verify,
+        )
         return MetadataReader(crm, CrmHttpClient(crm, auth, policy, verify=verify), base)
     if crm == "hubspot":
-        return MetadataReader(crm, CrmHttpClient(crm, StaticToken(crm, settings["access_token"]), policy),
-                              settings.get("host") or "https://api.hubapi.com")
-    auth = OAuthToken("dynamics", settings["token_url"], settings["client_id"], settings["client_secret"],
-                      scope=settings.get("scope"))
+        return MetadataReader(
+            crm,
+            CrmHttpClient(crm, StaticToken(crm, settings["access_token"]), policy),
+            settings.get("host") or "https://api.hubapi.com",
+        )
+    auth = OAuthToken(
+        "dynamics",
+        settings["token_url"],
+        settings["client_id"],
+        settings["client_secret"],
+        scope=settings.get("scope"),
+    )
     return MetadataReader(crm, CrmHttpClient(crm, auth, policy), settings["api_url"])
 
 
@@ -140,21 +166,31 @@ def check_mapping(mapping: Mapping, reader: MetadataReader) -> tuple[list[LivePr
         try:
             found = reader.lookup(table.crm_object, crm_field)
         except CrmRequestError as exc:
-            problems.append(LiveProblem(mapping.file, key, f"cannot read {label} metadata of {table.crm_object}: "
-                                                           f"{exc}"))
+            problems.append(
+                LiveProblem(mapping.file, key, f"cannot read {label} metadata of {table.crm_object}: {exc}")
+            )
             continue
         where = f"{label} {table.crm_object}"
         if found is None:
-            problems.append(LiveProblem(mapping.file, key, f"{where} has no field {crm_field!r} (raw column "
-                                                           f"{column!r}): not in the CRM's metadata"))
+            problems.append(
+                LiveProblem(
+                    mapping.file,
+                    key,
+                    f"{where} has no field {crm_field!r} (raw column {column!r}): not in the CRM's metadata",
+                )
+            )
         elif not found.readable:
-            problems.append(LiveProblem(mapping.file, key, f"{where} field {crm_field!r} is not readable by the "
-                                                           "integration user"))
+            problems.append(
+                LiveProblem(
+                    mapping.file, key, f"{where} field {crm_field!r} is not readable by the integration user"
+                )
+            )
     return problems, checked
 
 
-def check_live(mappings: MappingOf[str, Mapping],
-               settings_of: Callable[[str], MappingOf[str, Any] | None] | None = None) -> LiveReport:
+def check_live(
+    mappings: MappingOf[str, Mapping], settings_of: Callable[[str], MappingOf[str, Any] | None] | None = None
+) -> LiveReport:
     """Every mapping against its CRM; CRMs without settings are skipped (and say so)."""
     if settings_of is None:
         from sync_platform.ingest.connections import crm_settings as settings_of

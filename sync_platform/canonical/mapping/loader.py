@@ -83,8 +83,9 @@ class FieldMapping(BaseModel):
     format: str | None = Field(None, description="strptime format, or epoch_ms / epoch_s, for a datetime.")
     normalize: str | None = None
     values: dict[str, str | StrictBool] | None = Field(None, description="Source value -> canonical value.")
-    unmapped: str | None = Field(None, description="Canonical value for source values the map lacks; "
-                                                   "without it they are an error.")
+    unmapped: str | None = Field(
+        None, description="Canonical value for source values the map lacks; without it they are an error."
+    )
     default: str | StrictBool | None = Field(None, description="Value when the source is null.")
     sensitive: StrictBool | None = None
 
@@ -147,8 +148,11 @@ class Mapping(BaseModel):
     def sensitive_fields(self, entity: str) -> tuple[str, ...]:
         """Fields to encrypt at rest: the model's PII, plus any the mapping marks sensitive."""
         fields = self.entity(entity).fields
-        return tuple(f.name for f in ENTITIES[entity].fields
-                     if f.pii or (f.name in fields and fields[f.name].sensitive))
+        return tuple(
+            f.name
+            for f in ENTITIES[entity].fields
+            if f.pii or (f.name in fields and fields[f.name].sensitive)
+        )
 
 
 class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when available: ~10x faster
@@ -245,8 +249,9 @@ def _entity_problems(mapping: Mapping, entity_name: str, spec: EntityMapping) ->
         if known_columns is not None and column not in known_columns:
             yield f"{at}.{key}", _unknown_column(column, mapping.crm, spec.table, known_columns)
     for name, field_spec in spec.fields.items():
-        yield from _field_problems(entity, name, field_spec, f"{at}.fields.{name}", mapping, spec,
-                                   known_columns)
+        yield from _field_problems(
+            entity, name, field_spec, f"{at}.fields.{name}", mapping, spec, known_columns
+        )
     yield from _required_problems(entity, spec, at)
 
 
@@ -262,12 +267,20 @@ def _required_problems(entity: Entity, spec: EntityMapping, at: str) -> Iterator
             yield f"{at}.fields.{name}", f"required canonical field {name!r} has no source and no default"
 
 
-def _field_problems(entity: Entity, name: str, spec: FieldMapping, at: str, mapping: Mapping,
-                    entity_spec: EntityMapping, known_columns: frozenset[str] | None
-                    ) -> Iterator[tuple[str, str]]:
+def _field_problems(
+    entity: Entity,
+    name: str,
+    spec: FieldMapping,
+    at: str,
+    mapping: Mapping,
+    entity_spec: EntityMapping,
+    known_columns: frozenset[str] | None,
+) -> Iterator[tuple[str, str]]:
     if name in SYSTEM_COLUMNS:
-        yield at, f"{name!r} is a system column, filled by the engine (source_id: and deleted_at: name " \
-                  "its source)"
+        yield (
+            at,
+            f"{name!r} is a system column, filled by the engine (source_id: and deleted_at: name its source)",
+        )
         return
     field = entity.field(name)
     if field is None:
@@ -281,12 +294,19 @@ def _field_problems(entity: Entity, name: str, spec: FieldMapping, at: str, mapp
         yield f"{at}.type", f"bad type: cannot turn {read_as} into {name}, which is {field.type}"
     yield from _value_problems(field, spec, at)
     if spec.sensitive is False and field.pii:
-        yield f"{at}.sensitive", f"{name} is personal data in the canonical model; it cannot be marked " \
-                                 "not sensitive"
+        yield (
+            f"{at}.sensitive",
+            f"{name} is personal data in the canonical model; it cannot be marked not sensitive",
+        )
 
 
-def _reading_problems(spec: FieldMapping, at: str, mapping: Mapping, entity_spec: EntityMapping,
-                      known_columns: frozenset[str] | None) -> Iterator[tuple[str, str]]:
+def _reading_problems(
+    spec: FieldMapping,
+    at: str,
+    mapping: Mapping,
+    entity_spec: EntityMapping,
+    known_columns: frozenset[str] | None,
+) -> Iterator[tuple[str, str]]:
     """Where a field's value comes from: a source column that exists or a default, and what the
     value map, ``unmapped`` and ``normalize`` need."""
     if spec.source is None and spec.default is None:
@@ -301,8 +321,9 @@ def _reading_problems(spec: FieldMapping, at: str, mapping: Mapping, entity_spec
         yield f"{at}.normalize", f"unknown normalizer {spec.normalize!r} (known: {', '.join(NORMALIZERS)})"
 
 
-def _format_problems(field: CanonicalField, name: str, spec: FieldMapping,
-                     at: str) -> Iterator[tuple[str, str]]:
+def _format_problems(
+    field: CanonicalField, name: str, spec: FieldMapping, at: str
+) -> Iterator[tuple[str, str]]:
     """A ``format:`` parses datetimes: the cast type and the canonical field are datetimes, and the
     format is a strptime format or an epoch unit."""
     if spec.format is not None and spec.type not in ("datetime", None):
@@ -310,14 +331,19 @@ def _format_problems(field: CanonicalField, name: str, spec: FieldMapping,
     if spec.format is not None and field.type != "datetime":
         yield f"{at}.format", f"a format parses datetimes; {name} is {field.type}"
     if spec.format is not None and spec.format not in EPOCH_FORMATS and "%" not in spec.format:
-        yield f"{at}.format", f"{spec.format!r} is neither a strptime format (%Y-%m-%d...) " \
-                              f"nor one of {EPOCH_FORMATS}"
+        yield (
+            f"{at}.format",
+            f"{spec.format!r} is neither a strptime format (%Y-%m-%d...) nor one of {EPOCH_FORMATS}",
+        )
 
 
 def _value_problems(field: CanonicalField, spec: FieldMapping, at: str) -> Iterator[tuple[str, str]]:
     targets = [(f"{at}.values.{raw}", value) for raw, value in (spec.values or {}).items()]
-    targets += [(f"{at}.{key}", getattr(spec, key)) for key in ("unmapped", "default")
-                if getattr(spec, key) is not None]
+    targets += [
+        (f"{at}.{key}", getattr(spec, key))
+        for key in ("unmapped", "default")
+        if getattr(spec, key) is not None
+    ]
     for key, value in targets:
         problem = _not_a_value_of(field, value)
         if problem:

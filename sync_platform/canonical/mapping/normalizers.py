@@ -47,24 +47,33 @@ def name(expr: pl.Expr, _region: str = "US") -> pl.Expr:
 
 def domain(expr: pl.Expr, _region: str = "US") -> pl.Expr:
     """A website or domain to its bare host: ``https://www.Acme.com/about`` -> ``acme.com``."""
-    host = (expr.str.strip_chars().str.to_lowercase()
-            .str.replace(r"^[a-z][a-z0-9+.\-]*://", "")
-            .str.replace(r"[/?#:].*$", "")
-            .str.replace(r"^www\.", "")
-            .str.strip_chars_end("."))
+    host = (
+        expr.str.strip_chars()
+        .str.to_lowercase()
+        .str.replace(r"^[a-z][a-z0-9+.\-]*://", "")
+        .str.replace(r"[/?#:].*$", "")
+        .str.replace(r"^www\.", "")
+        .str.strip_chars_end(".")
+    )
     return _blank_to_null(host)
 
 
 def phone_e164(expr: pl.Expr, region: str = "US") -> pl.Expr:
     """E.164, or null when the value is not a phone number (the engine flags those rows)."""
-    return expr.map_batches(lambda values: normalize_phones(values, region), return_dtype=pl.String,
-                            is_elementwise=True)
+    return expr.map_batches(
+        lambda values: normalize_phones(values, region), return_dtype=pl.String, is_elementwise=True
+    )
 
 
 BLANK_NULLING = frozenset({"trim", "lower", "upper", "email", "name"})
 """Normalizers whose result is null exactly when the input is null or blank: they cannot fail."""
 
 NORMALIZERS: dict[str, Normalizer] = {
-    "trim": trim, "lower": lower, "upper": upper, "email": email, "name": name, "domain": domain,
+    "trim": trim,
+    "lower": lower,
+    "upper": upper,
+    "email": email,
+    "name": name,
+    "domain": domain,
     "phone_e164": phone_e164,
 }

@@ -47,10 +47,17 @@ def country_rules(country_code: int) -> CountryRules | None:
     regions = COUNTRY_CODE_TO_REGION_CODE.get(country_code)
     if not regions:
         return None
-    metadata = [PhoneMetadata.metadata_for_nongeo_region(country_code) if region == "001"
-                else PhoneMetadata.metadata_for_region(region) for region in regions]
-    patterns = [m.general_desc.national_number_pattern for m in metadata
-                if m is not None and m.general_desc is not None and m.general_desc.national_number_pattern]
+    metadata = [
+        PhoneMetadata.metadata_for_nongeo_region(country_code)
+        if region == "001"
+        else PhoneMetadata.metadata_for_region(region)
+        for region in regions
+    ]
+    patterns = [
+        m.general_desc.national_number_pattern
+        for m in metadata
+        if m is not None and m.general_desc is not None and m.general_desc.national_number_pattern
+    ]
     if not patterns:
         return None
     main = metadata[0]  # the library parses with the main region's prefixes
@@ -101,14 +108,18 @@ def _country_code_by_prefix() -> dict[str, str]:
     """Every 1-3 digit prefix -> the calling code it starts with (codes are prefix-free: at most one)."""
     codes = {code for by_length in COUNTRY_CODES_BY_LENGTH.values() for code in by_length}
     prefixes = [f"{n:0{width}d}" for width in (1, 2, 3) for n in range(10**width)]
-    return {p: next(p[:n] for n in (1, 2, 3) if p[:n] in codes) for p in prefixes
-            if any(p[:n] in codes for n in (1, 2, 3))}
+    return {
+        p: next(p[:n] for n in (1, 2, 3) if p[:n] in codes)
+        for p in prefixes
+        if any(p[:n] in codes for n in (1, 2, 3))
+    }
 
 
 def _country_code_of(digits: pl.Expr) -> pl.Expr:
     """The calling code that starts ``digits``: a hash lookup of the first three digits."""
-    return digits.str.slice(0, 3).replace_strict(_country_code_by_prefix(), default=None,
-                                                 return_dtype=pl.String)
+    return digits.str.slice(0, 3).replace_strict(
+        _country_code_by_prefix(), default=None, return_dtype=pl.String
+    )
 
 
 def _starts_with(expr: pl.Expr, pattern: str | None) -> pl.Expr:
@@ -120,40 +131,63 @@ def _fast_e164(raw: pl.Series, region: str) -> pl.DataFrame:
     home = country_rules(region_country_code(region))
     assert home is not None
     cleaned = pl.col("raw").str.strip_chars().str.replace_many(FORMATTING, [""] * len(FORMATTING))
-    shaped = pl.DataFrame({"raw": raw}).lazy().with_columns(cleaned.alias("cleaned")).with_columns(
-        international=pl.col("cleaned").str.contains(r"^\+[0-9]+$"),
-        national=pl.col("cleaned").str.contains(r"^[0-9]+$"),
-    ).with_columns(
-        country_code=pl.when(pl.col("international")).then(_country_code_of(pl.col("cleaned").str.slice(1)))
-        .when(pl.col("national")).then(pl.lit(home.country_code)),
-    ).with_columns(
-        nsn=pl.when(pl.col("international"))
-        .then(pl.col("cleaned").str.slice(pl.col("country_code").str.len_chars() + 1))
-        .when(pl.col("national")).then(pl.col("cleaned")),
-    ).with_columns(digits=pl.col("country_code") + pl.col("nsn")).collect()
+    shaped = (
+        pl.DataFrame({"raw": raw})
+        .lazy()
+        .with_columns(cleaned.alias("cleaned"))
+        .with_columns(
+            international=pl.col("cleaned").str.contains(r"^\+[0-9]+$"),
+            national=pl.col("cleaned").str.contains(r"^[0-9]+$"),
+        )
+        .with_columns(
+            country_code=pl.when(pl.col("international"))
+            .then(_country_code_of(pl.col("cleaned").str.slice(1)))
+            .when(pl.col("national"))
+            .then(pl.lit(home.country_code)),
+        )
+        .with_columns(
+            nsn=pl.when(pl.col("international"))
+            .then(pl.col("cleaned").str.slice(pl.col("country_code").str.len_chars() + 1))
+            .when(pl.col("national"))
+            .then(pl.col("cleaned")),
+        )
+        .with_columns(digits=pl.col("country_code") + pl.col("nsn"))
+        .collect()
+    )
     present_codes = shaped["country_code"].drop_nulls().unique().sort().to_list()
     codes = [code for code in present_codes if country_rules(int(code))]
     nsn, digits = pl.col("nsn"), pl.col("digits")
-    bare = pl.col("national") & ~nsn.str.starts_with("0") & ~nsn.str.starts_with(home.country_code) \
-        & ~_starts_with(nsn, home.national_prefix) & ~_starts_with(nsn, home.international_prefix)
+    bare = (
+        pl.col("national")
+        & ~nsn.str.starts_with("0")
+        & ~nsn.str.starts_with(home.country_code)
+        & ~_starts_with(nsn, home.national_prefix)
+        & ~_starts_with(nsn, home.international_prefix)
+    )
     # one regex per batch of calling codes: "<code><pattern>" alternatives (codes are prefix-free)
     prefixed = pl.lit(False)
     valid = pl.lit(False)
-    for batch in (codes[i:i + _CODES_PER_REGEX] for i in range(0, len(codes), _CODES_PER_REGEX)):
+    for batch in (codes[i : i + _CODES_PER_REGEX] for i in range(0, len(codes), _CODES_PER_REGEX)):
         rules = [country_rules(int(code)) for code in batch]
         trunk = "|".join(f"{r.country_code}(?:{r.national_prefix})" for r in rules if r and r.national_prefix)
         if trunk:
             prefixed = prefixed | digits.str.contains(f"^(?:{trunk})")
-        valid = valid | digits.str.contains("^(?:" + "|".join(f"{r.country_code}(?:{r.general_pattern})"
-                                                             for r in rules if r) + ")$")
-    international = pl.col("international") & pl.col("country_code").is_in(codes) \
-        & ~nsn.str.starts_with("0") & ~prefixed
+        valid = valid | digits.str.contains(
+            "^(?:" + "|".join(f"{r.country_code}(?:{r.general_pattern})" for r in rules if r) + ")$"
+        )
+    international = (
+        pl.col("international") & pl.col("country_code").is_in(codes) & ~nsn.str.starts_with("0") & ~prefixed
+    )
     decided = (bare | international).fill_null(False)
     valid = valid & nsn.str.len_chars().is_between(_MIN_NSN, _MAX_NSN)
-    return shaped.lazy().select(
-        pl.when(decided & valid).then(pl.lit("+") + digits).alias("e164"),
-        (pl.col("raw").is_not_null() & ~decided).alias("fallback"),
-    ).collect()
+    return (
+        shaped.lazy()
+        .select(
+            pl.when(decided & valid).then(pl.lit("+") + digits).alias("e164"),
+            (pl.col("raw").is_not_null() & ~decided).alias("fallback"),
+        )
+        .collect()
+    )
 
 
 def normalize_phones(values: pl.Series, region: str = "US") -> pl.Series:

@@ -118,7 +118,9 @@ class InteractionModel(CanonicalModel):
 
 
 MODELS: dict[str, type[CanonicalModel]] = {
-    "contact": ContactModel, "account": AccountModel, "interaction": InteractionModel,
+    "contact": ContactModel,
+    "account": AccountModel,
+    "interaction": InteractionModel,
 }
 
 DATAFRAME_CHECK_COLUMNS = {

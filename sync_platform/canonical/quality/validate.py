@@ -17,8 +17,13 @@ import polars as pl
 from sync_platform.canonical.model import ENTITIES
 from sync_platform.canonical.quality.models import DATAFRAME_CHECK_COLUMNS, MODELS, TombstoneModel
 
-FAILURE_SCHEMA = {"source_system": pl.String, "source_id": pl.String, "rule": pl.String, "column": pl.String,
-                  "value": pl.String}
+FAILURE_SCHEMA = {
+    "source_system": pl.String,
+    "source_id": pl.String,
+    "rule": pl.String,
+    "column": pl.String,
+    "value": pl.String,
+}
 TABLE_FAILURE_SCHEMA = {"rule": pl.String, "column": pl.String, "detail": pl.String}
 _ROW = "__row"
 _CASE_SCHEMA = {_ROW: pl.UInt32, "rule": pl.String, "column": pl.String, "value": pl.String}
@@ -63,8 +68,9 @@ class ValidationOutcome:
         )
 
 
-def validate_entity(entity: str, frame: pl.DataFrame,
-                    required: Mapping[str, Sequence[str]] | None = None) -> ValidationOutcome:
+def validate_entity(
+    entity: str, frame: pl.DataFrame, required: Mapping[str, Sequence[str]] | None = None
+) -> ValidationOutcome:
     """Judge a canonical table: the entity's model on live rows, the key rules on deleted ones.
 
     ``required`` adds per-CRM required fields (``Mapping.required_fields``), keyed by source_system.
@@ -72,13 +78,15 @@ def validate_entity(entity: str, frame: pl.DataFrame,
     indexed = frame.with_row_index(_ROW)
     has_deleted = "deleted_at" in frame.columns and frame["deleted_at"].null_count() < frame.height
     deleted = pl.col("deleted_at").is_not_null()
-    live, dead = (indexed.filter(~deleted), indexed.filter(deleted)) if has_deleted \
-        else (indexed, indexed.clear())
+    live, dead = (
+        (indexed.filter(~deleted), indexed.filter(deleted)) if has_deleted else (indexed, indexed.clear())
+    )
     cases = [_failure_cases(MODELS[entity], live)]
     if dead.height:
         cases.append(_failure_cases(TombstoneModel, dead))
-    row_cases = pl.concat([c.filter(pl.col(_ROW).is_not_null()) for c in cases]
-                          + [_required_failures(entity, live, required)])
+    row_cases = pl.concat(
+        [c.filter(pl.col(_ROW).is_not_null()) for c in cases] + [_required_failures(entity, live, required)]
+    )
     table_cases = pl.concat([c.filter(pl.col(_ROW).is_null()) for c in cases])
     failures = _with_values(row_cases, indexed)
     if table_cases.height:
@@ -94,24 +102,39 @@ def validate_entity(entity: str, frame: pl.DataFrame,
     )
 
 
-def referential_failures(child: pl.DataFrame, parent: pl.DataFrame, column: str, *,
-                         rule: str | None = None, parent_column: str = "source_id",
-                         allow_deleted_parents: bool = False) -> pl.DataFrame:
+def referential_failures(
+    child: pl.DataFrame,
+    parent: pl.DataFrame,
+    column: str,
+    *,
+    rule: str | None = None,
+    parent_column: str = "source_id",
+    allow_deleted_parents: bool = False,
+) -> pl.DataFrame:
     """Live child rows whose ``column`` names no parent of the same source_system (null links are fine).
 
     A link to a soft-deleted parent dangles unless ``allow_deleted_parents``. Returns failures in the
     :attr:`ValidationOutcome.failures` layout, for :meth:`ValidationOutcome.with_failures`.
     """
-    parents = parent if allow_deleted_parents or "deleted_at" not in parent.columns \
+    parents = (
+        parent
+        if allow_deleted_parents or "deleted_at" not in parent.columns
         else parent.filter(pl.col("deleted_at").is_null())
+    )
     children = child.filter(pl.col(column).is_not_null())
     if "deleted_at" in child.columns:
         children = children.filter(pl.col("deleted_at").is_null())
-    dangling = children.join(parents.select("source_system", pl.col(parent_column).alias(column)).unique(),
-                             on=["source_system", column], how="anti")
+    dangling = children.join(
+        parents.select("source_system", pl.col(parent_column).alias(column)).unique(),
+        on=["source_system", column],
+        how="anti",
+    )
     return dangling.select(
-        "source_system", "source_id", pl.lit(rule or f"{column}_exists").alias("rule"),
-        pl.lit(column).alias("column"), pl.col(column).cast(pl.String).alias("value"),
+        "source_system",
+        "source_id",
+        pl.lit(rule or f"{column}_exists").alias("rule"),
+        pl.lit(column).alias("column"),
+        pl.col(column).cast(pl.String).alias("value"),
     )
 
 
@@ -124,27 +147,38 @@ def _failure_cases(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> pl.Da
     else:
         return pl.DataFrame(schema=_CASE_SCHEMA)
     positions = frame.select(pl.int_range(pl.len(), dtype=pl.Int32).alias("index"), _ROW)
-    column = pl.when(pl.col("check") == "column_in_dataframe").then(pl.col("failure_case")) \
-        .when(pl.col("schema_context") == "DataFrameSchema") \
-        .then(pl.col("check").replace_strict(DATAFRAME_CHECK_COLUMNS, default=None)) \
+    column = (
+        pl.when(pl.col("check") == "column_in_dataframe")
+        .then(pl.col("failure_case"))
+        .when(pl.col("schema_context") == "DataFrameSchema")
+        .then(pl.col("check").replace_strict(DATAFRAME_CHECK_COLUMNS, default=None))
         .otherwise(pl.col("column"))
+    )
     return cases.join(positions, on="index", how="left").select(
-        _ROW, pl.col("check").alias("rule"), column.alias("column"),
+        _ROW,
+        pl.col("check").alias("rule"),
+        column.alias("column"),
         pl.col("failure_case").cast(pl.String).alias("value"),
     )
 
 
-def _required_failures(entity: str, live: pl.DataFrame, required: Mapping[str, Sequence[str]] | None
-                       ) -> pl.DataFrame:
+def _required_failures(
+    entity: str, live: pl.DataFrame, required: Mapping[str, Sequence[str]] | None
+) -> pl.DataFrame:
     """Null fields a CRM's mapping requires beyond the model (the model's own are pandera's)."""
     parts = [pl.DataFrame(schema=_CASE_SCHEMA)]
     model_required = {f.name for f in ENTITIES[entity].fields if f.required}
     for system, fields in (required or {}).items():
         for field in (f for f in fields if f not in model_required):
             missing = live.filter((pl.col("source_system") == system) & pl.col(field).is_null())
-            parts.append(missing.select(
-                _ROW, pl.lit("required_by_mapping").alias("rule"), pl.lit(field).alias("column"),
-                pl.lit(None, pl.String).alias("value")))
+            parts.append(
+                missing.select(
+                    _ROW,
+                    pl.lit("required_by_mapping").alias("rule"),
+                    pl.lit(field).alias("column"),
+                    pl.lit(None, pl.String).alias("value"),
+                )
+            )
     return pl.concat(parts)
 
 
@@ -152,11 +186,19 @@ def _with_values(cases: pl.DataFrame, indexed: pl.DataFrame) -> pl.DataFrame:
     """Attach each failure's record key, and the offending value read from the row itself."""
     failing = indexed.filter(pl.col(_ROW).is_in(cases[_ROW].unique().implode()))
     columns = [c for c in cases["column"].drop_nulls().unique().to_list() if c in failing.columns]
-    values = failing.select(_ROW, *(pl.col(c).cast(pl.String) for c in columns)).unpivot(
-        index=_ROW, variable_name="column", value_name="row_value") if columns else None
+    values = (
+        failing.select(_ROW, *(pl.col(c).cast(pl.String) for c in columns)).unpivot(
+            index=_ROW, variable_name="column", value_name="row_value"
+        )
+        if columns
+        else None
+    )
     keyed = cases.join(failing.select(_ROW, *_KEY), on=_ROW, how="left")
     if values is None:
         return keyed
     in_row = pl.col("column").is_in(columns)
-    return keyed.join(values, on=[_ROW, "column"], how="left").with_columns(
-        pl.when(in_row).then("row_value").otherwise("value").alias("value")).drop("row_value")
+    return (
+        keyed.join(values, on=[_ROW, "column"], how="left")
+        .with_columns(pl.when(in_row).then("row_value").otherwise("value").alias("value"))
+        .drop("row_value")
+    )

@@ -35,17 +35,28 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
         deps.append(_key(link[0]))
 
     @dg.asset(
-        key=key, deps=deps, group_name="canonical", kinds={"polars", "pandera", "duckdb"}, pool=WAREHOUSE_POOL,
-        tags={"layer": "canonical"}, owners=["team:data"],
+        key=key,
+        deps=deps,
+        group_name="canonical",
+        kinds={"polars", "pandera", "duckdb"},
+        pool=WAREHOUSE_POOL,
+        tags={"layer": "canonical"},
+        owners=["team:data"],
         description=f"Canonical {entity}s from every CRM: mapped by data/mappings/*.yaml, golden ids, "
-                    "pandera-validated; rejected rows quarantined.",
-        check_specs=[dg.AssetCheckSpec(
-            "quality_gate", asset=key, blocking=True,
-            description="Rejected share above quality.max_rejected_share blocks downstream and keeps the "
-                        "previous table; any rejected row warns.")],
+        "pandera-validated; rejected rows quarantined.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                "quality_gate",
+                asset=key,
+                blocking=True,
+                description="Rejected share above quality.max_rejected_share blocks downstream and keeps the "
+                "previous table; any rejected row warns.",
+            )
+        ],
     )
-    def canonical_entity(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                         sync_config: SyncConfigResource):
+    def canonical_entity(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
+    ):
         threshold = sync_config.load().quality.max_rejected_share
         result = publish_entity(warehouse.get(), entity, load_mappings(), threshold, context.run_id)
         if result.blocked:
@@ -53,10 +64,15 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
             yield dg.AssetObservation(asset_key=key, metadata=result.alert_details())
         yield dg.MaterializeResult(asset_key=key, metadata=result.metadata())
         yield dg.AssetCheckResult(
-            asset_key=key, check_name="quality_gate", passed=result.outcome.rejected.height == 0,
+            asset_key=key,
+            check_name="quality_gate",
+            passed=result.outcome.rejected.height == 0,
             severity=dg.AssetCheckSeverity.ERROR if result.blocked else dg.AssetCheckSeverity.WARN,
-            metadata={**result.check_metadata(),
-                      "failure_cases": dg.MetadataValue.md(failure_sample(result.outcome.failures))})
+            metadata={
+                **result.check_metadata(),
+                "failure_cases": dg.MetadataValue.md(failure_sample(result.outcome.failures)),
+            },
+        )
 
     return canonical_entity
 
@@ -65,10 +81,17 @@ DUPLICATE_SOURCES = {"contacts": "customer_id", "accounts": "account_id"}
 
 
 @dg.asset(
-    key=["canonical", "duplicates"], deps=[_key("contact"), _key("account")], group_name="canonical",
-    kinds={"polars", "duckdb"}, pool=WAREHOUSE_POOL, tags={"layer": "canonical"}, owners=["team:data"],
+    key=["canonical", "duplicates"],
+    deps=[_key("contact"), _key("account")],
+    group_name="canonical",
+    kinds={"polars", "duckdb"},
+    pool=WAREHOUSE_POOL,
+    tags={"layer": "canonical"},
+    owners=["team:data"],
 )
-def canonical_duplicates(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def canonical_duplicates(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     """Who is in here twice, inside one CRM or across CRMs: the first question of an integration audit.
 
     Groups live records by golden id (contacts: normalized email; accounts: domain, then name) and
@@ -81,9 +104,16 @@ def canonical_duplicates(context: dg.AssetExecutionContext, warehouse: Warehouse
             continue
         rows = store.read_frame(sql("SELECT * FROM {table}", table=ident("canonical", table)))
         report = duplicate_report(rows, id_column)
-        groups.append(report.groups.select(
-            pl.lit(table).alias("entity"), pl.col(id_column).alias("golden_id"), "records",
-            pl.col("systems").list.join("+").alias("systems"), "within_crm", "cross_crm"))
+        groups.append(
+            report.groups.select(
+                pl.lit(table).alias("entity"),
+                pl.col(id_column).alias("golden_id"),
+                "records",
+                pl.col("systems").list.join("+").alias("systems"),
+                "within_crm",
+                "cross_crm",
+            )
+        )
         summaries.append(report.summary.with_columns(pl.lit(table).alias("entity")))
         counts[table] = report.counts()
     all_groups = pl.concat(groups) if groups else pl.DataFrame()
@@ -92,19 +122,27 @@ def canonical_duplicates(context: dg.AssetExecutionContext, warehouse: Warehouse
         store.write_frame(all_groups, "canonical", "duplicate_groups")
         store.write_frame(summary, "canonical", "duplicate_summary")
     lines = ["| entity | scope | groups | records |", "|---|---|---|---|"]
-    lines += [f"| {r['entity']} | {r['scope']} | {r['groups']} | {r['records']} |" for r in summary.iter_rows(named=True)]
-    return dg.MaterializeResult(metadata={
-        "duplicate_groups": all_groups.height,
-        "cross_crm_groups": int(all_groups["cross_crm"].sum()) if all_groups.height else 0,
-        "within_crm_groups": int(all_groups["within_crm"].sum()) if all_groups.height else 0,
-        "by_scope": counts,
-        "summary": dg.MetadataValue.md("\n".join(lines)),
-    })
+    lines += [
+        f"| {r['entity']} | {r['scope']} | {r['groups']} | {r['records']} |"
+        for r in summary.iter_rows(named=True)
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "duplicate_groups": all_groups.height,
+            "cross_crm_groups": int(all_groups["cross_crm"].sum()) if all_groups.height else 0,
+            "within_crm_groups": int(all_groups["within_crm"].sum()) if all_groups.height else 0,
+            "by_scope": counts,
+            "summary": dg.MetadataValue.md("\n".join(lines)),
+        }
+    )
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     assets = [*(build_canonical_asset(entity) for entity in ENTITY_TABLES), canonical_duplicates]
-    job = dg.define_asset_job("canonical_build", selection=dg.AssetSelection.groups("canonical"),
-                              description="Rebuild the canonical model from the raw tables.")
+    job = dg.define_asset_job(
+        "canonical_build",
+        selection=dg.AssetSelection.groups("canonical"),
+        description="Rebuild the canonical model from the raw tables.",
+    )
     return dg.Definitions(assets=assets, jobs=[job])

@@ -14,17 +14,26 @@ from sync_platform.defs.resources import WAREHOUSE_POOL, WarehouseResource
 
 
 @dg.asset(
-    key=["canonical", SHAREABLE_TABLE], deps=[dg.AssetKey(["canonical", "contacts"])], group_name="canonical",
-    kinds={"polars", "duckdb"}, pool=WAREHOUSE_POOL, tags={"layer": "canonical"}, owners=["team:data"],
+    key=["canonical", SHAREABLE_TABLE],
+    deps=[dg.AssetKey(["canonical", "contacts"])],
+    group_name="canonical",
+    kinds={"polars", "duckdb"},
+    pool=WAREHOUSE_POOL,
+    tags={"layer": "canonical"},
+    owners=["team:data"],
 )
-def contacts_shareable(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def contacts_shareable(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     """Contacts that may be shared downstream: live, not opted out in any CRM, not erased.
 
     Sensitive columns stay encrypted. Policy: ``sync_platform/canonical/consent.py`` and the README.
     """
     store = warehouse.get()
     if not store.table_exists("canonical", "contacts"):
-        return dg.MaterializeResult(metadata={"shareable": 0, "note": "canonical.contacts does not exist yet"})
+        return dg.MaterializeResult(
+            metadata={"shareable": 0, "note": "canonical.contacts does not exist yet"}
+        )
     contacts = store.read_frame("SELECT * FROM canonical.contacts")
     shareable = shareable_contacts(contacts, ErasureList.load(store).records)
     store.write_frame(shareable, "canonical", SHAREABLE_TABLE)

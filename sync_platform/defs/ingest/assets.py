@@ -8,7 +8,6 @@ so the next run starts from the same place. Every run, good or failed, writes on
 ``ops.audit_log`` entry per CRM object (step ``ingest``).
 """
 
-
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -50,9 +49,13 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
         dagster_dlt_translator=translator,
         pool=WAREHOUSE_POOL,
     )
-    def crm_raw_assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource, config: IngestConfig,
-                       warehouse: WarehouseResource, sync_config: SyncConfigResource
-                       ) -> Iterator[dg.MaterializeResult]:
+    def crm_raw_assets(
+        context: dg.AssetExecutionContext,
+        dlt: DagsterDltResource,
+        config: IngestConfig,
+        warehouse: WarehouseResource,
+        sync_config: SyncConfigResource,
+    ) -> Iterator[dg.MaterializeResult]:
         store = warehouse.get()
         report = SyncReport(crm)
         source = build_source(crm, sync_config.load().crm(crm), report=report)
@@ -70,17 +73,25 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
             if cause is None:
                 raise
             DeadLetterQueue(store).add_failure(cause, tables, context.run_id)
-            raise dg.Failure(description=str(cause), metadata={
-                "error_kind": cause.kind.value, "attempts": cause.attempts, "dead_letters": len(tables),
-                **report.stats.as_metadata()}) from None
+            raise dg.Failure(
+                description=str(cause),
+                metadata={
+                    "error_kind": cause.kind.value,
+                    "attempts": cause.attempts,
+                    "dead_letters": len(tables),
+                    **report.stats.as_metadata(),
+                },
+            ) from None
         elapsed = time.monotonic() - started
         _dead_letter_rejects(context, store, report)
         load_ids = list(pipeline.last_trace.last_load_info.loads_ids) if pipeline.last_trace else []
         entries = []
         for result in results:
             table = result.asset_key.path[-1]  # type: ignore[union-attr]
-            metadata = {**(result.metadata or {}),
-                        **load_metrics(store, report, table, before[table], elapsed, load_ids)}
+            metadata = {
+                **(result.metadata or {}),
+                **load_metrics(store, report, table, before[table], elapsed, load_ids),
+            }
             entries.append(load_audit_entry(metadata, crm, table, context.run_id, started_at))
             yield dg.MaterializeResult(asset_key=result.asset_key, metadata=metadata)
         AuditLog(store).record(*entries)
@@ -88,13 +99,24 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
     return crm_raw_assets
 
 
-def _audit_failure(context: dg.AssetExecutionContext, warehouse: Warehouse, crm: str, tables: list[str],
-                   started_at: datetime, exc: BaseException, cause) -> None:
+def _audit_failure(
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    crm: str,
+    tables: list[str],
+    started_at: datetime,
+    exc: BaseException,
+    cause,
+) -> None:
     """Audit a failed load per object. Best effort: it must never hide the failure it records."""
     try:
-        AuditLog(warehouse).record(*failed_load_audit_entries(crm, tables, context.run_id, started_at, exc, cause))
+        AuditLog(warehouse).record(
+            *failed_load_audit_entries(crm, tables, context.run_id, started_at, exc, cause)
+        )
     except Exception as audit_exc:  # noqa: BLE001 - the load's own error is the one to raise
-        context.log.warning(f"could not write the audit entry of the failed {crm} load: {type(audit_exc).__name__}")
+        context.log.warning(
+            f"could not write the audit entry of the failed {crm} load: {type(audit_exc).__name__}"
+        )
 
 
 def _dead_letter_rejects(context: dg.AssetExecutionContext, warehouse: Warehouse, report: SyncReport) -> None:
@@ -104,8 +126,10 @@ def _dead_letter_rejects(context: dg.AssetExecutionContext, warehouse: Warehouse
         if resource.rejects:
             queue.add_records(report.crm, table, resource.rejects, context.run_id)
             kinds = sorted({r.kind for r in resource.rejects})
-            context.log.warning(f"{report.crm} {table}: {len(resource.rejects)} record(s) not loaded "
-                                f"({', '.join(kinds)}); kept as dead letters, replay with `sync-platform dlq replay`")
+            context.log.warning(
+                f"{report.crm} {table}: {len(resource.rejects)} record(s) not loaded "
+                f"({', '.join(kinds)}); kept as dead letters, replay with `sync-platform dlq replay`"
+            )
 
 
 raw_assets = [build_crm_assets(crm) for crm in CRMS if load_sync_config().crm(crm).enabled]

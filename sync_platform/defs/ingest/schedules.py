@@ -23,17 +23,32 @@ def defs() -> dg.Definitions:
     enabled = [crm for crm in CRMS if config.crm(crm).enabled]
     for crm in enabled:
         cfg = config.crm(crm)
-        sync = dg.define_asset_job(f"{crm}_sync", selection=_selection(crm), tags={"crm": crm},
-                                   description=f"Incremental sync of {crm} (every {cfg.schedule_minutes} min).")
+        sync = dg.define_asset_job(
+            f"{crm}_sync",
+            selection=_selection(crm),
+            tags={"crm": crm},
+            description=f"Incremental sync of {crm} (every {cfg.schedule_minutes} min).",
+        )
         full = dg.define_asset_job(
-            f"{crm}_full_refresh", selection=_selection(crm), tags={"crm": crm, "full_refresh": "true"},
+            f"{crm}_full_refresh",
+            selection=_selection(crm),
+            tags={"crm": crm, "full_refresh": "true"},
             config={"ops": {f"{crm}_raw": {"config": {"full_refresh": True}}}},
-            description=f"Drop {crm}'s saved cursors and re-read everything (merge keeps it idempotent).")
+            description=f"Drop {crm}'s saved cursors and re-read everything (merge keeps it idempotent).",
+        )
         jobs += [sync, full]
-        schedules.append(dg.ScheduleDefinition(
-            name=f"{crm}_sync_schedule", job=sync, cron_schedule=cfg.cron, execution_timezone="UTC",
-            default_status=dg.DefaultScheduleStatus.STOPPED,
-            description=f"{crm} incremental sync every {cfg.schedule_minutes} minute(s)."))
+        schedules.append(
+            dg.ScheduleDefinition(
+                name=f"{crm}_sync_schedule",
+                job=sync,
+                cron_schedule=cfg.cron,
+                execution_timezone="UTC",
+                default_status=dg.DefaultScheduleStatus.STOPPED,
+                description=f"{crm} incremental sync every {cfg.schedule_minutes} minute(s).",
+            )
+        )
     selection = dg.AssetSelection.groups(*[f"raw_{crm}" for crm in enabled]).without_checks()
-    jobs.append(dg.define_asset_job("sync_all", selection=selection, description="Incremental sync of every CRM."))
+    jobs.append(
+        dg.define_asset_job("sync_all", selection=selection, description="Incremental sync of every CRM.")
+    )
     return dg.Definitions(jobs=jobs, schedules=schedules)

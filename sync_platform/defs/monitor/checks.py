@@ -33,7 +33,13 @@ def defs() -> dg.Definitions:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.SupersessionWarning)
         sensor = dg.build_sensor_for_freshness_checks(
-            freshness_checks=checks, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
-    job = dg.define_asset_job("freshness_checks", selection=dg.AssetSelection.checks(*checks),
-                              description="Evaluate every raw and canonical asset's freshness check now.")
+            freshness_checks=checks,
+            minimum_interval_seconds=60,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+        )
+    job = dg.define_asset_job(
+        "freshness_checks",
+        selection=dg.AssetSelection.checks(*checks),
+        description="Evaluate every raw and canonical asset's freshness check now.",
+    )
     return dg.Definitions(asset_checks=checks, sensors=[sensor], jobs=[job])

@@ -26,8 +26,15 @@ _WRITING = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.Dagste
 
 
 def _summary(outcome: AlertOutcome) -> str:
-    parts = [f"{name} {', '.join(keys)}" for name, keys in
-             (("raised", outcome.raised), ("escalated", outcome.escalated), ("resolved", outcome.resolved)) if keys]
+    parts = [
+        f"{name} {', '.join(keys)}"
+        for name, keys in (
+            ("raised", outcome.raised),
+            ("escalated", outcome.escalated),
+            ("resolved", outcome.resolved),
+        )
+        if keys
+    ]
     if outcome.repeated:
         parts.append(f"{len(outcome.repeated)} still open")
     if outcome.pending_notices:
@@ -35,28 +42,37 @@ def _summary(outcome: AlertOutcome) -> str:
     return "; ".join(parts) or "all clear"
 
 
-def run_monitor(context: dg.SensorEvaluationContext, resource: WarehouseResource,
-                body: Callable[[Warehouse, datetime], str]) -> dg.SkipReason:
+def run_monitor(
+    context: dg.SensorEvaluationContext,
+    resource: WarehouseResource,
+    body: Callable[[Warehouse, datetime], str],
+) -> dg.SkipReason:
     """Run ``body`` against the warehouse unless a run is writing to DuckDB right now."""
     warehouse = resource.get()
     if warehouse.kind == DUCKDB:
         skipped = int(context.cursor or 0)
         if skipped < STAND_ASIDE_TICKS and context.instance.get_runs(
-                filters=dg.RunsFilter(statuses=_WRITING), limit=1):
+            filters=dg.RunsFilter(statuses=_WRITING), limit=1
+        ):
             context.update_cursor(str(skipped + 1))
             return dg.SkipReason("a run is writing to the DuckDB warehouse: standing aside this tick")
     context.update_cursor("0")
     try:
         return dg.SkipReason(body(warehouse, get_current_datetime()))
     except Exception as exc:
-        if type(exc).__name__ == "IOException" and "lock" in str(exc).lower():  # duckdb: another process has it
+        if (
+            type(exc).__name__ == "IOException" and "lock" in str(exc).lower()
+        ):  # duckdb: another process has it
             return dg.SkipReason("the DuckDB warehouse is locked by another process: trying again next tick")
         raise
 
 
-@dg.sensor(name="freshness_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
-def freshness_alerts(context: dg.SensorEvaluationContext, warehouse: WarehouseResource,
-                     sync_config: SyncConfigResource) -> dg.SkipReason:
+@dg.sensor(
+    name="freshness_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING
+)
+def freshness_alerts(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
+) -> dg.SkipReason:
     """Alert when a raw or canonical asset was last updated longer ago than its freshness SLO; resolve when fresh."""
 
     def body(store: Warehouse, now: datetime) -> str:
@@ -68,33 +84,49 @@ def freshness_alerts(context: dg.SensorEvaluationContext, warehouse: WarehouseRe
     return run_monitor(context, warehouse, body)
 
 
-@dg.sensor(name="dead_letter_alerts", minimum_interval_seconds=120, default_status=dg.DefaultSensorStatus.RUNNING)
-def dead_letter_alerts(context: dg.SensorEvaluationContext, warehouse: WarehouseResource,
-                       sync_config: SyncConfigResource) -> dg.SkipReason:
+@dg.sensor(
+    name="dead_letter_alerts", minimum_interval_seconds=120, default_status=dg.DefaultSensorStatus.RUNNING
+)
+def dead_letter_alerts(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
+) -> dg.SkipReason:
     """Alert on pending dead letters per CRM and on a CRM whose recent syncs fail too often, with the error kinds."""
 
     def body(store: Warehouse, now: datetime) -> str:
         config = sync_config.load()
         book = AlertBook(store)
-        depth = book.report(health.DEAD_LETTER_SCOPE, health.dead_letter_findings(
-            DeadLetterQueue(store).pending(), config.alerts), now=now)
-        runs = {crm: run_history.recent_sync_runs(context.instance, crm, config.alerts.error_rate_runs)
-                for crm in CRMS if config.crm(crm).enabled}
+        depth = book.report(
+            health.DEAD_LETTER_SCOPE,
+            health.dead_letter_findings(DeadLetterQueue(store).pending(), config.alerts),
+            now=now,
+        )
+        runs = {
+            crm: run_history.recent_sync_runs(context.instance, crm, config.alerts.error_rate_runs)
+            for crm in CRMS
+            if config.crm(crm).enabled
+        }
         failed = [r.run_id for outcomes in runs.values() for r in outcomes if r.failed]
-        rate = book.report(health.ERROR_RATE_SCOPE, health.error_rate_findings(
-            runs, health.dead_letters_of_runs(store, failed), config.alerts), now=now)
+        rate = book.report(
+            health.ERROR_RATE_SCOPE,
+            health.error_rate_findings(runs, health.dead_letters_of_runs(store, failed), config.alerts),
+            now=now,
+        )
         return f"dead letters: {_summary(depth)}. error rate: {_summary(rate)}"
 
     return run_monitor(context, warehouse, body)
 
 
-@dg.sensor(name="quality_gate_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    name="quality_gate_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING
+)
 def quality_gate_alerts(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SkipReason:
     """Alert while the newest canonical build of an entity was blocked by its quality gate (blast radius)."""
 
     def body(store: Warehouse, now: datetime) -> str:
         latest = run_history.latest_metadata(context.instance, canonical_entity_paths())
-        return _summary(AlertBook(store).report(quality_gate.SCOPE, quality_gate.blast_radius_findings(latest), now=now))
+        return _summary(
+            AlertBook(store).report(quality_gate.SCOPE, quality_gate.blast_radius_findings(latest), now=now)
+        )
 
     return run_monitor(context, warehouse, body)
 

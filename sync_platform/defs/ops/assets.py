@@ -15,10 +15,17 @@ from sync_platform.ops.audit import AuditEntry, AuditLog
 RETENTION_CRON = "30 3 * * *"  # daily, 03:30 UTC: away from the quarter-hour syncs
 
 
-@dg.asset(key=["ops", "audit_retention"], group_name="ops", kinds={"duckdb"}, pool=WAREHOUSE_POOL,
-          tags={"layer": "ops"}, owners=["team:data"])
-def audit_retention(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                    sync_config: SyncConfigResource) -> dg.MaterializeResult:
+@dg.asset(
+    key=["ops", "audit_retention"],
+    group_name="ops",
+    kinds={"duckdb"},
+    pool=WAREHOUSE_POOL,
+    tags={"layer": "ops"},
+    owners=["team:data"],
+)
+def audit_retention(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
+) -> dg.MaterializeResult:
     """Delete audit-log entries older than ``audit.retention_days``: the trail is kept as long as the
     policy says, and no longer."""
     days = sync_config.load().audit.retention_days
@@ -26,19 +33,36 @@ def audit_retention(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     log = AuditLog(warehouse.get())
     purged = log.purge_older_than(days, now=started_at)
     cutoff = started_at - timedelta(days=days)
-    log.record(AuditEntry(run_id=context.run_id, step="retention", crm=None, entity="audit_log",
-                          started_at=started_at, ended_at=datetime.now(UTC), deleted=purged,
-                          details={"retention_days": days, "cutoff": cutoff.isoformat()}))
-    return dg.MaterializeResult(metadata={"rows_purged": purged, "retention_days": days,
-                                          "cutoff": cutoff.isoformat()})
+    log.record(
+        AuditEntry(
+            run_id=context.run_id,
+            step="retention",
+            crm=None,
+            entity="audit_log",
+            started_at=started_at,
+            ended_at=datetime.now(UTC),
+            deleted=purged,
+            details={"retention_days": days, "cutoff": cutoff.isoformat()},
+        )
+    )
+    return dg.MaterializeResult(
+        metadata={"rows_purged": purged, "retention_days": days, "cutoff": cutoff.isoformat()}
+    )
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    job = dg.define_asset_job("audit_retention", selection=dg.AssetSelection.assets(audit_retention),
-                              description="Purge audit-log entries older than audit.retention_days.")
+    job = dg.define_asset_job(
+        "audit_retention",
+        selection=dg.AssetSelection.assets(audit_retention),
+        description="Purge audit-log entries older than audit.retention_days.",
+    )
     schedule = dg.ScheduleDefinition(
-        name="audit_retention_schedule", job=job, cron_schedule=RETENTION_CRON, execution_timezone="UTC",
+        name="audit_retention_schedule",
+        job=job,
+        cron_schedule=RETENTION_CRON,
+        execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Daily audit-log retention (needs no credentials, so it starts running).")
+        description="Daily audit-log retention (needs no credentials, so it starts running).",
+    )
     return dg.Definitions(assets=[audit_retention], jobs=[job], schedules=[schedule])

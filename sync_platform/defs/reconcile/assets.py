@@ -8,7 +8,6 @@ resolves alerts for drift and for cursor anomalies (the frozen-timestamp inciden
 marks ids the CRM no longer has as deleted, re-reconciles and records every repair in the audit log.
 """
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -38,17 +37,30 @@ def _findings(result: TargetResult) -> list[Finding]:
     found = []
     drift = sum(result.diff.counts.values())
     if drift:
-        found.append(Finding(
-            key=f"{scope}drift", severity="error" if result.status == "error" else "warning",
-            finding="drift_above_threshold" if result.status == "error" else "drift",
-            message=f"{t.crm}.{t.table}: {drift} of {result.diff.source_records} records differ "
-                    f"({result.diff.drift_share:.2%}, threshold {result.threshold:.2%})",
-            crm=t.crm, asset=t.asset_path, details={"counts": result.diff.counts, "sample_ids": result.sample_ids()}))
+        found.append(
+            Finding(
+                key=f"{scope}drift",
+                severity="error" if result.status == "error" else "warning",
+                finding="drift_above_threshold" if result.status == "error" else "drift",
+                message=f"{t.crm}.{t.table}: {drift} of {result.diff.source_records} records differ "
+                f"({result.diff.drift_share:.2%}, threshold {result.threshold:.2%})",
+                crm=t.crm,
+                asset=t.asset_path,
+                details={"counts": result.diff.counts, "sample_ids": result.sample_ids()},
+            )
+        )
     for anomaly in result.anomalies:
-        found.append(Finding(
-            key=f"{scope}{anomaly.name}", severity="error" if anomaly.name in ERROR_ANOMALIES else "warning",
-            finding=anomaly.name, message=f"{t.crm}.{t.table}: {anomaly.name}: {anomaly.count} records. {anomaly.detail}",
-            crm=t.crm, asset=t.asset_path, details={"count": anomaly.count, "example_ids": anomaly.example_ids}))
+        found.append(
+            Finding(
+                key=f"{scope}{anomaly.name}",
+                severity="error" if anomaly.name in ERROR_ANOMALIES else "warning",
+                finding=anomaly.name,
+                message=f"{t.crm}.{t.table}: {anomaly.name}: {anomaly.count} records. {anomaly.detail}",
+                crm=t.crm,
+                asset=t.asset_path,
+                details={"count": anomaly.count, "example_ids": anomaly.example_ids},
+            )
+        )
     return found
 
 
@@ -64,8 +76,11 @@ def _metadata(result: TargetResult) -> dict:
         "status": result.status,
         "compared_fields": list(result.target.fields),
         "top_fields": dg.MetadataValue.md(
-            "| field | differing |\n|---|---|\n" + "\n".join(f"| {r[0]} | {r[1]} |" for r in top.head(10).rows()))
-        if not top.is_empty() else "none",
+            "| field | differing |\n|---|---|\n"
+            + "\n".join(f"| {r[0]} | {r[1]} |" for r in top.head(10).rows())
+        )
+        if not top.is_empty()
+        else "none",
         "sample_ids": result.sample_ids(),
         "anomalies": {a.name: a.count for a in result.anomalies},
     }
@@ -74,49 +89,97 @@ def _metadata(result: TargetResult) -> dict:
 def _check(result: TargetResult, key: dg.AssetKey) -> dg.AssetCheckResult:
     drift = sum(result.diff.counts.values())
     return dg.AssetCheckResult(
-        asset_key=key, check_name="drift_threshold", passed=drift == 0,
+        asset_key=key,
+        check_name="drift_threshold",
+        passed=drift == 0,
         severity=dg.AssetCheckSeverity.ERROR if result.status == "error" else dg.AssetCheckSeverity.WARN,
-        metadata={"drift_pct": round(100 * result.diff.drift_share, 4),
-                  "threshold_pct": round(100 * result.threshold, 4), "differing": drift,
-                  "counts": result.diff.counts})
+        metadata={
+            "drift_pct": round(100 * result.diff.drift_share, 4),
+            "threshold_pct": round(100 * result.threshold, 4),
+            "differing": drift,
+            "counts": result.diff.counts,
+        },
+    )
 
 
-def _cycle(crm: str, run_id: str, warehouse: Warehouse, config: SyncConfig,
-           only: list[str] | None = None) -> tuple[list[TargetResult], dict]:
+def _cycle(
+    crm: str, run_id: str, warehouse: Warehouse, config: SyncConfig, only: list[str] | None = None
+) -> tuple[list[TargetResult], dict]:
     rc = config.reconcile
     started = now()
-    results, report = run_cycle(crm, config.crm(crm), run_id, warehouse, rc.threshold,
-                                {"identical_share": rc.identical_cursor_share}, only=only, engine=rc.engine)
+    results, report = run_cycle(
+        crm,
+        config.crm(crm),
+        run_id,
+        warehouse,
+        rc.threshold,
+        {"identical_share": rc.identical_cursor_share},
+        only=only,
+        engine=rc.engine,
+    )
     book = AlertBook(warehouse)
     for result in results:
         book.report(f"reconcile:{crm}:{result.target.table}:", _findings(result))
-    AuditLog(warehouse).record(*(AuditEntry(
-        run_id=run_id, step="reconcile", crm=crm, entity=r.target.table, started_at=started, ended_at=r.checked_at,
-        records_read=r.diff.source_records, status="success" if r.status != "error" else "partial",
-        details={"counts": r.diff.counts, "drift_share": r.diff.drift_share, "threshold": r.threshold})
-        for r in results))
+    AuditLog(warehouse).record(
+        *(
+            AuditEntry(
+                run_id=run_id,
+                step="reconcile",
+                crm=crm,
+                entity=r.target.table,
+                started_at=started,
+                ended_at=r.checked_at,
+                records_read=r.diff.source_records,
+                status="success" if r.status != "error" else "partial",
+                details={
+                    "counts": r.diff.counts,
+                    "drift_share": r.diff.drift_share,
+                    "threshold": r.threshold,
+                },
+            )
+            for r in results
+        )
+    )
     return results, report.stats.as_metadata()
 
 
 def build_reconcile_assets(crm: str) -> dg.AssetsDefinition:
     wanted = targets(crm)
-    specs = [dg.AssetSpec(
-        key=reconcile_key(crm, t.table), deps=[dg.AssetKey(["raw", crm, t.table])], group_name="reconcile",
-        kinds={"polars", "duckdb"}, owners=["team:data"], tags={"layer": "reconcile"},
-        description=f"{crm} {t.table} listed at the source and compared with the warehouse: missing, extra, "
-                    f"stale and diverged records, drift share, cursor anomalies.") for t in wanted]
-    checks = [dg.AssetCheckSpec("drift_threshold", asset=spec.key,
-                                description="ERROR when drift exceeds the configured share; WARN on any drift.")
-              for spec in specs]
+    specs = [
+        dg.AssetSpec(
+            key=reconcile_key(crm, t.table),
+            deps=[dg.AssetKey(["raw", crm, t.table])],
+            group_name="reconcile",
+            kinds={"polars", "duckdb"},
+            owners=["team:data"],
+            tags={"layer": "reconcile"},
+            description=f"{crm} {t.table} listed at the source and compared with the warehouse: missing, extra, "
+            f"stale and diverged records, drift share, cursor anomalies.",
+        )
+        for t in wanted
+    ]
+    checks = [
+        dg.AssetCheckSpec(
+            "drift_threshold",
+            asset=spec.key,
+            description="ERROR when drift exceeds the configured share; WARN on any drift.",
+        )
+        for spec in specs
+    ]
 
-    @dg.multi_asset(name=f"reconcile_{crm}", specs=specs, check_specs=checks, pool=WAREHOUSE_POOL, can_subset=True)
-    def reconcile_crm(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                      sync_config: SyncConfigResource) -> Iterator:
+    @dg.multi_asset(
+        name=f"reconcile_{crm}", specs=specs, check_specs=checks, pool=WAREHOUSE_POOL, can_subset=True
+    )
+    def reconcile_crm(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
+    ) -> Iterator:
         selected = [key.path[-1] for key in context.selected_asset_keys]
         results, requests = _cycle(crm, context.run_id, warehouse.get(), sync_config.load(), only=selected)
         for result in results:
             key = reconcile_key(crm, result.target.table)
-            yield dg.MaterializeResult(asset_key=key, metadata={**_metadata(result), "listing_requests": requests})
+            yield dg.MaterializeResult(
+                asset_key=key, metadata={**_metadata(result), "listing_requests": requests}
+            )
             yield _check(result, key)
 
     return reconcile_crm
@@ -126,34 +189,72 @@ def build_remediation_asset(crm: str) -> dg.AssetsDefinition:
     wanted = targets(crm)
 
     @dg.asset(
-        key=["remediate", crm], deps=[reconcile_key(crm, t.table) for t in wanted], group_name="reconcile",
-        kinds={"dlt", "duckdb"}, owners=["team:data"], pool=WAREHOUSE_POOL, tags={"layer": "reconcile"},
-        check_specs=[dg.AssetCheckSpec("drift_after_remediation", asset=["remediate", crm],
-                                       description="Every repaired id agrees with the CRM afterwards.")],
+        key=["remediate", crm],
+        deps=[reconcile_key(crm, t.table) for t in wanted],
+        group_name="reconcile",
+        kinds={"dlt", "duckdb"},
+        owners=["team:data"],
+        pool=WAREHOUSE_POOL,
+        tags={"layer": "reconcile"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "drift_after_remediation",
+                asset=["remediate", crm],
+                description="Every repaired id agrees with the CRM afterwards.",
+            )
+        ],
     )
-    def remediate_crm(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                      sync_config: SyncConfigResource) -> Iterator:
+    def remediate_crm(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
+    ) -> Iterator:
         """Re-fetch exactly the ids the last reconciliation found different, then re-reconcile."""
         store, config = warehouse.get(), sync_config.load()
         started = now()
         outcome = remediate(crm, store, config.crm(crm))
         context.log.info(f"{crm}: re-fetched {outcome.fetched}, marked deleted {outcome.marked_deleted}")
-        results, requests = (_cycle(crm, context.run_id, store, config, only=list(outcome.requested))
-                             if outcome.touched else ([], {}))
+        results, requests = (
+            _cycle(crm, context.run_id, store, config, only=list(outcome.requested))
+            if outcome.touched
+            else ([], {})
+        )
         remaining = {r.target.table: sum(r.diff.counts.values()) for r in results}
-        AuditLog(store).record(*(AuditEntry(
-            run_id=context.run_id, step="remediate", crm=crm, entity=table, started_at=started, ended_at=now(),
-            records_read=outcome.requested.get(table, 0), updated=outcome.fetched.get(table, 0),
-            deleted=outcome.marked_deleted.get(table, 0),
-            status="success" if not remaining.get(table) else "partial",
-            details={"requested": outcome.requested.get(table, 0), "remaining_drift": remaining.get(table, 0)})
-            for table in outcome.requested))
+        AuditLog(store).record(
+            *(
+                AuditEntry(
+                    run_id=context.run_id,
+                    step="remediate",
+                    crm=crm,
+                    entity=table,
+                    started_at=started,
+                    ended_at=now(),
+                    records_read=outcome.requested.get(table, 0),
+                    updated=outcome.fetched.get(table, 0),
+                    deleted=outcome.marked_deleted.get(table, 0),
+                    status="success" if not remaining.get(table) else "partial",
+                    details={
+                        "requested": outcome.requested.get(table, 0),
+                        "remaining_drift": remaining.get(table, 0),
+                    },
+                )
+                for table in outcome.requested
+            )
+        )
         repaired_left = {t: n for t, n in outcome.still_different(results).items() if n}
-        yield dg.MaterializeResult(metadata={
-            "requested": outcome.requested, "fetched": outcome.fetched, "marked_deleted": outcome.marked_deleted,
-            "remaining_drift": remaining, "repaired_ids_still_different": repaired_left, "requests": requests})
-        yield dg.AssetCheckResult(check_name="drift_after_remediation", passed=not repaired_left,
-                                  metadata={"repaired_ids_still_different": repaired_left})
+        yield dg.MaterializeResult(
+            metadata={
+                "requested": outcome.requested,
+                "fetched": outcome.fetched,
+                "marked_deleted": outcome.marked_deleted,
+                "remaining_drift": remaining,
+                "repaired_ids_still_different": repaired_left,
+                "requests": requests,
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name="drift_after_remediation",
+            passed=not repaired_left,
+            metadata={"repaired_ids_still_different": repaired_left},
+        )
 
     return remediate_crm
 
@@ -161,13 +262,25 @@ def build_remediation_asset(crm: str) -> dg.AssetsDefinition:
 CROSS_CRM_KEY = dg.AssetKey(["reconcile", "across_crms"])
 
 
-@dg.asset(key=CROSS_CRM_KEY, deps=[dg.AssetKey(["canonical", "contacts"]), dg.AssetKey(["canonical", "accounts"])],
-          group_name="reconcile", kinds={"polars", "duckdb"}, owners=["team:data"], pool=WAREHOUSE_POOL,
-          tags={"layer": "reconcile"},
-          check_specs=[dg.AssetCheckSpec("systems_agree", asset=CROSS_CRM_KEY,
-                                         description="Warns when linked golden records carry conflicting values.")])
-def reconcile_across_crms(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                          sync_config: SyncConfigResource):
+@dg.asset(
+    key=CROSS_CRM_KEY,
+    deps=[dg.AssetKey(["canonical", "contacts"]), dg.AssetKey(["canonical", "accounts"])],
+    group_name="reconcile",
+    kinds={"polars", "duckdb"},
+    owners=["team:data"],
+    pool=WAREHOUSE_POOL,
+    tags={"layer": "reconcile"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "systems_agree",
+            asset=CROSS_CRM_KEY,
+            description="Warns when linked golden records carry conflicting values.",
+        )
+    ],
+)
+def reconcile_across_crms(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
+):
     """Do all systems agree? The same customer or company in several CRMs, field by field.
 
     Golden records held by two or more CRMs are compared on their descriptive fields (names,
@@ -182,23 +295,49 @@ def reconcile_across_crms(context: dg.AssetExecutionContext, warehouse: Warehous
     frames = [o.conflicts.with_columns(pl.lit(o.entity).alias("entity")) for o in outcomes]
     conflicts = pl.concat(frames) if frames else pl.DataFrame()
     if not conflicts.is_empty():
-        store.write_frame(conflicts.with_columns(pl.lit(checked_at).alias("checked_at")), "reconcile",
-                          "cross_crm_conflicts")
+        store.write_frame(
+            conflicts.with_columns(pl.lit(checked_at).alias("checked_at")), "reconcile", "cross_crm_conflicts"
+        )
     elif store.table_exists("reconcile", "cross_crm_conflicts"):
         store.query("DELETE FROM reconcile.cross_crm_conflicts")
-    record_drift(store, [drift_row(o.diff, "all", o.entity, threshold, checked_at=checked_at,
-                                       run_id=context.run_id, direction=ACROSS_CRMS) for o in outcomes])
-    summary = {o.entity: {"linked": o.linked, "conflicting": o.diff.differing,
-                          "by_field": dict(o.field_counts().iter_rows())} for o in outcomes}
-    yield dg.MaterializeResult(metadata={
-        "linked_golden_records": {o.entity: o.linked for o in outcomes},
-        "conflicting_golden_records": {o.entity: o.diff.differing for o in outcomes},
-        "conflicts_by_field": {o.entity: dict(o.field_counts().iter_rows()) for o in outcomes},
-        "threshold_pct": round(100 * threshold, 3),
-    })
-    yield dg.AssetCheckResult(check_name="systems_agree", asset_key=CROSS_CRM_KEY,
-                              passed=not any(o.diff.differing for o in outcomes),
-                              severity=dg.AssetCheckSeverity.WARN, metadata={"summary": summary})
+    record_drift(
+        store,
+        [
+            drift_row(
+                o.diff,
+                "all",
+                o.entity,
+                threshold,
+                checked_at=checked_at,
+                run_id=context.run_id,
+                direction=ACROSS_CRMS,
+            )
+            for o in outcomes
+        ],
+    )
+    summary = {
+        o.entity: {
+            "linked": o.linked,
+            "conflicting": o.diff.differing,
+            "by_field": dict(o.field_counts().iter_rows()),
+        }
+        for o in outcomes
+    }
+    yield dg.MaterializeResult(
+        metadata={
+            "linked_golden_records": {o.entity: o.linked for o in outcomes},
+            "conflicting_golden_records": {o.entity: o.diff.differing for o in outcomes},
+            "conflicts_by_field": {o.entity: dict(o.field_counts().iter_rows()) for o in outcomes},
+            "threshold_pct": round(100 * threshold, 3),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name="systems_agree",
+        asset_key=CROSS_CRM_KEY,
+        passed=not any(o.diff.differing for o in outcomes),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"summary": summary},
+    )
 
 
 def build_report_asset(crms: list[str]) -> dg.AssetsDefinition:
@@ -206,10 +345,18 @@ def build_report_asset(crms: list[str]) -> dg.AssetsDefinition:
     deps += [dg.AssetKey(["remediate", crm]) for crm in crms]
     deps.append(CROSS_CRM_KEY)
 
-    @dg.asset(key=["reconcile", "report"], deps=deps, group_name="reconcile", kinds={"html", "polars"},
-              owners=["team:data"], pool=WAREHOUSE_POOL, tags={"layer": "reconcile"})
-    def reconcile_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                         sync_config: SyncConfigResource) -> dg.MaterializeResult:
+    @dg.asset(
+        key=["reconcile", "report"],
+        deps=deps,
+        group_name="reconcile",
+        kinds={"html", "polars"},
+        owners=["team:data"],
+        pool=WAREHOUSE_POOL,
+        tags={"layer": "reconcile"},
+    )
+    def reconcile_report(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
+    ) -> dg.MaterializeResult:
         """Do all systems agree? Counts per class, drift vs threshold, top fields, sample ids and the trend.
 
         Re-evaluates the latest listings against the raw tables as they are now (after any repair),
@@ -222,23 +369,40 @@ def build_report_asset(crms: list[str]) -> dg.AssetsDefinition:
         for crm in crms:
             for target in targets(crm):
                 if store.table_exists(listing_dataset(crm), target.table):
-                    entries.append(evaluate(store, target, rc.threshold(crm, target.table),
-                                            {"identical_share": rc.identical_cursor_share}, rc.engine).to_report())
+                    entries.append(
+                        evaluate(
+                            store,
+                            target,
+                            rc.threshold(crm, target.table),
+                            {"identical_share": rc.identical_cursor_share},
+                            rc.engine,
+                        ).to_report()
+                    )
         for outcome in (linked_conflicts(store, e) for e in COMPARED):
             if outcome is not None:
-                entries.append(EntityReport("all", outcome.entity, outcome.diff, rc.cross_crm_threshold,
-                                            outcome.field_counts(), direction=ACROSS_CRMS))
+                entries.append(
+                    EntityReport(
+                        "all",
+                        outcome.entity,
+                        outcome.diff,
+                        rc.cross_crm_threshold,
+                        outcome.field_counts(),
+                        direction=ACROSS_CRMS,
+                    )
+                )
         history = read_history(store)
         checked_at = now()
         path = write_report(entries, history, checked_at)
         context.log.info(f"reconciliation report: {path}")
-        return dg.MaterializeResult(metadata={
-            "report": dg.MetadataValue.md(report_markdown(entries, history, checked_at)),
-            "html": dg.MetadataValue.path(str(path)),
-            "entities": len(entries),
-            "differing": sum(e.diff.differing for e in entries),
-            "status": max((e.status for e in entries), key=["ok", "warn", "error"].index, default="ok"),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "report": dg.MetadataValue.md(report_markdown(entries, history, checked_at)),
+                "html": dg.MetadataValue.path(str(path)),
+                "entities": len(entries),
+                "differing": sum(e.diff.differing for e in entries),
+                "status": max((e.status for e in entries), key=["ok", "warn", "error"].index, default="ok"),
+            }
+        )
 
     return reconcile_report
 
@@ -254,20 +418,34 @@ def defs() -> dg.Definitions:
     remediation_assets = [build_remediation_asset(crm) for crm in crms]
     rc = config.reconcile
     reconcile_job = dg.define_asset_job(
-        "reconcile", selection=RECONCILE_SELECTION,
-        description="List every CRM and compare it with the warehouse (no repair).")
+        "reconcile",
+        selection=RECONCILE_SELECTION,
+        description="List every CRM and compare it with the warehouse (no repair).",
+    )
     repair_job = dg.define_asset_job(
-        "reconcile_and_repair", selection=dg.AssetSelection.groups("reconcile"),
-        description="Reconcile, re-fetch every differing record, re-reconcile.")
+        "reconcile_and_repair",
+        selection=dg.AssetSelection.groups("reconcile"),
+        description="Reconcile, re-fetch every differing record, re-reconcile.",
+    )
     remediate_job = dg.define_asset_job(
-        "remediate", selection=dg.AssetSelection.key_prefixes(["remediate"]) | dg.AssetSelection.assets(["reconcile", "report"]),
-        description="Re-fetch the records the last reconciliation found different (launch after reviewing it).")
+        "remediate",
+        selection=dg.AssetSelection.key_prefixes(["remediate"])
+        | dg.AssetSelection.assets(["reconcile", "report"]),
+        description="Re-fetch the records the last reconciliation found different (launch after reviewing it).",
+    )
     report_job = dg.define_asset_job(
-        "reconcile_report", selection=dg.AssetSelection.assets(CROSS_CRM_KEY, ["reconcile", "report"]),
-        description="Compare linked golden records across CRMs and write the reconciliation report.")
+        "reconcile_report",
+        selection=dg.AssetSelection.assets(CROSS_CRM_KEY, ["reconcile", "report"]),
+        description="Compare linked golden records across CRMs and write the reconciliation report.",
+    )
     schedule = dg.ScheduleDefinition(
-        name="reconcile_daily", cron_schedule=rc.schedule_cron, execution_timezone="UTC",
-        job=repair_job if rc.auto_remediate else reconcile_job)
-    return dg.Definitions(assets=[*reconcile_assets, *remediation_assets, reconcile_across_crms,
-                                  build_report_asset(crms)],
-                          jobs=[reconcile_job, repair_job, remediate_job, report_job], schedules=[schedule])
+        name="reconcile_daily",
+        cron_schedule=rc.schedule_cron,
+        execution_timezone="UTC",
+        job=repair_job if rc.auto_remediate else reconcile_job,
+    )
+    return dg.Definitions(
+        assets=[*reconcile_assets, *remediation_assets, reconcile_across_crms, build_report_asset(crms)],
+        jobs=[reconcile_job, repair_job, remediate_job, report_job],
+        schedules=[schedule],
+    )

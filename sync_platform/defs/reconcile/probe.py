@@ -8,7 +8,6 @@ their cursor moving; an idle CRM (nothing found) never pages anyone. It resolves
 syncs see changes again or the probe comes back clean.
 """
 
-
 import dagster as dg
 
 from sync_platform.core.config import CRMS, load_sync_config
@@ -28,13 +27,20 @@ def probe_key(crm: str) -> dg.AssetKey:
 def build_probe_asset(crm: str) -> dg.AssetsDefinition:
     wanted = targets(crm)
 
-    @dg.asset(key=probe_key(crm), deps=[dg.AssetKey(["raw", crm, t.table]) for t in wanted],
-              group_name=f"raw_{crm}", kinds={"polars", "duckdb"}, owners=["team:data"], pool=WAREHOUSE_POOL,
-              tags={"crm": crm, "layer": "reconcile"},
-              description=f"A random sample of {crm} records re-read by id after each sync: changes the cursor "
-                          "missed (content changed, cursor did not) show up here within one interval.")
-    def activity_probe(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                       sync_config: SyncConfigResource) -> dg.MaterializeResult:
+    @dg.asset(
+        key=probe_key(crm),
+        deps=[dg.AssetKey(["raw", crm, t.table]) for t in wanted],
+        group_name=f"raw_{crm}",
+        kinds={"polars", "duckdb"},
+        owners=["team:data"],
+        pool=WAREHOUSE_POOL,
+        tags={"crm": crm, "layer": "reconcile"},
+        description=f"A random sample of {crm} records re-read by id after each sync: changes the cursor "
+        "missed (content changed, cursor did not) show up here within one interval.",
+    )
+    def activity_probe(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
+    ) -> dg.MaterializeResult:
         config = sync_config.load()
         size = config.reconcile.probe_sample
         try:
@@ -43,15 +49,17 @@ def build_probe_asset(crm: str) -> dg.AssetsDefinition:
             # the sync itself landed; a probe that cannot reach the CRM must not fail it
             context.log.warning(f"{crm} probe failed: {exc}")
             return dg.MaterializeResult(metadata={"status": "failed", "error_kind": exc.kind.value})
-        return dg.MaterializeResult(metadata={
-            "status": "ok",
-            "sample_size": size,
-            "sampled": {r.table: r.sampled for r in results},
-            "differing": {r.table: r.differing for r in results},
-            "differing_total": sum(r.differing for r in results),
-            "example_ids": {r.table: r.example_ids for r in results if r.example_ids},
-            "requests": report.stats.requests,
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "status": "ok",
+                "sample_size": size,
+                "sampled": {r.table: r.sampled for r in results},
+                "differing": {r.table: r.differing for r in results},
+                "differing_total": sum(r.differing for r in results),
+                "example_ids": {r.table: r.example_ids for r in results if r.example_ids},
+                "requests": report.stats.requests,
+            }
+        )
 
     return activity_probe
 
@@ -83,28 +91,45 @@ def zero_change_findings(instance: dg.DagsterInstance, crm: str, runs: int) -> l
     for target in targets(crm):
         missed = int(differing.get(target.table, 0))
         if missed and _zero_change_streak(instance, dg.AssetKey(["raw", crm, target.table]), runs):
-            found.append(Finding(
-                key=f"zero_change:{crm}:{target.table}", severity="error", finding=FINDING,
-                message=f"{crm}.{target.table}: the last {runs} syncs saw 0 changes while the probe found {missed} "
-                        f"sampled records changed without their cursor ({target.crm_cursor}) moving: the cursor "
-                        "looks frozen. Run reconciliation to repair.",
-                crm=crm, asset=target.asset_path,
-                details={"runs": runs, "probe_differing": missed, "example_ids": examples.get(target.table, [])}))
+            found.append(
+                Finding(
+                    key=f"zero_change:{crm}:{target.table}",
+                    severity="error",
+                    finding=FINDING,
+                    message=f"{crm}.{target.table}: the last {runs} syncs saw 0 changes while the probe found {missed} "
+                    f"sampled records changed without their cursor ({target.crm_cursor}) moving: the cursor "
+                    "looks frozen. Run reconciliation to repair.",
+                    crm=crm,
+                    asset=target.asset_path,
+                    details={
+                        "runs": runs,
+                        "probe_differing": missed,
+                        "example_ids": examples.get(target.table, []),
+                    },
+                )
+            )
     return found
 
 
-@dg.sensor(name="zero_change_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Alerts when syncs keep seeing 0 changes while the probe sees activity (a frozen cursor).")
-def zero_change_alerts(context: dg.SensorEvaluationContext, warehouse: WarehouseResource,
-                       sync_config: SyncConfigResource) -> dg.SkipReason:
+@dg.sensor(
+    name="zero_change_alerts",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts when syncs keep seeing 0 changes while the probe sees activity (a frozen cursor).",
+)
+def zero_change_alerts(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
+) -> dg.SkipReason:
     config = sync_config.load()
     book = AlertBook(warehouse.get())
     summary = []
     for crm in CRMS:
         if not config.crm(crm).enabled:
             continue
-        outcome = book.report(f"zero_change:{crm}:", zero_change_findings(context.instance, crm,
-                                                                          config.reconcile.zero_change_runs))
+        outcome = book.report(
+            f"zero_change:{crm}:",
+            zero_change_findings(context.instance, crm, config.reconcile.zero_change_runs),
+        )
         summary.append(f"{crm}: raised {len(outcome.raised)}, resolved {len(outcome.resolved)}")
     return dg.SkipReason("; ".join(summary) or "no CRM enabled")
 

@@ -21,7 +21,10 @@ _POLARS = {STRING: pl.String, BOOL: pl.Boolean, INT: pl.Int64, DATETIME: pl.Stri
 def columns_hint(columns: Mapping[str, str], primary_key: str) -> dict[str, dict]:
     """dlt column hints for declared columns (types stay stable even for all-null pages)."""
     dlt_types = {STRING: "text", BOOL: "bool", INT: "bigint", DATETIME: "timestamp"}
-    hints = {name: {"data_type": dlt_types[kind], "nullable": name != primary_key} for name, kind in columns.items()}
+    hints = {
+        name: {"data_type": dlt_types[kind], "nullable": name != primary_key}
+        for name, kind in columns.items()
+    }
     hints[primary_key]["primary_key"] = True
     return hints
 
@@ -29,12 +32,12 @@ def columns_hint(columns: Mapping[str, str], primary_key: str) -> dict[str, dict
 def parse_datetimes(expr: pl.Expr) -> pl.Expr:
     """Parse any of the CRMs' datetime spellings into a UTC timestamp (null stays null)."""
     text = expr.str.replace(r"\+0000$", "Z").str.replace(r"\+00:00$", "Z")
-    return pl.coalesce([
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_zone="UTC", strict=False, time_unit="us"),
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC", strict=False, time_unit="us"),
-    ])
-
-
+    return pl.coalesce(
+        [
+            text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_zone="UTC", strict=False, time_unit="us"),
+            text.str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC", strict=False, time_unit="us"),
+        ]
+    )
 
 
 class _Unconvertible(ValueError):
@@ -43,8 +46,13 @@ class _Unconvertible(ValueError):
         self.column = column
 
 
-def to_arrow(rows: Sequence[Mapping], columns: Mapping[str, str], extra: Mapping[str, pl.Expr] | None = None,
-             primary_key: str | None = None, rejects: list[RejectedRecord] | None = None) -> pa.Table:
+def to_arrow(
+    rows: Sequence[Mapping],
+    columns: Mapping[str, str],
+    extra: Mapping[str, pl.Expr] | None = None,
+    primary_key: str | None = None,
+    rejects: list[RejectedRecord] | None = None,
+) -> pa.Table:
     """Build the page's Arrow table: declared columns only, parsed datetimes, plus ``extra`` columns.
 
     A record without its primary key, or with a value that does not convert to its column's
@@ -71,16 +79,22 @@ def to_arrow(rows: Sequence[Mapping], columns: Mapping[str, str], extra: Mapping
     dt_cols = [name for name, kind in columns.items() if kind == DATETIME]
     if dt_cols:
         frame = frame.with_columns([parse_datetimes(pl.col(c)).alias(f"__parsed_{c}") for c in dt_cols])
-        bad = pl.any_horizontal([pl.col(c).is_not_null() & pl.col(f"__parsed_{c}").is_null() for c in dt_cols])
+        bad = pl.any_horizontal(
+            [pl.col(c).is_not_null() & pl.col(f"__parsed_{c}").is_null() for c in dt_cols]
+        )
         flags = frame.select(bad.alias("bad"))["bad"]
         if flags.any():
             for index in flags.arg_true().to_list():
-                column = next(c for c in dt_cols
-                              if frame[c][index] is not None and frame[f"__parsed_{c}"][index] is None)
+                column = next(
+                    c
+                    for c in dt_cols
+                    if frame[c][index] is not None and frame[f"__parsed_{c}"][index] is None
+                )
                 _reject(rejects, kept[index], primary_key, "parse", f"{column}: not a valid {DATETIME}")
             frame = frame.filter(~flags)
         frame = frame.with_columns([pl.col(f"__parsed_{c}").alias(c) for c in dt_cols]).drop(
-            [f"__parsed_{c}" for c in dt_cols])
+            [f"__parsed_{c}" for c in dt_cols]
+        )
     if extra:
         frame = frame.with_columns([expr.alias(name) for name, expr in extra.items()])
     table = frame.to_arrow()
@@ -90,8 +104,9 @@ def to_arrow(rows: Sequence[Mapping], columns: Mapping[str, str], extra: Mapping
     return table
 
 
-def _reject(rejects: list[RejectedRecord] | None, row: Mapping, primary_key: str | None, kind: str,
-            reason: str) -> None:
+def _reject(
+    rejects: list[RejectedRecord] | None, row: Mapping, primary_key: str | None, kind: str, reason: str
+) -> None:
     if rejects is None:
         raise ValueError(f"record cannot be loaded ({kind}): {reason}")
     record_id = row.get(primary_key) if primary_key else None

@@ -45,7 +45,9 @@ class StaticToken(TokenProvider):
         return self.access_token
 
     def refresh(self) -> str:
-        raise CrmRequestError(self.crm, ErrorKind.AUTH, "the static access token was rejected (revoked or wrong)")
+        raise CrmRequestError(
+            self.crm, ErrorKind.AUTH, "the static access token was rejected (revoked or wrong)"
+        )
 
     @property
     def can_refresh(self) -> bool:
@@ -100,17 +102,34 @@ class OAuthToken(TokenProvider):
         if self.scope:
             data["scope"] = self.scope
         # the identity provider is a separate service: ride out its 5xx and timeouts too
-        retrying = Retrying(stop=stop_after_attempt(TOKEN_ATTEMPTS), wait=wait_exponential_jitter(initial=0.2, max=5),
-                            retry=retry_if_exception_type(RetryableError), reraise=True)
+        retrying = Retrying(
+            stop=stop_after_attempt(TOKEN_ATTEMPTS),
+            wait=wait_exponential_jitter(initial=0.2, max=5),
+            retry=retry_if_exception_type(RetryableError),
+            reraise=True,
+        )
         try:
             response = retrying(self._post, data)
         except RetryableError as exc:
-            raise CrmRequestError(self.crm, exc.kind, f"token endpoint: {exc.detail}", method="POST",
-                                  path=_path(self.token_url), status=exc.status, attempts=TOKEN_ATTEMPTS) from None
+            raise CrmRequestError(
+                self.crm,
+                exc.kind,
+                f"token endpoint: {exc.detail}",
+                method="POST",
+                path=_path(self.token_url),
+                status=exc.status,
+                attempts=TOKEN_ATTEMPTS,
+            ) from None
         if response.status_code != 200:
             reason = _oauth_error(response)
-            raise CrmRequestError(self.crm, ErrorKind.AUTH, f"token request refused: {reason}", method="POST",
-                                  path=_path(self.token_url), status=response.status_code)
+            raise CrmRequestError(
+                self.crm,
+                ErrorKind.AUTH,
+                f"token request refused: {reason}",
+                method="POST",
+                path=_path(self.token_url),
+                status=response.status_code,
+            )
         body = response.json()
         self._access_token = body["access_token"]
         self.instance_url = body.get("instance_url", self.instance_url)
@@ -124,8 +143,9 @@ class OAuthToken(TokenProvider):
         except requests.RequestException as exc:
             raise RetryableError(self.crm, ErrorKind.TIMEOUT, f"unreachable ({type(exc).__name__})") from None
         if response.status_code >= 500:
-            raise RetryableError(self.crm, ErrorKind.SERVER_ERROR, f"HTTP {response.status_code}",
-                                 status=response.status_code)
+            raise RetryableError(
+                self.crm, ErrorKind.SERVER_ERROR, f"HTTP {response.status_code}", status=response.status_code
+            )
         return response
 
     def __repr__(self) -> str:

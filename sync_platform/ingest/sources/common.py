@@ -26,7 +26,7 @@ def chunks(ids: Sequence[str], size: int) -> Iterator[list[str]]:
     """Ids in request-sized groups, duplicates dropped, order kept."""
     unique = list(dict.fromkeys(str(i) for i in ids if i is not None and str(i)))
     for start in range(0, len(unique), size):
-        yield unique[start:start + size]
+        yield unique[start : start + size]
 
 
 def by_id_tables(crm: str, ids: Mapping[str, Sequence[str]], known: Mapping[str, object]) -> list[str]:
@@ -49,7 +49,9 @@ class ResourceReport:
     started_at: float | None = None  # monotonic, for the CRM's records/s
     last_page_at: float | None = None
     not_found: set[str] = field(default_factory=set)  # by-id reads: ids the CRM no longer returns at all
-    rejects: list[RejectedRecord] = field(default_factory=list)  # records left out of their page (dead letters)
+    rejects: list[RejectedRecord] = field(
+        default_factory=list
+    )  # records left out of their page (dead letters)
     read_mode: str = "cursor"  # Dynamics: "change_tracking", or "modifiedon" when the table is not tracked
     deletes_visible: bool = True
 
@@ -61,7 +63,9 @@ class ResourceReport:
         if start > EPOCH:
             self.previous_high_water = start + timedelta(seconds=look_back_seconds)
 
-    def saw(self, rows: int, deleted: int, newest: datetime | None, cursor_values: list | None = None) -> None:
+    def saw(
+        self, rows: int, deleted: int, newest: datetime | None, cursor_values: list | None = None
+    ) -> None:
         self.pages += 1
         self.last_page_at = time.monotonic()
         self.rows += rows
@@ -94,7 +98,12 @@ class SyncReport:
 
     def as_metadata(self, name: str) -> dict[str, Any]:
         r = self.resource(name)
-        return {"pages": r.pages, "rows_extracted": r.rows, "rows_deleted_at_source": r.deleted, "rows_reread": r.reread,
-                "rows_rejected": len(r.rejects),
-                "cursor_start": r.cursor_start.isoformat() if r.cursor_start else None,
-                "newest_change": r.newest_change.isoformat() if r.newest_change else None}
+        return {
+            "pages": r.pages,
+            "rows_extracted": r.rows,
+            "rows_deleted_at_source": r.deleted,
+            "rows_reread": r.reread,
+            "rows_rejected": len(r.rejects),
+            "cursor_start": r.cursor_start.isoformat() if r.cursor_start else None,
+            "newest_change": r.newest_change.isoformat() if r.newest_change else None,
+        }

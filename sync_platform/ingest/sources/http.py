@@ -75,10 +75,14 @@ class RequestStats:
     budget_limit: int | None = None
 
     def as_metadata(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"requests": self.requests, "retries": self.retries, "http_429": self.rate_limited,
-                               "auth_refreshes": self.auth_refreshes,
-                               "throttle_wait_s": round(self.throttle_wait_seconds, 3),
-                               "errors_by_kind": dict(self.errors)}
+        out: dict[str, Any] = {
+            "requests": self.requests,
+            "retries": self.retries,
+            "http_429": self.rate_limited,
+            "auth_refreshes": self.auth_refreshes,
+            "throttle_wait_s": round(self.throttle_wait_seconds, 3),
+            "errors_by_kind": dict(self.errors),
+        }
         if self.budget_limit is not None:
             out["api_budget_used"] = self.budget_used
             out["api_budget_limit"] = self.budget_limit
@@ -93,8 +97,14 @@ class SlidingWindowLimiter:
     window, which is exactly the 429 a client-side limiter exists to avoid.
     """
 
-    def __init__(self, limit: int, seconds: float, headroom: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        limit: int,
+        seconds: float,
+        headroom: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.limit = limit
         self.seconds = seconds
         self.interval = seconds / limit / headroom
@@ -135,9 +145,15 @@ def _safe_path(url: str) -> str:
 class CrmHttpClient:
     """A ``requests`` session wrapped in the shared policy, for one CRM."""
 
-    def __init__(self, crm: str, auth: TokenProvider | None, policy: HttpPolicy | None = None,
-                 verify: str | bool = True, session: requests.Session | None = None,
-                 stats: RequestStats | None = None) -> None:
+    def __init__(
+        self,
+        crm: str,
+        auth: TokenProvider | None,
+        policy: HttpPolicy | None = None,
+        verify: str | bool = True,
+        session: requests.Session | None = None,
+        stats: RequestStats | None = None,
+    ) -> None:
         self.crm = crm
         self.auth = auth
         self.policy = policy or HttpPolicy()
@@ -145,12 +161,23 @@ class CrmHttpClient:
         # passed on every request: a session-level verify loses to REQUESTS_CA_BUNDLE in requests
         self.verify = verify
         self.stats = stats or RequestStats()
-        self.limiter = (SlidingWindowLimiter(self.policy.max_requests, self.policy.per_seconds, self.policy.headroom)
-                        if self.policy.max_requests else None)
+        self.limiter = (
+            SlidingWindowLimiter(self.policy.max_requests, self.policy.per_seconds, self.policy.headroom)
+            if self.policy.max_requests
+            else None
+        )
 
     # ------------------------------------------------------------------ public
-    def request(self, method: str, url: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
-                headers: Mapping[str, str] | None = None, expect_json: bool = True) -> requests.Response:
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        expect_json: bool = True,
+    ) -> requests.Response:
         """Send with retries; return the successful response or raise ``CrmRequestError``."""
         path = _safe_path(url)
         retrying = Retrying(
@@ -168,8 +195,9 @@ class CrmHttpClient:
                     return self._send_once(method, url, path, params, json, headers, expect_json, attempts)
         except RetryableError as exc:
             self.stats.errors[exc.kind.value] += 1
-            raise CrmRequestError(self.crm, exc.kind, exc.detail, method=method, path=path, status=exc.status,
-                                  attempts=attempts) from None
+            raise CrmRequestError(
+                self.crm, exc.kind, exc.detail, method=method, path=path, status=exc.status, attempts=attempts
+            ) from None
         except CrmRequestError as exc:
             self.stats.errors[exc.kind.value] += 1
             raise
@@ -179,8 +207,17 @@ class CrmHttpClient:
         return self.request("GET", url, **kwargs).json()
 
     # ------------------------------------------------------------------ internals
-    def _send_once(self, method: str, url: str, path: str, params: Mapping[str, Any] | None, json: Any,
-                   headers: Mapping[str, str] | None, expect_json: bool, attempt: int) -> requests.Response:
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        expect_json: bool,
+        attempt: int,
+    ) -> requests.Response:
         self._check_budget(method, path)
         refreshed = False
         while True:
@@ -191,16 +228,40 @@ class CrmHttpClient:
                 all_headers["Authorization"] = f"Bearer {self.auth.token()}"
             self.stats.requests += 1
             try:
-                response = self.session.request(method, url, params=params, json=json, headers=all_headers,
-                                                timeout=self.policy.timeout, verify=self.verify)
+                response = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    headers=all_headers,
+                    timeout=self.policy.timeout,
+                    verify=self.verify,
+                )
             except requests.Timeout:
-                raise RetryableError(self.crm, ErrorKind.TIMEOUT, "request timed out", method=method,
-                                     path=path, attempts=attempt) from None
+                raise RetryableError(
+                    self.crm,
+                    ErrorKind.TIMEOUT,
+                    "request timed out",
+                    method=method,
+                    path=path,
+                    attempts=attempt,
+                ) from None
             except requests.ConnectionError as exc:
-                raise RetryableError(self.crm, ErrorKind.TIMEOUT, f"connection failed ({type(exc).__name__})",
-                                     method=method, path=path, attempts=attempt) from None
+                raise RetryableError(
+                    self.crm,
+                    ErrorKind.TIMEOUT,
+                    f"connection failed ({type(exc).__name__})",
+                    method=method,
+                    path=path,
+                    attempts=attempt,
+                ) from None
             self._read_budget(response)
-            if response.status_code == 401 and self.auth is not None and self.auth.can_refresh and not refreshed:
+            if (
+                response.status_code == 401
+                and self.auth is not None
+                and self.auth.can_refresh
+                and not refreshed
+            ):
                 # one refresh and re-try, which does not count as a retry attempt
                 self.auth.refresh()
                 self.stats.auth_refreshes += 1
@@ -212,8 +273,15 @@ class CrmHttpClient:
             try:
                 response.json()
             except ValueError:
-                raise RetryableError(self.crm, ErrorKind.PARSE, "response body is not valid JSON", method=method,
-                                     path=path, status=response.status_code, attempts=attempt) from None
+                raise RetryableError(
+                    self.crm,
+                    ErrorKind.PARSE,
+                    "response body is not valid JSON",
+                    method=method,
+                    path=path,
+                    status=response.status_code,
+                    attempts=attempt,
+                ) from None
         return response
 
     def _raise_for_status(self, response: requests.Response, method: str, path: str, attempt: int) -> None:
@@ -226,19 +294,50 @@ class CrmHttpClient:
             retry_after = _retry_after(response)
             if self.limiter is not None and retry_after:
                 self.limiter.pause(retry_after)
-            raise RetryableError(self.crm, ErrorKind.RATE_LIMIT, message, method=method, path=path, status=status,
-                                 attempts=attempt, retry_after=retry_after)
+            raise RetryableError(
+                self.crm,
+                ErrorKind.RATE_LIMIT,
+                message,
+                method=method,
+                path=path,
+                status=status,
+                attempts=attempt,
+                retry_after=retry_after,
+            )
         if status == 403 and "REQUEST_LIMIT_EXCEEDED" in response.text:
-            raise BudgetExhausted(self.crm, ErrorKind.BUDGET, f"daily API request limit exceeded: {message}",
-                                  method=method, path=path, status=status, attempts=attempt)
+            raise BudgetExhausted(
+                self.crm,
+                ErrorKind.BUDGET,
+                f"daily API request limit exceeded: {message}",
+                method=method,
+                path=path,
+                status=status,
+                attempts=attempt,
+            )
         if status == 401 or status == 403:
-            raise CrmRequestError(self.crm, ErrorKind.AUTH, message, method=method, path=path, status=status,
-                                  attempts=attempt)
+            raise CrmRequestError(
+                self.crm, ErrorKind.AUTH, message, method=method, path=path, status=status, attempts=attempt
+            )
         if status >= 500:
-            raise RetryableError(self.crm, ErrorKind.SERVER_ERROR, message, method=method, path=path,
-                                 status=status, attempts=attempt, retry_after=_retry_after(response))
-        raise CrmRequestError(self.crm, ErrorKind.CLIENT_ERROR, message, method=method, path=path, status=status,
-                              attempts=attempt)
+            raise RetryableError(
+                self.crm,
+                ErrorKind.SERVER_ERROR,
+                message,
+                method=method,
+                path=path,
+                status=status,
+                attempts=attempt,
+                retry_after=_retry_after(response),
+            )
+        raise CrmRequestError(
+            self.crm,
+            ErrorKind.CLIENT_ERROR,
+            message,
+            method=method,
+            path=path,
+            status=status,
+            attempts=attempt,
+        )
 
     def _read_budget(self, response: requests.Response) -> None:
         info = response.headers.get("Sforce-Limit-Info")
@@ -254,12 +353,17 @@ class CrmHttpClient:
         used, limit = self.stats.budget_used, self.stats.budget_limit
         if reserve and used is not None and limit is not None and limit - used <= reserve:
             raise BudgetExhausted(
-                self.crm, ErrorKind.BUDGET,
+                self.crm,
+                ErrorKind.BUDGET,
                 f"stopping: only {limit - used} of {limit} daily API requests left, reserve is {reserve}",
-                method=method, path=path)
+                method=method,
+                path=path,
+            )
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(initial=self.policy.backoff_initial, max=self.policy.backoff_max)(state)
+        backoff = wait_exponential_jitter(initial=self.policy.backoff_initial, max=self.policy.backoff_max)(
+            state
+        )
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         return max(backoff, retry_after) if retry_after else backoff

@@ -13,8 +13,9 @@ import pyarrow as pa
 from sync_platform.ingest.sources.arrow import columns_hint
 
 
-def pick_columns(crm: str, table: str, key: str, cursor: str, declared: Mapping[str, str],
-                 fields: Sequence[str]) -> tuple[str, str, dict[str, str]]:
+def pick_columns(
+    crm: str, table: str, key: str, cursor: str, declared: Mapping[str, str], fields: Sequence[str]
+) -> tuple[str, str, dict[str, str]]:
     """(id column, cursor column, declared columns) of a listing of ``fields``, in the CRM's field names."""
     unknown = sorted(set(fields) - set(declared))
     if unknown:
@@ -25,5 +26,6 @@ def pick_columns(crm: str, table: str, key: str, cursor: str, declared: Mapping[
 
 def listing_resource(pages: Iterator[pa.Table], table: str, key: str, columns: dict[str, str]):
     """One table's listing: replaced on every load (it is a snapshot, not a history)."""
-    return dlt.resource(pages, name=table, primary_key=key, write_disposition="replace",
-                        columns=columns_hint(columns, key))
+    return dlt.resource(
+        pages, name=table, primary_key=key, write_disposition="replace", columns=columns_hint(columns, key)
+    )

@@ -29,7 +29,21 @@ from sync_platform.ops.alerts.sinks import (
 )
 
 __all__ = [
-    "ESCALATED", "RAISED", "RESOLVED", "SEVERITIES", "TABLE", "Alert", "AlertBook",
-    "AlertDeliveryError", "AlertOutcome", "AlertSink", "EmailFileSink", "Finding", "LogSink", "Notice",
-    "WebhookSink", "sinks_from_config", "slack_message",
+    "ESCALATED",
+    "RAISED",
+    "RESOLVED",
+    "SEVERITIES",
+    "TABLE",
+    "Alert",
+    "AlertBook",
+    "AlertDeliveryError",
+    "AlertOutcome",
+    "AlertSink",
+    "EmailFileSink",
+    "Finding",
+    "LogSink",
+    "Notice",
+    "WebhookSink",
+    "sinks_from_config",
+    "slack_message",
 ]

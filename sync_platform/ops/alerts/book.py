@@ -58,11 +58,28 @@ CREATE TABLE IF NOT EXISTS ops.alerts (
 )"""
 # PostgreSQL enforces "one open alert per key" itself; DuckDB has no partial indexes, so there
 # the single-writer lock plus the read-then-write inside one transaction does
-_PG_OPEN_KEY_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_key ON ops.alerts (key) " \
-                     "WHERE resolved_at IS NULL"
+_PG_OPEN_KEY_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open_per_key ON ops.alerts (key) WHERE resolved_at IS NULL"
+)
 _TABLE = ident(*TABLE.split("."))
-_COLUMNS = idents(("id", "key", "severity", "finding", "message", "crm", "asset", "details", "first_seen",
-                   "last_seen", "occurrences", "resolved_at", "notified_at", "pending_notice"))
+_COLUMNS = idents(
+    (
+        "id",
+        "key",
+        "severity",
+        "finding",
+        "message",
+        "crm",
+        "asset",
+        "details",
+        "first_seen",
+        "last_seen",
+        "occurrences",
+        "resolved_at",
+        "notified_at",
+        "pending_notice",
+    )
+)
 _OLDEST_FIRST = Fragment("ORDER BY first_seen, key")
 
 
@@ -73,12 +90,38 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _alert(row: Sequence[Any]) -> Alert:
-    (id_, key, severity, finding, message, crm, asset, details, first_seen, last_seen, occurrences, resolved_at,
-     notified_at, pending) = row
-    return Alert(id=id_, key=key, severity=severity, finding=finding, message=message, crm=crm, asset=asset,
-                 details=json.loads(details or "{}"), first_seen=_utc(first_seen), last_seen=_utc(last_seen),
-                 occurrences=int(occurrences), resolved_at=_utc(resolved_at), notified_at=_utc(notified_at),
-                 pending_notice=pending)
+    (
+        id_,
+        key,
+        severity,
+        finding,
+        message,
+        crm,
+        asset,
+        details,
+        first_seen,
+        last_seen,
+        occurrences,
+        resolved_at,
+        notified_at,
+        pending,
+    ) = row
+    return Alert(
+        id=id_,
+        key=key,
+        severity=severity,
+        finding=finding,
+        message=message,
+        crm=crm,
+        asset=asset,
+        details=json.loads(details or "{}"),
+        first_seen=_utc(first_seen),
+        last_seen=_utc(last_seen),
+        occurrences=int(occurrences),
+        resolved_at=_utc(resolved_at),
+        notified_at=_utc(notified_at),
+        pending_notice=pending,
+    )
 
 
 def _json(details: dict) -> str:
@@ -115,41 +158,70 @@ class AlertBook:
         current: dict[str, Finding] = {}
         for f in findings:
             if not f.key.startswith(scope):
-                raise ValueError(f"finding key {f.key!r} is outside the scope {scope!r} it was reported under")
+                raise ValueError(
+                    f"finding key {f.key!r} is outside the scope {scope!r} it was reported under"
+                )
             current[f.key] = f
         outcome = AlertOutcome()
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
             self._ensure(cur)
-            cur.execute(self._sql("SELECT {columns} FROM {table} WHERE resolved_at IS NULL",
-                                  columns=_COLUMNS))
+            cur.execute(
+                self._sql("SELECT {columns} FROM {table} WHERE resolved_at IS NULL", columns=_COLUMNS)
+            )
             open_alerts = {a.key: a for a in map(_alert, cur.fetchall()) if a.key.startswith(scope)}
             for key, f in current.items():
                 existing = open_alerts.get(key)
                 if existing is None:
-                    cur.execute(self._sql(
-                        "INSERT INTO {table} (id, key, severity, crm, asset, finding, message, details, "
-                        "first_seen, last_seen, occurrences, pending_notice, delivered_sinks, "
-                        "notify_attempts) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '[]', 0)"),
-                        (str(uuid.uuid4()), key, f.severity, f.crm, f.asset, f.finding, f.message, _json(f.details),
-                         now, now, RAISED))
+                    cur.execute(
+                        self._sql(
+                            "INSERT INTO {table} (id, key, severity, crm, asset, finding, message, details, "
+                            "first_seen, last_seen, occurrences, pending_notice, delivered_sinks, "
+                            "notify_attempts) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, '[]', 0)"
+                        ),
+                        (
+                            str(uuid.uuid4()),
+                            key,
+                            f.severity,
+                            f.crm,
+                            f.asset,
+                            f.finding,
+                            f.message,
+                            _json(f.details),
+                            now,
+                            now,
+                            RAISED,
+                        ),
+                    )
                     outcome.raised.append(key)
                     continue
                 escalates = SEVERITIES.index(f.severity) > SEVERITIES.index(existing.severity)
                 if escalates and existing.pending_notice != RAISED:
-                    cur.execute(self._sql("UPDATE {table} SET pending_notice = ?, delivered_sinks = '[]' "
-                                          "WHERE id = ?"), (ESCALATED, existing.id))
+                    cur.execute(
+                        self._sql(
+                            "UPDATE {table} SET pending_notice = ?, delivered_sinks = '[]' WHERE id = ?"
+                        ),
+                        (ESCALATED, existing.id),
+                    )
                     outcome.escalated.append(key)
-                cur.execute(self._sql(
-                    "UPDATE {table} SET last_seen = ?, occurrences = occurrences + 1, severity = ?, "
-                    "finding = ?, message = ?, crm = ?, asset = ?, details = ? WHERE id = ?"),
-                    (now, f.severity, f.finding, f.message, f.crm, f.asset, _json(f.details), existing.id))
+                cur.execute(
+                    self._sql(
+                        "UPDATE {table} SET last_seen = ?, occurrences = occurrences + 1, severity = ?, "
+                        "finding = ?, message = ?, crm = ?, asset = ?, details = ? WHERE id = ?"
+                    ),
+                    (now, f.severity, f.finding, f.message, f.crm, f.asset, _json(f.details), existing.id),
+                )
                 outcome.repeated.append(key)
             for key, alert in open_alerts.items():
                 if key not in current:
-                    cur.execute(self._sql("UPDATE {table} SET resolved_at = ?, pending_notice = ?, "
-                                          "delivered_sinks = '[]' WHERE id = ?"), (now, RESOLVED, alert.id))
+                    cur.execute(
+                        self._sql(
+                            "UPDATE {table} SET resolved_at = ?, pending_notice = ?, "
+                            "delivered_sinks = '[]' WHERE id = ?"
+                        ),
+                        (now, RESOLVED, alert.id),
+                    )
                     outcome.resolved.append(key)
         outcome.pending_notices = self.deliver(now)
         return outcome
@@ -163,8 +235,13 @@ class AlertBook:
             cur.execute(self._sql("SELECT id FROM {table} WHERE key = ? AND resolved_at IS NULL"), (key,))
             rows = cur.fetchall()
             for (alert_id,) in rows:
-                cur.execute(self._sql("UPDATE {table} SET resolved_at = ?, pending_notice = ?, "
-                                      "delivered_sinks = '[]' WHERE id = ?"), (now, RESOLVED, alert_id))
+                cur.execute(
+                    self._sql(
+                        "UPDATE {table} SET resolved_at = ?, pending_notice = ?, "
+                        "delivered_sinks = '[]' WHERE id = ?"
+                    ),
+                    (now, RESOLVED, alert_id),
+                )
         self.deliver(now)
         return bool(rows)
 
@@ -178,8 +255,12 @@ class AlertBook:
             notice = Notice(alert.pending_notice or RAISED, alert)
             errors = self._offer(notice, delivered)
             if errors:
-                LOGGER.warning("alert %s: %s notice not delivered yet (%s); will retry", alert.key, notice.kind,
-                               "; ".join(errors))
+                LOGGER.warning(
+                    "alert %s: %s notice not delivered yet (%s); will retry",
+                    alert.key,
+                    notice.kind,
+                    "; ".join(errors),
+                )
             updates.append((alert.id, notice.kind, sorted(delivered), "; ".join(errors) or None))
         self._record_deliveries(updates, _utc(now) or datetime.now(UTC))
         return sum(1 for *_, error in updates if error is not None)
@@ -190,9 +271,13 @@ class AlertBook:
             return []
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
-            cur.execute(self._sql("SELECT {columns}, delivered_sinks FROM {table} "
-                                  "WHERE pending_notice IS NOT NULL ORDER BY last_seen, id",
-                                  columns=_COLUMNS))
+            cur.execute(
+                self._sql(
+                    "SELECT {columns}, delivered_sinks FROM {table} "
+                    "WHERE pending_notice IS NOT NULL ORDER BY last_seen, id",
+                    columns=_COLUMNS,
+                )
+            )
             return [(_alert(row[:-1]), set(json.loads(row[-1] or "[]"))) for row in cur.fetchall()]
 
     def _offer(self, notice: Notice, delivered: set[str]) -> list[str]:
@@ -211,22 +296,30 @@ class AlertBook:
                 errors.append(f"{sink.name}: {type(exc).__name__}")
         return errors
 
-    def _record_deliveries(self, updates: list[tuple[str, str, list[str], str | None]],
-                           stamp: datetime) -> None:
+    def _record_deliveries(
+        self, updates: list[tuple[str, str, list[str], str | None]], stamp: datetime
+    ) -> None:
         """Clear delivered notices; keep the others pending with the sinks that took them and the error."""
         with self.warehouse.connect() as conn:
             cur = conn.cursor()
             for alert_id, kind, delivered, error in updates:
                 if error is None:
                     # only if nothing newer became pending meanwhile (another report in between)
-                    cur.execute(self._sql(
-                        "UPDATE {table} SET pending_notice = NULL, delivered_sinks = '[]', notified_at = ?, "
-                        "notify_error = NULL WHERE id = ? AND pending_notice = ?"), (stamp, alert_id, kind))
+                    cur.execute(
+                        self._sql(
+                            "UPDATE {table} SET pending_notice = NULL, delivered_sinks = '[]', notified_at = ?, "
+                            "notify_error = NULL WHERE id = ? AND pending_notice = ?"
+                        ),
+                        (stamp, alert_id, kind),
+                    )
                 else:
-                    cur.execute(self._sql(
-                        "UPDATE {table} SET delivered_sinks = ?, notify_attempts = notify_attempts + 1, "
-                        "notify_error = ? WHERE id = ? AND pending_notice = ?"),
-                        (json.dumps(delivered), error, alert_id, kind))
+                    cur.execute(
+                        self._sql(
+                            "UPDATE {table} SET delivered_sinks = ?, notify_attempts = notify_attempts + 1, "
+                            "notify_error = ? WHERE id = ? AND pending_notice = ?"
+                        ),
+                        (json.dumps(delivered), error, alert_id, kind),
+                    )
 
     def open_alerts(self, crm: str | None = None) -> list[Alert]:
         where, params = Fragment("resolved_at IS NULL"), ()
@@ -242,6 +335,14 @@ class AlertBook:
     def _select(self, where: Fragment, params: tuple, order: Fragment = _OLDEST_FIRST) -> list[Alert]:
         if not self.warehouse.table_exists("ops", "alerts"):
             return []
-        rows = self.warehouse.query(sql("SELECT {columns} FROM {table} WHERE {where} {order}",
-                                        columns=_COLUMNS, table=_TABLE, where=where, order=order), params)
+        rows = self.warehouse.query(
+            sql(
+                "SELECT {columns} FROM {table} WHERE {where} {order}",
+                columns=_COLUMNS,
+                table=_TABLE,
+                where=where,
+                order=order,
+            ),
+            params,
+        )
         return [_alert(row) for row in rows]

@@ -45,10 +45,17 @@ def notice_payload(notice: Notice) -> dict[str, Any]:
     """The notice as plain data (the log line; the facts every sink renders)."""
     a = notice.alert
     return {
-        "notice": notice.kind, "key": a.key, "severity": a.severity, "finding": a.finding,
-        "message": redact_text(a.message), "crm": a.crm, "asset": a.asset,
-        "first_seen": a.first_seen.isoformat(), "last_seen": a.last_seen.isoformat(),
-        "occurrences": a.occurrences, "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
+        "notice": notice.kind,
+        "key": a.key,
+        "severity": a.severity,
+        "finding": a.finding,
+        "message": redact_text(a.message),
+        "crm": a.crm,
+        "asset": a.asset,
+        "first_seen": a.first_seen.isoformat(),
+        "last_seen": a.last_seen.isoformat(),
+        "occurrences": a.occurrences,
+        "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
         "details": json.loads(redact_text(json.dumps(a.details, default=str, sort_keys=True))),
         "alert_id": a.id,
     }
@@ -63,8 +70,11 @@ class LogSink:
         self.logger = logger
 
     def send(self, notice: Notice) -> None:
-        level = logging.INFO if notice.kind == RESOLVED else (
-            logging.ERROR if notice.alert.severity == "error" else logging.WARNING)
+        level = (
+            logging.INFO
+            if notice.kind == RESOLVED
+            else (logging.ERROR if notice.alert.severity == "error" else logging.WARNING)
+        )
         self.logger.log(level, json.dumps(notice_payload(notice), default=str, sort_keys=True))
 
 
@@ -78,21 +88,35 @@ def slack_message(notice: Notice) -> dict[str, Any]:
     elif notice.kind == ESCALATED:
         title = f"ESCALATED {title}"
     where = " · ".join(str(v) for v in (data["crm"], data["asset"]) if v)
-    context = (f"key `{data['key']}` · first seen {data['first_seen']} · last seen {data['last_seen']} · "
-               f"{data['occurrences']} occurrence(s)")
-    facts = [{"title": name, "value": str(data[name]), "short": True}
-             for name in ("severity", "finding", "crm", "asset", "key") if data[name] is not None]
+    context = (
+        f"key `{data['key']}` · first seen {data['first_seen']} · last seen {data['last_seen']} · "
+        f"{data['occurrences']} occurrence(s)"
+    )
+    facts = [
+        {"title": name, "value": str(data[name]), "short": True}
+        for name in ("severity", "finding", "crm", "asset", "key")
+        if data[name] is not None
+    ]
     details = json.dumps(data["details"], sort_keys=True)
     if len(details) > 2000:
         details = details[:2000] + " …"
     return {
         "text": f"{emoji} {title}".strip(),
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"{emoji} *{title}*" + (f"\n{where}" if where else "")}},
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"{emoji} *{title}*" + (f"\n{where}" if where else "")},
+            },
             {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
         ],
-        "attachments": [{"color": _COLORS[RESOLVED if notice.kind == RESOLVED else notice.alert.severity],
-                         "fallback": title, "fields": facts, "text": f"```{details}```" if data["details"] else ""}],
+        "attachments": [
+            {
+                "color": _COLORS[RESOLVED if notice.kind == RESOLVED else notice.alert.severity],
+                "fallback": title,
+                "fields": facts,
+                "text": f"```{details}```" if data["details"] else "",
+            }
+        ],
     }
 
 
@@ -109,8 +133,14 @@ class WebhookSink:
 
     name = "webhook"
 
-    def __init__(self, url: str, timeout: float = 5.0, max_attempts: int = 3, backoff_seconds: float = 0.2,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 5.0,
+        max_attempts: int = 3,
+        backoff_seconds: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self._url = url
         self.timeout = timeout
         self.max_attempts = max_attempts
@@ -125,7 +155,9 @@ class WebhookSink:
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.max_attempts),
             wait=tenacity.wait_exponential(multiplier=self.backoff_seconds, max=5 * self.backoff_seconds),
-            retry=tenacity.retry_if_exception_type(_Retryable), reraise=True)
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            reraise=True,
+        )
         try:
             with httpx.Client(timeout=self.timeout, transport=self._transport) as client:
                 for attempt in retrying:
@@ -169,9 +201,21 @@ class EmailFileSink:
         message["X-Sync-Platform-Alert-Key"] = data["key"]
         message["X-Sync-Platform-Notice"] = notice.kind
         lines = [redact_text(notice.title), ""]
-        lines += [f"{name:12} {data[name]}" for name in ("severity", "finding", "crm", "asset", "key", "first_seen",
-                                                         "last_seen", "occurrences", "resolved_at")
-                  if data[name] is not None]
+        lines += [
+            f"{name:12} {data[name]}"
+            for name in (
+                "severity",
+                "finding",
+                "crm",
+                "asset",
+                "key",
+                "first_seen",
+                "last_seen",
+                "occurrences",
+                "resolved_at",
+            )
+            if data[name] is not None
+        ]
         if data["details"]:
             lines += ["", "details:", json.dumps(data["details"], indent=2, sort_keys=True)]
         message.set_content("\n".join(lines) + "\n")
@@ -196,9 +240,15 @@ def sinks_from_config(config=None, outbox: Path | None = None) -> list[AlertSink
         elif name == "webhook":
             url = load_settings().alert_webhook_url
             if url:
-                sinks.append(WebhookSink(url, timeout=cfg.webhook_timeout_seconds,
-                                         max_attempts=cfg.webhook_max_attempts))
+                sinks.append(
+                    WebhookSink(
+                        url, timeout=cfg.webhook_timeout_seconds, max_attempts=cfg.webhook_max_attempts
+                    )
+                )
         elif name == "email":
-            sinks.append(EmailFileSink(outbox or load_settings().data_dir / "alerts" / "outbox", cfg.email_to,
-                                       cfg.email_from))
+            sinks.append(
+                EmailFileSink(
+                    outbox or load_settings().data_dir / "alerts" / "outbox", cfg.email_to, cfg.email_from
+                )
+            )
     return sinks

@@ -23,6 +23,12 @@ def state() -> SandboxState:
 @pytest.fixture(scope="session")
 def canonical(state: SandboxState, mappings: dict[str, Mapping]) -> dict[str, pl.DataFrame]:
     """Each canonical table: the three CRMs' mapped frames, one table per entity."""
-    return {entity: pl.concat([apply_mapping(mappings[crm], entity, raw).frame
-                               for crm, raw in raw_frames(state, entity).items()])
-            for entity in ("contact", "account", "interaction")}
+    return {
+        entity: pl.concat(
+            [
+                apply_mapping(mappings[crm], entity, raw).frame
+                for crm, raw in raw_frames(state, entity).items()
+            ]
+        )
+        for entity in ("contact", "account", "interaction")
+    }

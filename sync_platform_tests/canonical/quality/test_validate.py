@@ -27,14 +27,17 @@ def _assert_partition(outcome: ValidationOutcome, frame: pl.DataFrame) -> None:
     assert both.is_empty()
 
 
-@pytest.mark.parametrize(("entity", "expected_rules"), [
-    ("contact", {"email_format"}),  # the sandbox's "x at y" addresses
-    ("account", set()),
-    ("interaction", {"closed_has_closed_at"}),  # closed cases without a close date
-])
+@pytest.mark.parametrize(
+    ("entity", "expected_rules"),
+    [
+        ("contact", {"email_format"}),  # the sandbox's "x at y" addresses
+        ("account", set()),
+        ("interaction", {"closed_has_closed_at"}),  # closed cases without a close date
+    ],
+)
 def test_sandbox_tables_pass_but_for_the_seeded_rule_breakers(
-        entity: str, expected_rules: set[str], canonical: dict[str, pl.DataFrame],
-        mappings: dict[str, Mapping]) -> None:
+    entity: str, expected_rules: set[str], canonical: dict[str, pl.DataFrame], mappings: dict[str, Mapping]
+) -> None:
     frame = canonical[entity]
     outcome = validate_entity(entity, frame, _required(mappings, entity))
     _assert_partition(outcome, frame)
@@ -44,11 +47,13 @@ def test_sandbox_tables_pass_but_for_the_seeded_rule_breakers(
     assert outcome.rejected.height == outcome.failures.select("source_system", "source_id").n_unique()
 
 
-def test_each_broken_rule_is_a_row_naming_rule_column_and_value(canonical: dict[str, pl.DataFrame],
-                                                                 mappings: dict[str, Mapping]) -> None:
+def test_each_broken_rule_is_a_row_naming_rule_column_and_value(
+    canonical: dict[str, pl.DataFrame], mappings: dict[str, Mapping]
+) -> None:
     contacts = canonical["contact"].filter(pl.col("deleted_at").is_null())
     clean = validate_entity("contact", contacts).good.filter(pl.col("source_system") == "salesforce").head(8)
     ids = clean["source_id"].to_list()
+
     def on(row: int, column: str, value: object) -> pl.Expr:
         return pl.when(pl.col("source_id") == ids[row]).then(pl.lit(value)).otherwise(column).alias(column)
 
@@ -78,13 +83,18 @@ def test_each_broken_rule_is_a_row_naming_rule_column_and_value(canonical: dict[
     assert outcome.good.is_empty()
 
 
-def test_mapping_required_fields_apply_to_their_crm_only(canonical: dict[str, pl.DataFrame],
-                                                          mappings: dict[str, Mapping]) -> None:
+def test_mapping_required_fields_apply_to_their_crm_only(
+    canonical: dict[str, pl.DataFrame], mappings: dict[str, Mapping]
+) -> None:
     live = canonical["contact"].filter(pl.col("deleted_at").is_null())
-    sample = pl.concat([live.filter(pl.col("source_system") == crm).head(1)
-                        for crm in ("salesforce", "hubspot")])
-    outcome = validate_entity("contact", sample.with_columns(pl.lit(None, pl.String).alias("last_name")),
-                              _required(mappings, "contact"))
+    sample = pl.concat(
+        [live.filter(pl.col("source_system") == crm).head(1) for crm in ("salesforce", "hubspot")]
+    )
+    outcome = validate_entity(
+        "contact",
+        sample.with_columns(pl.lit(None, pl.String).alias("last_name")),
+        _required(mappings, "contact"),
+    )
     assert outcome.rejected["source_system"].to_list() == ["salesforce"]
     assert outcome.failures["rule"].to_list() == ["required_by_mapping"]
 
@@ -96,12 +106,15 @@ def test_interaction_cross_field_rules(canonical: dict[str, pl.DataFrame]) -> No
     broken = cases.with_columns(
         pl.when(pl.col("source_id") == first).then(None).otherwise("closed_at").alias("closed_at"),
     ).with_columns(
-        pl.when(pl.col("source_id") == second).then(pl.col("opened_at") - pl.duration(days=1))
-        .otherwise("closed_at").alias("closed_at"),
+        pl.when(pl.col("source_id") == second)
+        .then(pl.col("opened_at") - pl.duration(days=1))
+        .otherwise("closed_at")
+        .alias("closed_at"),
     )
     outcome = validate_entity("interaction", broken)
     assert sorted(outcome.failures.select("source_id", "rule").iter_rows()) == sorted(
-        [(first, "closed_has_closed_at"), (second, "closed_not_before_opened")])
+        [(first, "closed_has_closed_at"), (second, "closed_not_before_opened")]
+    )
 
 
 def test_a_table_wide_failure_rejects_every_row(canonical: dict[str, pl.DataFrame]) -> None:
@@ -118,7 +131,8 @@ def test_a_table_wide_failure_rejects_every_row(canonical: dict[str, pl.DataFram
 
 def test_deleted_rows_need_only_their_key(canonical: dict[str, pl.DataFrame]) -> None:
     tombstones = canonical["contact"].filter(
-        pl.col("deleted_at").is_not_null() & (pl.col("source_system") == "dynamics"))
+        pl.col("deleted_at").is_not_null() & (pl.col("source_system") == "dynamics")
+    )
     assert tombstones.height == 2 and tombstones["email"].null_count() == 2
     assert validate_entity("contact", tombstones).good.height == 2
     keyless = tombstones.with_columns(pl.lit("").alias("source_id"))
@@ -134,16 +148,24 @@ def test_referential_integrity(canonical: dict[str, pl.DataFrame]) -> None:
     dangling_id, cross_crm_id, unlinked_id = target["source_id"].to_list()
     salesforce_account = accounts.filter(pl.col("source_system") == "salesforce")["source_id"][0]
     edited = contacts.with_columns(
-        pl.when(pl.col("source_system") == "hubspot").then(
-            pl.when(pl.col("source_id") == dangling_id).then(pl.lit("999999"))
-            .when(pl.col("source_id") == cross_crm_id).then(pl.lit(salesforce_account))  # another CRM's
-            .when(pl.col("source_id") == unlinked_id).then(None)
-            .otherwise("account_source_id"))
-        .otherwise("account_source_id").alias("account_source_id"))
+        pl.when(pl.col("source_system") == "hubspot")
+        .then(
+            pl.when(pl.col("source_id") == dangling_id)
+            .then(pl.lit("999999"))
+            .when(pl.col("source_id") == cross_crm_id)
+            .then(pl.lit(salesforce_account))  # another CRM's
+            .when(pl.col("source_id") == unlinked_id)
+            .then(None)
+            .otherwise("account_source_id")
+        )
+        .otherwise("account_source_id")
+        .alias("account_source_id")
+    )
     failures = referential_failures(edited, accounts, "account_source_id")
     assert failures.select("source_id", "rule", "column", "value").rows() == [
         (dangling_id, "account_source_id_exists", "account_source_id", "999999"),
-        (cross_crm_id, "account_source_id_exists", "account_source_id", salesforce_account)]
+        (cross_crm_id, "account_source_id_exists", "account_source_id", salesforce_account),
+    ]
     outcome = validate_entity("contact", edited).with_failures(failures)
     _assert_partition(outcome, edited)
     assert {dangling_id, cross_crm_id} <= set(outcome.rejected["source_id"])
@@ -153,8 +175,11 @@ def test_referential_integrity(canonical: dict[str, pl.DataFrame]) -> None:
 def test_a_link_to_a_deleted_parent_dangles_unless_allowed(canonical: dict[str, pl.DataFrame]) -> None:
     contacts, interactions = canonical["contact"], canonical["interaction"]
     deleted = contacts.filter(pl.col("deleted_at").is_not_null()).select("source_system", "source_id")
-    linked = interactions.join(deleted.rename({"source_id": "contact_source_id"}),
-                               on=["source_system", "contact_source_id"], how="semi")
+    linked = interactions.join(
+        deleted.rename({"source_id": "contact_source_id"}),
+        on=["source_system", "contact_source_id"],
+        how="semi",
+    )
     assert linked.height > 0
     failures = referential_failures(interactions, contacts, "contact_source_id", rule="contact_exists")
     assert sorted(failures["source_id"]) == sorted(linked["source_id"])
@@ -172,7 +197,8 @@ def _swapped_mapping(mappings: dict[str, Mapping]) -> Mapping:
 
 
 def test_a_mapping_that_swaps_two_fields_on_30_percent_of_rows_is_stopped(
-        state: SandboxState, mappings: dict[str, Mapping]) -> None:
+    state: SandboxState, mappings: dict[str, Mapping]
+) -> None:
     """The incident: an import update misread a field configuration and corrupted ~30 % of records."""
     raw = raw_frame(state, "salesforce", "contacts")
     cut = int(raw.height * 0.3)
@@ -190,13 +216,16 @@ def test_a_mapping_that_swaps_two_fields_on_30_percent_of_rows_is_stopped(
 
 def test_a_misparsed_date_format_is_stopped(state: SandboxState, mappings: dict[str, Mapping]) -> None:
     raw = raw_frame(state, "hubspot", "contacts").with_columns(  # dates as the API spells them
-        pl.col("lastmodifieddate").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
+        pl.col("lastmodifieddate").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+    )
     doc = copy.deepcopy(yaml.safe_load((MAPPINGS_DIR / "hubspot.yaml").read_text()))
     doc["entities"]["contact"]["fields"]["updated_at"]["format"] = "%m/%d/%Y"
     misparsing = parse_mapping(doc, "data/mappings/hubspot.yaml")
     cut = int(raw.height * 0.3)
-    mapped = [apply_mapping(misparsing, "contact", raw.head(cut)),
-              apply_mapping(mappings["hubspot"], "contact", raw.slice(cut))]
+    mapped = [
+        apply_mapping(misparsing, "contact", raw.head(cut)),
+        apply_mapping(mappings["hubspot"], "contact", raw.slice(cut)),
+    ]
     assert mapped[0].failure_counts() == {"updated_at": cut}
     outcome = validate_entity("contact", pl.concat([m.frame for m in mapped]))
     assert 0.29 <= outcome.rejected_share < 0.31

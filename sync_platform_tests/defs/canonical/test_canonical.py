@@ -25,9 +25,17 @@ def _contacts_fingerprint(harness) -> list[tuple]:
     from sync_platform.security.encryption import decrypt_frame
 
     contacts = decrypt_frame(Warehouse.from_env().read_frame("SELECT * FROM canonical.contacts"), ["email"])
-    return contacts.group_by("source_system").agg(pl.len(), pl.col("email").count().alias("emails"),
-                                                  pl.col("email").min().alias("min"),
-                                                  pl.col("email").max().alias("max")).sort("source_system").rows()
+    return (
+        contacts.group_by("source_system")
+        .agg(
+            pl.len(),
+            pl.col("email").count().alias("emails"),
+            pl.col("email").min().alias("min"),
+            pl.col("email").max().alias("max"),
+        )
+        .sort("source_system")
+        .rows()
+    )
 
 
 def test_the_canonical_model_builds_from_all_three_crms(synced):
@@ -38,22 +46,30 @@ def test_the_canonical_model_builds_from_all_three_crms(synced):
     assert 0 < contacts["rows_rejected"] <= 0.01 * 1_500, "the seeded invalid emails are quarantined"
     assert contacts["rule_counts"].get("email_format", 0) >= 1
     assert contacts["mapping_versions"] == {"dynamics": 1, "hubspot": 1, "salesforce": 1}
-    rows = synced.rows("SELECT count(*), count(DISTINCT customer_id), count(DISTINCT source_system) "
-                       "FROM canonical.contacts")[0]
+    rows = synced.rows(
+        "SELECT count(*), count(DISTINCT customer_id), count(DISTINCT source_system) FROM canonical.contacts"
+    )[0]
     assert rows[0] == contacts["rows_good"] and rows[1] < rows[0] and rows[2] == 3, "golden ids link CRMs"
     quarantined = synced.rows("SELECT rule, value_masked FROM ops.quarantine WHERE entity = 'contact'")
     assert quarantined and all("@" not in v or "***" in v for _, v in quarantined), "PII masked in quarantine"
     duplicates = meta["duplicates"]
     assert duplicates["cross_crm_groups"] > 0 and duplicates["within_crm_groups"] > 0
-    stored = synced.rows("SELECT count(*), sum(CASE WHEN cross_crm THEN 1 ELSE 0 END) FROM canonical.duplicate_groups "
-                         "WHERE entity = 'contacts'")[0]
+    stored = synced.rows(
+        "SELECT count(*), sum(CASE WHEN cross_crm THEN 1 ELSE 0 END) FROM canonical.duplicate_groups "
+        "WHERE entity = 'contacts'"
+    )[0]
     assert stored[0] > 0 and stored[1] == duplicates["by_scope"]["contacts"]["cross:any"]
-    evaluations = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()
-                   if e.check_name == "quality_gate"}
+    evaluations = {
+        e.asset_key.path[-1]: e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "quality_gate"
+    }
     assert evaluations["contacts"].severity.value == "WARN" and not evaluations["contacts"].passed
 
 
-def test_the_incident_a_field_swap_is_stopped_before_it_corrupts_anything(synced, tmp_path: Path, monkeypatch):
+def test_the_incident_a_field_swap_is_stopped_before_it_corrupts_anything(
+    synced, tmp_path: Path, monkeypatch
+):
     """An import update swaps two fields for one CRM (~a third of all contacts): the gate must hold."""
     synced.run_job("canonical_build")
     before = _contacts_fingerprint(synced)
@@ -62,8 +78,12 @@ def test_the_incident_a_field_swap_is_stopped_before_it_corrupts_anything(synced
     shutil.copytree(PROJECT_ROOT / "data" / "mappings", broken)
     path = broken / "salesforce.yaml"
     text = path.read_text()
-    text = text.replace("email: {source: email, normalize: email}", "email: {source: last_name, normalize: email}")
-    text = text.replace("last_name: {source: last_name, normalize: name}", "last_name: {source: email, normalize: name}")
+    text = text.replace(
+        "email: {source: email, normalize: email}", "email: {source: last_name, normalize: email}"
+    )
+    text = text.replace(
+        "last_name: {source: last_name, normalize: name}", "last_name: {source: email, normalize: name}"
+    )
     path.write_text(text)
     monkeypatch.setenv("SYNC_PLATFORM_MAPPINGS_DIR", str(broken))
 
@@ -73,10 +93,15 @@ def test_the_incident_a_field_swap_is_stopped_before_it_corrupts_anything(synced
     assert "interactions" not in meta, "downstream did not materialize"
     assert _contacts_fingerprint(synced) == before, "the previous good table is intact"
     alerts = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
-    assert any(e.asset_observation_data.asset_observation.metadata["alert"].value
-               == "canonical_blast_radius_exceeded" for e in alerts)
-    run_cases = synced.rows("SELECT count(DISTINCT source_id) FROM ops.quarantine WHERE run_id = ? "
-                            "AND entity = 'contact'", (result.run_id,))[0][0]
+    assert any(
+        e.asset_observation_data.asset_observation.metadata["alert"].value
+        == "canonical_blast_radius_exceeded"
+        for e in alerts
+    )
+    run_cases = synced.rows(
+        "SELECT count(DISTINCT source_id) FROM ops.quarantine WHERE run_id = ? AND entity = 'contact'",
+        (result.run_id,),
+    )[0][0]
     assert run_cases >= 0.25 * 1_500, "the rejected rows are kept, not dropped"
 
     monkeypatch.setenv("SYNC_PLATFORM_MAPPINGS_DIR", str(PROJECT_ROOT / "data" / "mappings"))
@@ -102,7 +127,9 @@ def test_no_email_of_the_source_data_reaches_the_logs_of_a_whole_run(harness):
     import io
     import logging
 
-    harness.admin.create("salesforce", "Contact", [{"LastName": "Leak", "Email": "not-an-email leak.test@example.org"}])
+    harness.admin.create(
+        "salesforce", "Contact", [{"LastName": "Leak", "Email": "not-an-email leak.test@example.org"}]
+    )
     captured = io.StringIO()
     handler = logging.StreamHandler(captured)
     loggers = [logging.getLogger(), logging.getLogger("dagster")]  # dagster's does not propagate to root
@@ -120,10 +147,15 @@ def test_no_email_of_the_source_data_reaches_the_logs_of_a_whole_run(harness):
     # what Python logging saw, plus what Dagster recorded for the runs (its per-run log manager)
     text = captured.getvalue() + "\n".join(e.message or "" for r in results for e in r.all_events)
     assert "canonical_build" in text and "quality_gate" in text, "the capture saw the runs' log lines"
-    emails = {row[0].strip() for crm, table, column in (("salesforce", "contacts", "email"),
-                                                        ("hubspot", "contacts", "email"),
-                                                        ("dynamics", "contacts", "emailaddress1"))
-              for row in harness.rows(f"SELECT {column} FROM raw_{crm}.{table} WHERE {column} IS NOT NULL")}
+    emails = {
+        row[0].strip()
+        for crm, table, column in (
+            ("salesforce", "contacts", "email"),
+            ("hubspot", "contacts", "email"),
+            ("dynamics", "contacts", "emailaddress1"),
+        )
+        for row in harness.rows(f"SELECT {column} FROM raw_{crm}.{table} WHERE {column} IS NOT NULL")
+    }
     assert "not-an-email leak.test@example.org" in emails
     leaked = [e for e in emails if e in text or e.split(" ")[-1] in text]
     assert leaked == []
@@ -139,8 +171,9 @@ def test_cli_checks_mappings_and_lists_and_releases_quarantine(synced, tmp_path:
     assert checked.exit_code == 0 and checked.output.count("ok  ") == 3
     broken = tmp_path / "mappings"
     shutil.copytree(PROJECT_ROOT / "data" / "mappings", broken)
-    (broken / "dynamics.yaml").write_text((broken / "dynamics.yaml").read_text().replace("normalize: email",
-                                                                                         "normalize: emial", 1))
+    (broken / "dynamics.yaml").write_text(
+        (broken / "dynamics.yaml").read_text().replace("normalize: email", "normalize: emial", 1)
+    )
     bad = runner.invoke(app, ["mapping", "check", "--directory", str(broken)])
     assert bad.exit_code == 1 and "dynamics.yaml" in bad.output and "emial" in bad.output
 
@@ -148,8 +181,9 @@ def test_cli_checks_mappings_and_lists_and_releases_quarantine(synced, tmp_path:
     listing = runner.invoke(app, ["quarantine", "list", "--entity", "contact"])
     assert listing.exit_code == 0 and "email_format" in listing.output
     assert "***" in listing.output, "values are masked"
-    system, source_id = synced.rows("SELECT source_system, source_id FROM ops.quarantine WHERE entity = 'contact' "
-                                    "LIMIT 1")[0]
+    system, source_id = synced.rows(
+        "SELECT source_system, source_id FROM ops.quarantine WHERE entity = 'contact' LIMIT 1"
+    )[0]
     released = runner.invoke(app, ["quarantine", "release", system, source_id])
     assert released.exit_code == 0 and "released" in released.output
     again = runner.invoke(app, ["quarantine", "release", system, source_id])

@@ -34,7 +34,9 @@ def built(harness):
 
 def test_sensitive_columns_are_ciphertext_at_rest_and_decrypt_for_authorized_use(built, monkeypatch):
     stored = _contacts()
-    raw_phones = {p for (p,) in built.rows("SELECT phone FROM raw_salesforce.contacts WHERE phone IS NOT NULL")}
+    raw_phones = {
+        p for (p,) in built.rows("SELECT phone FROM raw_salesforce.contacts WHERE phone IS NOT NULL")
+    }
     phones = stored["phone"].drop_nulls().to_list()
     assert phones and all(is_encrypted(p) for p in phones)
     assert all(is_encrypted(e) for e in stored["email"].drop_nulls().to_list())
@@ -44,7 +46,9 @@ def test_sensitive_columns_are_ciphertext_at_rest_and_decrypt_for_authorized_use
 
     clear = _contacts(decrypt=True)
     assert all(re.match(E164_PATTERN, p) for p in clear["phone"].drop_nulls().to_list())
-    some_id, raw_phone = built.rows("SELECT id, phone FROM raw_salesforce.contacts WHERE phone LIKE '(%' LIMIT 1")[0]
+    some_id, raw_phone = built.rows(
+        "SELECT id, phone FROM raw_salesforce.contacts WHERE phone LIKE '(%' LIMIT 1"
+    )[0]
     digits = re.sub(r"\D", "", raw_phone)
     assert clear.filter(pl.col("source_id") == some_id)["phone"].item() == f"+1{digits[-10:]}"
 
@@ -71,8 +75,11 @@ def test_key_rotation_re_encrypts_the_tables_and_the_old_key_can_then_go(built, 
     assert rotated.exit_code == 0 and "canonical.contacts:" in rotated.output
     monkeypatch.setenv(KEYS_ENV, new)  # old key dropped
     after = _contacts(decrypt=True).sort("source_id")
-    changed = [c for c in before.columns
-               if not c.startswith("_dlt") and not after[c].equals(before.sort("source_id")[c])]
+    changed = [
+        c
+        for c in before.columns
+        if not c.startswith("_dlt") and not after[c].equals(before.sort("source_id")[c])
+    ]
     assert changed == [], "every value decrypts as before"
     again = runner.invoke(app, ["keys", "rotate"])
     assert again.exit_code == 0 and "canonical.contacts: 0 value(s)" in again.output
@@ -83,11 +90,16 @@ def test_opted_out_people_are_not_shareable_in_any_crm(harness):
         harness.run(crm)
     harness.run_job("canonical_build")
     contacts = _contacts()
-    cross = (contacts.filter(~pl.col("email_opt_out") & pl.col("deleted_at").is_null())
-             .group_by("customer_id").agg(pl.col("source_system").n_unique().alias("crms"),
-                                          pl.col("source_id").filter(pl.col("source_system") == "salesforce")
-                                          .first().alias("sf_id"))
-             .filter((pl.col("crms") == 2) & pl.col("sf_id").is_not_null()).sort("customer_id"))
+    cross = (
+        contacts.filter(~pl.col("email_opt_out") & pl.col("deleted_at").is_null())
+        .group_by("customer_id")
+        .agg(
+            pl.col("source_system").n_unique().alias("crms"),
+            pl.col("source_id").filter(pl.col("source_system") == "salesforce").first().alias("sf_id"),
+        )
+        .filter((pl.col("crms") == 2) & pl.col("sf_id").is_not_null())
+        .sort("customer_id")
+    )
     person, sf_id = cross.row(0)[0], cross.row(0)[2]
     harness.admin.update("salesforce", "Contact", [sf_id], {"HasOptedOutOfEmail": True})
     harness.run("salesforce")
@@ -95,12 +107,16 @@ def test_opted_out_people_are_not_shareable_in_any_crm(harness):
     shareable = Warehouse.from_env().read_frame("SELECT * FROM canonical.contacts_shareable")
     contacts = _contacts()
     assert contacts.filter(pl.col("customer_id") == person).height == 2, "still in the canonical model"
-    assert shareable.filter(pl.col("customer_id") == person).is_empty(), "the opt-out in Salesforce covers HubSpot"
+    assert shareable.filter(pl.col("customer_id") == person).is_empty(), (
+        "the opt-out in Salesforce covers HubSpot"
+    )
     opted_out = set(contacts.filter(pl.col("email_opt_out"))["customer_id"].to_list())
     assert opted_out and not opted_out & set(shareable["customer_id"].to_list())
     assert shareable["deleted_at"].null_count() == shareable.height
     assert meta["contacts_shareable"]["shareable"] == shareable.height < contacts.height
-    assert all(is_encrypted(p) for p in shareable["phone"].drop_nulls().to_list()), "still encrypted when shared"
+    assert all(is_encrypted(p) for p in shareable["phone"].drop_nulls().to_list()), (
+        "still encrypted when shared"
+    )
 
 
 def _seed_operational_rows(email: str, phone: str, source_id: str) -> None:
@@ -109,28 +125,42 @@ def _seed_operational_rows(email: str, phone: str, source_id: str) -> None:
     with warehouse.connect() as conn:
         cur = conn.cursor()
         # written raw, past AuditLog's redaction: erasure must find the person however they got in
-        insert = ("INSERT INTO ops.audit_log (id, step, entity, started_at, ended_at, records_read, inserted, "
-                  "updated, deleted, rejected, changed_fields, status, details) "
-                  "VALUES (?, ?, 'contact', now(), now(), 0, 0, 0, 0, 0, '{}', 'success', ?)")
-        cur.execute(insert, ("a1", "canonical", json.dumps({"examples": [email, phone, source_id], "count": 12345})))
+        insert = (
+            "INSERT INTO ops.audit_log (id, step, entity, started_at, ended_at, records_read, inserted, "
+            "updated, deleted, rejected, changed_fields, status, details) "
+            "VALUES (?, ?, 'contact', now(), now(), 0, 0, 0, 0, 0, '{}', 'success', ?)"
+        )
+        cur.execute(
+            insert, ("a1", "canonical", json.dumps({"examples": [email, phone, source_id], "count": 12345}))
+        )
         cur.execute(insert, ("a2", "ingest", json.dumps({"rows": 3})))
-        cur.execute("INSERT INTO ops.quarantine (entity, source_system, source_id, rule, \"column\", value_masked) "
-                    "VALUES ('interaction', 'salesforce', '500Sb0000000001AAA', 'contact_source_id_exists', "
-                    "'contact_source_id', ?)", (source_id,))
+        cur.execute(
+            'INSERT INTO ops.quarantine (entity, source_system, source_id, rule, "column", value_masked) '
+            "VALUES ('interaction', 'salesforce', '500Sb0000000001AAA', 'contact_source_id_exists', "
+            "'contact_source_id', ?)",
+            (source_id,),
+        )
     from sync_platform.ops.dead_letters import DeadLetterQueue
 
     DeadLetterQueue(warehouse).ensure()
-    warehouse.query("INSERT INTO ops.dead_letters (id, crm, object, kind, attempts, error, created_at) "
-                    "VALUES ('d1', 'salesforce', 'contacts', 'validation', 1, ?, now())",
-                    (f"record {source_id} rejected: {email}",))
+    warehouse.query(
+        "INSERT INTO ops.dead_letters (id, crm, object, kind, attempts, error, created_at) "
+        "VALUES ('d1', 'salesforce', 'contacts', 'validation', 1, ?, now())",
+        (f"record {source_id} rejected: {email}",),
+    )
 
 
 def test_erasure_removes_the_person_masks_them_and_survives_rebuilds(built):
     clear = _contacts(decrypt=True)
-    person = clear.filter(pl.col("email").is_not_null() & pl.col("phone").is_not_null()).sort("source_id").row(
-        0, named=True)
+    person = (
+        clear.filter(pl.col("email").is_not_null() & pl.col("phone").is_not_null())
+        .sort("source_id")
+        .row(0, named=True)
+    )
     email, phone, sf_id = person["email"], person["phone"], person["source_id"]
-    linked_cases = built.rows("SELECT count(*) FROM canonical.interactions WHERE contact_source_id = ?", (sf_id,))[0][0]
+    linked_cases = built.rows(
+        "SELECT count(*) FROM canonical.interactions WHERE contact_source_id = ?", (sf_id,)
+    )[0][0]
     _seed_operational_rows(email, phone, sf_id)
 
     erased = runner.invoke(app, ["erase", "--email", f"  {email.upper()} "])
@@ -139,17 +169,34 @@ def test_erasure_removes_the_person_masks_them_and_survives_rebuilds(built):
     assert f"{records} canonical contact record(s) removed" in erased.output, erased.output
     assert email not in erased.output
     assert _contacts(decrypt=True).filter(pl.col("email") == email).is_empty()
-    assert built.rows("SELECT count(*) FROM canonical.contacts_shareable WHERE source_id = ?", (sf_id,))[0][0] == 0
-    assert built.rows("SELECT count(*) FROM canonical.interactions WHERE contact_source_id = ?", (sf_id,))[0][0] == 0
-    assert built.rows("SELECT count(*) FROM canonical.interactions WHERE contact_source_id IS NULL")[0][0] >= linked_cases
+    assert (
+        built.rows("SELECT count(*) FROM canonical.contacts_shareable WHERE source_id = ?", (sf_id,))[0][0]
+        == 0
+    )
+    assert (
+        built.rows("SELECT count(*) FROM canonical.interactions WHERE contact_source_id = ?", (sf_id,))[0][0]
+        == 0
+    )
+    assert (
+        built.rows("SELECT count(*) FROM canonical.interactions WHERE contact_source_id IS NULL")[0][0]
+        >= linked_cases
+    )
 
-    details = [d for (d,) in built.rows("SELECT details FROM ops.audit_log WHERE id IN ('a1', 'a2') ORDER BY id")]
+    details = [
+        d for (d,) in built.rows("SELECT details FROM ops.audit_log WHERE id IN ('a1', 'a2') ORDER BY id")
+    ]
     assert email not in details[0] and phone not in details[0] and sf_id not in details[0]
-    assert json.loads(details[0])["count"] == 12345 and json.loads(details[1]) == {"rows": 3}, "JSON stays valid"
-    assert built.rows("SELECT value_masked FROM ops.quarantine WHERE rule = 'contact_source_id_exists' "
-                      "AND source_id = '500Sb0000000001AAA'") == [("[erased]",)]
+    assert json.loads(details[0])["count"] == 12345 and json.loads(details[1]) == {"rows": 3}, (
+        "JSON stays valid"
+    )
+    assert built.rows(
+        "SELECT value_masked FROM ops.quarantine WHERE rule = 'contact_source_id_exists' "
+        "AND source_id = '500Sb0000000001AAA'"
+    ) == [("[erased]",)]
     assert email not in built.rows("SELECT error FROM ops.dead_letters WHERE id = 'd1'")[0][0]
-    stored = built.rows("SELECT * FROM ops.erasure_requests") + built.rows("SELECT * FROM ops.erasure_subjects")
+    stored = built.rows("SELECT * FROM ops.erasure_requests") + built.rows(
+        "SELECT * FROM ops.erasure_subjects"
+    )
     assert stored and not any(email in str(v) or email.upper() in str(v) for row in stored for v in row)
 
     # the CRM still has the person (erasing there is its owner's job) and a re-import brings a copy
@@ -158,10 +205,16 @@ def test_erasure_removes_the_person_masks_them_and_survives_rebuilds(built):
     result, _ = built.run_job("canonical_build")
     assert result.success
     assert _contacts(decrypt=True).filter(pl.col("email") == email).is_empty(), "still gone after a rebuild"
-    assert built.rows("SELECT count(*) FROM ops.quarantine WHERE entity = 'contact' AND source_id = ?",
-                      (sf_id,))[0][0] == 0
-    assert built.rows("SELECT count(*) FROM ops.erasure_subjects WHERE source_id IS NOT NULL")[0][0] == records + 1, \
-        "the re-created record joined the suppression list"
+    assert (
+        built.rows(
+            "SELECT count(*) FROM ops.quarantine WHERE entity = 'contact' AND source_id = ?", (sf_id,)
+        )[0][0]
+        == 0
+    )
+    assert (
+        built.rows("SELECT count(*) FROM ops.erasure_subjects WHERE source_id IS NOT NULL")[0][0]
+        == records + 1
+    ), "the re-created record joined the suppression list"
 
 
 def test_erasure_by_record_id(built):
@@ -174,8 +227,9 @@ def test_erasure_by_record_id(built):
     assert bad.exit_code != 0
 
 
-def test_live_mapping_check_passes_against_the_sandbox_and_names_a_missing_field(harness, tmp_path: Path,
-                                                                                  monkeypatch):
+def test_live_mapping_check_passes_against_the_sandbox_and_names_a_missing_field(
+    harness, tmp_path: Path, monkeypatch
+):
     ok = runner.invoke(app, ["mapping", "check", "--live"])
     assert ok.exit_code == 0, ok.output
     assert "live: salesforce: 29 of 29 source fields exist and are readable" in ok.output
@@ -185,18 +239,28 @@ def test_live_mapping_check_passes_against_the_sandbox_and_names_a_missing_field
     from sync_platform.ingest import raw_schema
 
     contacts = raw_schema.RAW_TABLES["salesforce"]["contacts"]
-    patched = raw_schema.RawTable("salesforce", "contacts", "Contact", {**contacts.fields, "Job_Level__c": "string"},
-                                  contacts.cursor_field)
+    patched = raw_schema.RawTable(
+        "salesforce",
+        "contacts",
+        "Contact",
+        {**contacts.fields, "Job_Level__c": "string"},
+        contacts.cursor_field,
+    )
     monkeypatch.setitem(raw_schema.RAW_TABLES["salesforce"], "contacts", patched)
     broken = tmp_path / "mappings"
     shutil.copytree(PROJECT_ROOT / "data" / "mappings", broken)
     path = broken / "salesforce.yaml"
-    path.write_text(path.read_text().replace("title: {source: title, normalize: name}",
-                                             "title: {source: job_level__c, normalize: name}"))
+    path.write_text(
+        path.read_text().replace(
+            "title: {source: title, normalize: name}", "title: {source: job_level__c, normalize: name}"
+        )
+    )
     bad = runner.invoke(app, ["mapping", "check", "--live", "--directory", str(broken)])
     assert bad.exit_code == 1
-    assert ("salesforce.yaml: entities.contact.fields.title.source: Salesforce Contact has no field 'Job_Level__c'"
-            in bad.output)
+    assert (
+        "salesforce.yaml: entities.contact.fields.title.source: Salesforce Contact has no field 'Job_Level__c'"
+        in bad.output
+    )
     assert "live: hubspot: 24 of 24" in bad.output
 
 

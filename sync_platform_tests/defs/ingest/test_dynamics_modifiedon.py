@@ -26,10 +26,13 @@ def test_an_untracked_table_falls_back_to_modifiedon_once_and_reads_incrementall
     meta = second["contacts"]
     assert (meta["rows_updated"], meta["rows_inserted"]) == (3, 0)
     assert meta["rows_extracted"] < 50, "from the saved cursor minus the look-back, not from scratch"
-    assert sorted(r[0] for r in harness.rows(
-        "SELECT contactid FROM raw_dynamics.contacts WHERE jobtitle = 'edited-late'")) == sorted(edited)
-    assert harness.rows("SELECT count(*) FROM raw_dynamics.contacts WHERE deleted_at IS NOT NULL") == [(0,)], \
-        "without tracking a deletion is invisible (reconciliation's job)"
+    assert sorted(
+        r[0]
+        for r in harness.rows("SELECT contactid FROM raw_dynamics.contacts WHERE jobtitle = 'edited-late'")
+    ) == sorted(edited)
+    assert harness.rows("SELECT count(*) FROM raw_dynamics.contacts WHERE deleted_at IS NOT NULL") == [
+        (0,)
+    ], "without tracking a deletion is invisible (reconciliation's job)"
     assert harness.admin.requests(crm="dynamics", status=400) == 1, "the refusal is met once, then remembered"
 
 

@@ -33,8 +33,9 @@ def test_by_id_fetch_repairs_frozen_changes_reports_vanished_ids_and_keeps_the_c
     harness.admin.update(crm, obj, [changed], {field: "a user change"})  # the next incremental's job
     vanished = never_existed(ids[0])
 
-    result = fetch_ids_into_warehouse(crm, {"contacts": [*frozen, deleted, vanished, "not an id"]}, harness.warehouse,
-                                      harness.config(crm))
+    result = fetch_ids_into_warehouse(
+        crm, {"contacts": [*frozen, deleted, vanished, "not an id"]}, harness.warehouse, harness.config(crm)
+    )
 
     assert harness.rows(f"SELECT count(*) FROM {table} WHERE {column} = 'repaired'") == [(250,)]
     assert result.requests >= 2, "250 ids take more than one request (chunked)"
@@ -44,7 +45,9 @@ def test_by_id_fetch_repairs_frozen_changes_reports_vanished_ids_and_keeps_the_c
     else:  # recycle bin / archived: fetched, and lands soft-deleted
         assert set(result.not_found["contacts"]) == {vanished, "not an id"}
         assert result.fetched["contacts"] == 251
-        assert harness.rows(f"SELECT deleted_at IS NOT NULL FROM {table} WHERE {pk} = ?", (deleted,)) == [(True,)]
+        assert harness.rows(f"SELECT deleted_at IS NOT NULL FROM {table} WHERE {pk} = ?", (deleted,)) == [
+            (True,)
+        ]
     assert harness.rows(f"SELECT count(*) FROM {table}") == [(500,)], "nothing inserted for vanished ids"
     assert harness.rows(f"SELECT count(*) - count(DISTINCT {pk}) FROM {table}") == [(0,)]
 
@@ -60,7 +63,15 @@ def test_by_id_fetch_repairs_frozen_changes_reports_vanished_ids_and_keeps_the_c
 
 def test_unknown_tables_are_refused_before_any_request(harness):
     with pytest.raises(ValueError, match="unknown Salesforce object"):
-        fetch_ids_into_warehouse("salesforce", {"opportunities": ["006Sb0000000001AAA"]}, harness.warehouse,
-                                 harness.config("salesforce"))
-    assert fetch_ids_into_warehouse("salesforce", {"contacts": []}, harness.warehouse,
-                                    harness.config("salesforce")).fetched == {}
+        fetch_ids_into_warehouse(
+            "salesforce",
+            {"opportunities": ["006Sb0000000001AAA"]},
+            harness.warehouse,
+            harness.config("salesforce"),
+        )
+    assert (
+        fetch_ids_into_warehouse(
+            "salesforce", {"contacts": []}, harness.warehouse, harness.config("salesforce")
+        ).fetched
+        == {}
+    )

@@ -22,8 +22,10 @@ CRM = {
 
 def write_config(path: Path, monkeypatch: pytest.MonkeyPatch, **per_crm: dict) -> None:
     """A sync.yaml for the test: fast backoff so retries do not slow the suite."""
-    crms = {crm: {"backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.05, **per_crm.get(crm, {})}
-            for crm in ("salesforce", "hubspot", "dynamics")}
+    crms = {
+        crm: {"backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.05, **per_crm.get(crm, {})}
+        for crm in ("salesforce", "hubspot", "dynamics")
+    }
     path.write_text(yaml.safe_dump({"crms": crms}))
     monkeypatch.setenv("SYNC_PLATFORM_CONFIG", str(path))
 
@@ -40,7 +42,9 @@ def test_incremental_picks_up_exactly_the_changes_and_a_replay_changes_nothing(h
     assert first[table]["rows_total"] == 500 and first[table]["rows_inserted"] == 500
 
     created = harness.admin.create(crm, obj, [new, new, new])
-    edited = [harness.admin.touch(crm, obj, 1, start=s, value=f"edited-{s}")["first_id"] for s in (5, 50, 120, 300)]
+    edited = [
+        harness.admin.touch(crm, obj, 1, start=s, value=f"edited-{s}")["first_id"] for s in (5, 50, 120, 300)
+    ]
     gone = [harness.admin.touch(crm, obj, 1, start=s)["first_id"] for s in (400, 401)]
     harness.admin.delete(crm, obj, gone)
 
@@ -53,13 +57,19 @@ def test_incremental_picks_up_exactly_the_changes_and_a_replay_changes_nothing(h
     assert sorted(values) == sorted(edited) and all(v.startswith("edited-") for v in values.values())
     deleted = {r[0] for r in harness.rows(f"SELECT {pk} FROM {dataset} WHERE deleted_at IS NOT NULL")}
     assert deleted == set(gone)
-    assert {r[0] for r in harness.rows(f"SELECT {pk} FROM {dataset} WHERE {pk} IN (?, ?, ?)", tuple(created))} \
-        == set(created)
+    assert {
+        r[0] for r in harness.rows(f"SELECT {pk} FROM {dataset} WHERE {pk} IN (?, ?, ?)", tuple(created))
+    } == set(created)
     assert harness.rows(f"SELECT count(*) - count(DISTINCT {pk}) FROM {dataset}")[0][0] == 0
 
     _, replay = harness.run(crm)
     meta = replay[table]
-    assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"], meta["rows_total"]) == (0, 0, 0, 503)
+    assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"], meta["rows_total"]) == (
+        0,
+        0,
+        0,
+        503,
+    )
     assert "rows_loaded" in meta, "a run that changes nothing still reports its row count"
 
 
@@ -70,7 +80,9 @@ def test_look_back_window_catches_a_late_commit_with_an_older_stamp(harness):
     [late] = harness.admin.create("salesforce", "Contact", [{"LastName": "Latecomer"}], stamp=late_stamp)
     _, meta = harness.run("salesforce")
     assert meta["contacts"]["rows_inserted"] == 1
-    assert harness.rows("SELECT last_name FROM raw_salesforce.contacts WHERE id = ?", (late,)) == [("Latecomer",)]
+    assert harness.rows("SELECT last_name FROM raw_salesforce.contacts WHERE id = ?", (late,)) == [
+        ("Latecomer",)
+    ]
 
 
 def test_without_a_look_back_the_late_commit_is_missed(harness, tmp_path, monkeypatch):
@@ -91,8 +103,9 @@ def test_ties_on_the_cursor_across_a_page_boundary_are_not_lost(harness, tmp_pat
     ids = harness.admin.create("salesforce", "Contact", [{"LastName": f"Twin{n}"} for n in range(250)])
     _, meta = harness.run("salesforce")
     assert meta["contacts"]["rows_inserted"] == 250 and meta["contacts"]["pages"] >= 2
-    stamps = harness.rows("SELECT count(DISTINCT system_modstamp) FROM raw_salesforce.contacts WHERE last_name "
-                          "LIKE 'Twin%'")
+    stamps = harness.rows(
+        "SELECT count(DISTINCT system_modstamp) FROM raw_salesforce.contacts WHERE last_name LIKE 'Twin%'"
+    )
     assert stamps == [(1,)], "all 250 share one stamp"
     assert len(ids) == 250
 
@@ -119,8 +132,9 @@ def test_a_short_5xx_window_is_retried_through(harness):
     assert meta["contacts"]["rows_total"] == 500 and meta["contacts"]["source_retries"] == 2
 
 
-def test_a_long_5xx_window_fails_loudly_keeps_the_cursor_and_the_next_run_catches_up(harness, tmp_path,
-                                                                                      monkeypatch):
+def test_a_long_5xx_window_fails_loudly_keeps_the_cursor_and_the_next_run_catches_up(
+    harness, tmp_path, monkeypatch
+):
     write_config(tmp_path / "sync.yaml", monkeypatch, salesforce={"max_attempts": 3})
     harness.run("salesforce")
     edited = [harness.admin.touch("salesforce", "Contact", 1, start=s)["first_id"] for s in (1, 2, 3)]
@@ -197,8 +211,11 @@ def test_dead_letters_are_listed_and_replayed_idempotently(harness, monkeypatch)
 
 def test_hubspot_more_than_10000_changes_in_one_window_all_land(harness_factory, tmp_path, monkeypatch):
     """Search refuses to page past 10,000 results; the reader must restart windows, never truncate."""
-    write_config(tmp_path / "sync.yaml", monkeypatch, hubspot={"search_requests_per_second": 100,
-                                                              "requests_per_window": 1000})
+    write_config(
+        tmp_path / "sync.yaml",
+        monkeypatch,
+        hubspot={"search_requests_per_second": 100, "requests_per_window": 1000},
+    )
     h = harness_factory(contacts=12_000)
     h.admin.set_limits(hubspot_search_per_second=1000, hubspot_per_10s=10_000)
     _, first = h.run("hubspot")
@@ -264,10 +281,16 @@ def test_a_run_killed_mid_sync_leaves_nothing_lost_or_duplicated(harness_factory
 
     monkeypatch.setattr(faults, "take", take_and_signal)
     h.admin.inject("slow", crm="salesforce", path="/services/data", after=1, count=1, delay=120)
-    script = ("import dagster as dg\nfrom sync_platform.definitions import defs\n"
-              "defs().resolve_job_def('salesforce_sync').execute_in_process(instance=dg.DagsterInstance.ephemeral())")
-    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    script = (
+        "import dagster as dg\nfrom sync_platform.definitions import defs\n"
+        "defs().resolve_job_def('salesforce_sync').execute_in_process(instance=dg.DagsterInstance.ephemeral())"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     assert hanging.wait(timeout=120), "the run reached the hanging page"
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL

@@ -28,7 +28,9 @@ def test_dead_letters_and_a_high_error_rate_alert_with_the_taxonomy_and_resolve(
     assert not monitor.run("hubspot_sync", raise_on_error=False).success  # three dead letters, one per object
     add_run(monitor.instance, "hubspot_sync", failed=False)
     message = monitor.tick("dead_letter_alerts", t0 + timedelta(minutes=1))
-    assert message == "dead letters: raised dead_letters:hubspot. error rate: all clear"  # 1 of 2 is not > 50 %
+    assert (
+        message == "dead letters: raised dead_letters:hubspot. error rate: all clear"
+    )  # 1 of 2 is not > 50 %
     [alert] = monitor.book().open_alerts()
     assert alert.severity == "error" and alert.finding == "dead_letters_pending"  # depth 3 > 2
     assert alert.details["by_kind"] == {"server_error": 3} and alert.details["depth"] == 3
@@ -58,11 +60,19 @@ def test_dead_letters_and_a_high_error_rate_alert_with_the_taxonomy_and_resolve(
 def test_pending_dead_letters_below_the_error_depth_warn(monitor):
     monitor.configure(alerts={"dead_letter_max_depth": 1, "dead_letter_error_depth": 100})
     queue = DeadLetterQueue(Warehouse.from_env())
-    error = CrmRequestError("dynamics", ErrorKind.RATE_LIMIT, "429", method="GET", path="/api/data/v9.2/contacts",
-                            status=429, attempts=6)
+    error = CrmRequestError(
+        "dynamics",
+        ErrorKind.RATE_LIMIT,
+        "429",
+        method="GET",
+        path="/api/data/v9.2/contacts",
+        status=429,
+        attempts=6,
+    )
     queue.add_failure(error, ["contacts"], run_id=None)
-    assert monitor.tick("dead_letter_alerts", datetime.now(UTC)).startswith("dead letters: all clear"), \
+    assert monitor.tick("dead_letter_alerts", datetime.now(UTC)).startswith("dead letters: all clear"), (
         "one pending is within dead_letter_max_depth 1"
+    )
     queue.add_failure(error, ["contacts"], run_id=None)
     monitor.tick("dead_letter_alerts", datetime.now(UTC))
     [alert] = monitor.book().open_alerts(crm="dynamics")
@@ -71,19 +81,34 @@ def test_pending_dead_letters_below_the_error_depth_warn(monitor):
 
 def test_a_blocked_canonical_build_is_an_alert_until_a_build_passes(monitor):
     t0 = datetime.now(UTC)
-    blocked = {"gate": "blocked: previous table kept", "rows_in": 900, "rows_rejected": 300,
-               "rejected_share": 0.33333, "threshold": 0.01, "rule_counts": {"email_format": 300}}
-    monitor.instance.report_runless_asset_event(dg.AssetMaterialization(["canonical", "contacts"], metadata=blocked))
+    blocked = {
+        "gate": "blocked: previous table kept",
+        "rows_in": 900,
+        "rows_rejected": 300,
+        "rejected_share": 0.33333,
+        "threshold": 0.01,
+        "rule_counts": {"email_format": 300},
+    }
+    monitor.instance.report_runless_asset_event(
+        dg.AssetMaterialization(["canonical", "contacts"], metadata=blocked)
+    )
     assert monitor.tick("quality_gate_alerts", t0) == "raised quality_gate:canonical/contacts"
     [alert] = monitor.book().open_alerts()
     assert alert.finding == "canonical_blast_radius_exceeded" and alert.severity == "error"
-    assert alert.message == ("canonical/contacts: 300 of 900 rows rejected (33.3% > 1.0%); the previous table "
-                             "was kept and downstream stopped")
+    assert alert.message == (
+        "canonical/contacts: 300 of 900 rows rejected (33.3% > 1.0%); the previous table "
+        "was kept and downstream stopped"
+    )
     assert alert.details["rule_counts"] == {"email_format": 300}
 
     passed = {**blocked, "gate": "passed", "rows_rejected": 2, "rejected_share": 0.002}
-    monitor.instance.report_runless_asset_event(dg.AssetMaterialization(["canonical", "contacts"], metadata=passed))
-    assert monitor.tick("quality_gate_alerts", t0 + timedelta(minutes=1)) == "resolved quality_gate:canonical/contacts"
+    monitor.instance.report_runless_asset_event(
+        dg.AssetMaterialization(["canonical", "contacts"], metadata=passed)
+    )
+    assert (
+        monitor.tick("quality_gate_alerts", t0 + timedelta(minutes=1))
+        == "resolved quality_gate:canonical/contacts"
+    )
 
 
 def test_a_sensor_stands_aside_while_a_run_writes_to_duckdb_but_not_forever(monitor):
@@ -92,8 +117,12 @@ def test_a_sensor_stands_aside_while_a_run_writes_to_duckdb_but_not_forever(moni
     cursor = None
     messages = []
     for _ in range(6):
-        context = dg.build_sensor_context(instance=monitor.instance, definitions=monitor.defs, cursor=cursor,
-                                          resources=monitor.defs.resources)
+        context = dg.build_sensor_context(
+            instance=monitor.instance,
+            definitions=monitor.defs,
+            cursor=cursor,
+            resources=monitor.defs.resources,
+        )
         data = definition.evaluate_tick(context)
         messages.append(data.skip_message)
         cursor = data.cursor

@@ -17,7 +17,10 @@ def test_sync_metrics_and_status_show_throughput_lag_dead_letters_drift_and_aler
     monitor.run("salesforce_sync")
     warehouse = Warehouse.from_env()
     DeadLetterQueue(warehouse).add_failure(
-        CrmRequestError("hubspot", ErrorKind.SERVER_ERROR, "bad gateway", status=502, attempts=6), ["contacts"], None)
+        CrmRequestError("hubspot", ErrorKind.SERVER_ERROR, "bad gateway", status=502, attempts=6),
+        ["contacts"],
+        None,
+    )
 
     result = monitor.run("sync_metrics_job")
     [mat] = [e.materialization for e in result.get_asset_materialization_events()]
@@ -29,26 +32,48 @@ def test_sync_metrics_and_status_show_throughput_lag_dead_letters_drift_and_aler
     assert meta["hubspot_dead_letters"] == 1 and meta["hubspot_requests"] == 0
     assert "| salesforce | contacts |" in meta["by_object"]
 
-    rows = warehouse.query("SELECT crm, object, rows_extracted, records_per_s, requests, api_budget_remaining, "
-                           "dead_letters_pending, errors_by_kind FROM ops.sync_metrics ORDER BY crm, object")
+    rows = warehouse.query(
+        "SELECT crm, object, rows_extracted, records_per_s, requests, api_budget_remaining, "
+        "dead_letters_pending, errors_by_kind FROM ops.sync_metrics ORDER BY crm, object"
+    )
     assert len(rows) == 9
     contacts = next(r for r in rows if r[:2] == ("salesforce", "contacts"))
-    assert contacts[2] == 500 and contacts[3] > 0 and contacts[4] > 0 and contacts[5] > 0 and contacts[7] == "{}"
+    assert (
+        contacts[2] == 500 and contacts[3] > 0 and contacts[4] > 0 and contacts[5] > 0 and contacts[7] == "{}"
+    )
     assert next(r for r in rows if r[:2] == ("hubspot", "contacts"))[6] == 1
     monitor.run("sync_metrics_job")
-    assert warehouse.query("SELECT count(DISTINCT measured_at) FROM ops.sync_metrics") == [(2,)], "a time series"
+    assert warehouse.query("SELECT count(DISTINCT measured_at) FROM ops.sync_metrics") == [(2,)], (
+        "a time series"
+    )
 
-    monitor.book().report("drift:", [Finding(key="drift:salesforce:contacts", severity="error",
-                                             finding="drift_above_threshold", crm="salesforce",
-                                             message="salesforce contacts drift 0.80% > 0.50%")])
+    monitor.book().report(
+        "drift:",
+        [
+            Finding(
+                key="drift:salesforce:contacts",
+                severity="error",
+                finding="drift_above_threshold",
+                crm="salesforce",
+                message="salesforce contacts drift 0.80% > 0.50%",
+            )
+        ],
+    )
     warehouse.query("CREATE SCHEMA IF NOT EXISTS reconcile")
-    warehouse.query("CREATE TABLE reconcile.drift_history (checked_at TIMESTAMPTZ, crm VARCHAR, entity VARCHAR, "
-                    "source_records BIGINT, warehouse_records BIGINT, missing BIGINT, extra BIGINT, stale BIGINT, "
-                    "diverged BIGINT, drift_share DOUBLE, threshold DOUBLE, status VARCHAR, run_id VARCHAR)")
-    for at, share, status in ((datetime(2026, 1, 1, tzinfo=UTC), 0.02, "error"),
-                              (datetime(2026, 1, 2, tzinfo=UTC), 0.008, "error")):
-        warehouse.query("INSERT INTO reconcile.drift_history VALUES (?, 'salesforce', 'contacts', 500, 496, 4, 0, "
-                        "0, 0, ?, 0.005, ?, 'r1')", (at, share, status))
+    warehouse.query(
+        "CREATE TABLE reconcile.drift_history (checked_at TIMESTAMPTZ, crm VARCHAR, entity VARCHAR, "
+        "source_records BIGINT, warehouse_records BIGINT, missing BIGINT, extra BIGINT, stale BIGINT, "
+        "diverged BIGINT, drift_share DOUBLE, threshold DOUBLE, status VARCHAR, run_id VARCHAR)"
+    )
+    for at, share, status in (
+        (datetime(2026, 1, 1, tzinfo=UTC), 0.02, "error"),
+        (datetime(2026, 1, 2, tzinfo=UTC), 0.008, "error"),
+    ):
+        warehouse.query(
+            "INSERT INTO reconcile.drift_history VALUES (?, 'salesforce', 'contacts', 500, 496, 4, 0, "
+            "0, 0, ?, 0.005, ?, 'r1')",
+            (at, share, status),
+        )
 
     out = CliRunner().invoke(app, ["status"])
     assert out.exit_code == 0, out.output
@@ -60,5 +85,7 @@ def test_sync_metrics_and_status_show_throughput_lag_dead_letters_drift_and_aler
     hubspot = next(line for line in lines if line.startswith("hubspot "))
     assert hubspot.split()[1] == "never" and hubspot.split()[-2:] == ["1", "-"]
     assert "open alerts (1):" in out.output
-    assert any(line.startswith("error ") and "drift:salesforce:contacts" in line and "0.80% > 0.50%" in line
-               for line in lines)
+    assert any(
+        line.startswith("error ") and "drift:salesforce:contacts" in line and "0.80% > 0.50%" in line
+        for line in lines
+    )

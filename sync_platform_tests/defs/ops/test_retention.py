@@ -20,9 +20,19 @@ def test_the_retention_asset_purges_old_entries_and_audits_itself(tmp_path, monk
     monkeypatch.setenv("SYNC_PLATFORM_CONFIG", str(config))
     log = AuditLog(Warehouse.from_env())
     now = datetime.now(UTC)
-    log.record(*(AuditEntry(run_id=f"old-{age}", step="ingest", crm="hubspot", entity="contacts",
-                            started_at=now - timedelta(days=age), ended_at=now - timedelta(days=age))
-                 for age in (400, 45, 31, 29, 1)))
+    log.record(
+        *(
+            AuditEntry(
+                run_id=f"old-{age}",
+                step="ingest",
+                crm="hubspot",
+                entity="contacts",
+                started_at=now - timedelta(days=age),
+                ended_at=now - timedelta(days=age),
+            )
+            for age in (400, 45, 31, 29, 1)
+        )
+    )
 
     from sync_platform.definitions import defs
 
@@ -42,7 +52,9 @@ def test_the_retention_asset_purges_old_entries_and_audits_itself(tmp_path, monk
     assert json.loads(own["details"])["retention_days"] == 30
 
 
-def test_the_asset_takes_its_warehouse_and_config_as_resources_not_from_the_environment(tmp_path, monkeypatch):
+def test_the_asset_takes_its_warehouse_and_config_as_resources_not_from_the_environment(
+    tmp_path, monkeypatch
+):
     """Resources steer an asset: with the environment pointing elsewhere, the run uses what it is handed."""
     monkeypatch.setenv("SYNC_PLATFORM_DATA_DIR", str(tmp_path / "elsewhere"))
     monkeypatch.setenv("SYNC_PLATFORM_CONFIG", str(tmp_path / "missing.yaml"))
@@ -50,16 +62,30 @@ def test_the_asset_takes_its_warehouse_and_config_as_resources_not_from_the_envi
     config.write_text(yaml.safe_dump({"audit": {"retention_days": 10}}))
     warehouse = Warehouse("duckdb", path=tmp_path / "given.duckdb")
     now = datetime.now(UTC)
-    AuditLog(warehouse).record(*(AuditEntry(run_id=f"old-{age}", step="ingest", crm="hubspot", entity="contacts",
-                                            started_at=now - timedelta(days=age), ended_at=now - timedelta(days=age))
-                                 for age in (20, 5)))
+    AuditLog(warehouse).record(
+        *(
+            AuditEntry(
+                run_id=f"old-{age}",
+                step="ingest",
+                crm="hubspot",
+                entity="contacts",
+                started_at=now - timedelta(days=age),
+                ended_at=now - timedelta(days=age),
+            )
+            for age in (20, 5)
+        )
+    )
 
     from sync_platform.defs.ops.assets import audit_retention
     from sync_platform.defs.resources import SyncConfigResource, WarehouseResource
 
-    result = dg.materialize([audit_retention], resources={
-        "warehouse": WarehouseResource(duckdb_path=str(warehouse.path)),
-        "sync_config": SyncConfigResource(path=str(config))})
+    result = dg.materialize(
+        [audit_retention],
+        resources={
+            "warehouse": WarehouseResource(duckdb_path=str(warehouse.path)),
+            "sync_config": SyncConfigResource(path=str(config)),
+        },
+    )
 
     [mat] = [e.materialization for e in result.get_asset_materialization_events()]
     assert mat.metadata["rows_purged"].value == 1 and mat.metadata["retention_days"].value == 10

@@ -25,12 +25,14 @@ CONTACTS = "reconcile/salesforce/contacts"
 @pytest.fixture
 def sync_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Write a sync.yaml with overrides and point the platform at it."""
+
     def write(**reconcile: object) -> None:
         data = yaml.safe_load(DEFAULT_PATH.read_text())
         data["reconcile"].update(reconcile)
         path = tmp_path / "sync.yaml"
         path.write_text(yaml.safe_dump(data))
         monkeypatch.setenv("SYNC_PLATFORM_CONFIG", str(path))
+
     return write
 
 
@@ -46,8 +48,14 @@ def _seed_drift(harness, per_class: dict[str, int], offset: int) -> dict[str, li
     old = "2025-06-01T00:00:00.000Z"
     ids = harness.rows("SELECT id FROM raw_salesforce.contacts WHERE deleted_at IS NULL ORDER BY id")
     pool = [r[0] for r in ids][offset:]
-    seeded: dict[str, list[str]] = {"missing": admin.create(
-        "salesforce", "Contact", [{"LastName": f"Late{n}"} for n in range(per_class["missing"])], stamp=old)}
+    seeded: dict[str, list[str]] = {
+        "missing": admin.create(
+            "salesforce",
+            "Contact",
+            [{"LastName": f"Late{n}"} for n in range(per_class["missing"])],
+            stamp=old,
+        )
+    }
     take = iter(pool)
     seeded["extra"] = [next(take) for _ in range(per_class["extra"])]
     admin.delete("salesforce", "Contact", seeded["extra"], mode="frozen")
@@ -56,10 +64,17 @@ def _seed_drift(harness, per_class: dict[str, int], offset: int) -> dict[str, li
     stale = []
     while len(stale) < per_class["stale"]:
         record_id = next(take)
-        stamp = datetime.fromisoformat(admin.get("salesforce", "Contact", record_id)["SystemModstamp"]
-                                       .replace("Z", "+00:00"))
+        stamp = datetime.fromisoformat(
+            admin.get("salesforce", "Contact", record_id)["SystemModstamp"].replace("Z", "+00:00")
+        )
         if stamp < datetime(2025, 12, 1, tzinfo=UTC):  # a late commit, older than the look-back window
-            admin.update("salesforce", "Contact", [record_id], {"Title": "Late commit"}, stamp=_iso(stamp + timedelta(days=1)))
+            admin.update(
+                "salesforce",
+                "Contact",
+                [record_id],
+                {"Title": "Late commit"},
+                stamp=_iso(stamp + timedelta(days=1)),
+            )
             stale.append(record_id)
     seeded["stale"] = stale
     return seeded
@@ -70,14 +85,19 @@ def test_seeded_drift_warns_below_and_fails_above_the_threshold_and_is_repaired(
     harness = harness_factory(contacts=2000)
     harness.run("salesforce")
     result, meta = harness.run_assets(CONTACTS)
-    assert meta[CONTACTS]["missing"] + meta[CONTACTS]["extra"] + meta[CONTACTS]["stale"] + \
-        meta[CONTACTS]["diverged"] == 0
+    assert (
+        meta[CONTACTS]["missing"]
+        + meta[CONTACTS]["extra"]
+        + meta[CONTACTS]["stale"]
+        + meta[CONTACTS]["diverged"]
+        == 0
+    )
     assert harness.checks(result)[f"{CONTACTS}:drift_threshold"].passed
 
-    for offset, per_class, severity in ((0, {"missing": 2, "extra": 1, "stale": 1, "diverged": 2},
-                                         dg.AssetCheckSeverity.WARN),
-                                        (100, {"missing": 4, "extra": 4, "stale": 4, "diverged": 4},
-                                         dg.AssetCheckSeverity.ERROR)):
+    for offset, per_class, severity in (
+        (0, {"missing": 2, "extra": 1, "stale": 1, "diverged": 2}, dg.AssetCheckSeverity.WARN),
+        (100, {"missing": 4, "extra": 4, "stale": 4, "diverged": 4}, dg.AssetCheckSeverity.ERROR),
+    ):
         seeded = _seed_drift(harness, per_class, offset)
         _, synced = harness.run("salesforce")  # the cursor cannot see any of it
         assert synced["contacts"]["rows_inserted"] == 0 and synced["contacts"]["rows_updated"] == 0
@@ -93,23 +113,36 @@ def test_seeded_drift_warns_below_and_fails_above_the_threshold_and_is_repaired(
         result, meta = harness.run_assets("remediate/salesforce")
         assert meta["remediate/salesforce"]["remaining_drift"]["contacts"] == 0
         assert harness.checks(result)["remediate/salesforce:drift_after_remediation"].passed
-        titles = dict(harness.rows("SELECT id, title FROM raw_salesforce.contacts WHERE id IN ({})".format(
-            ", ".join("?" for _ in seeded["diverged"])), tuple(seeded["diverged"])))
+        titles = dict(
+            harness.rows(
+                "SELECT id, title FROM raw_salesforce.contacts WHERE id IN ({})".format(
+                    ", ".join("?" for _ in seeded["diverged"])
+                ),
+                tuple(seeded["diverged"]),
+            )
+        )
         assert set(titles.values()) == {"Edited by a script"}
-        gone = harness.rows("SELECT count(*) FROM raw_salesforce.contacts WHERE deleted_at IS NOT NULL AND id IN "
-                            "({})".format(", ".join("?" for _ in seeded["extra"])), tuple(seeded["extra"]))
+        gone = harness.rows(
+            "SELECT count(*) FROM raw_salesforce.contacts WHERE deleted_at IS NOT NULL AND id IN ({})".format(
+                ", ".join("?" for _ in seeded["extra"])
+            ),
+            tuple(seeded["extra"]),
+        )
         assert gone[0][0] == len(seeded["extra"])
 
-    audit = Warehouse.from_env().query("SELECT step, count(*) FROM ops.audit_log WHERE crm = 'salesforce' "
-                                       "AND step IN ('reconcile', 'remediate') GROUP BY step ORDER BY step")
+    audit = Warehouse.from_env().query(
+        "SELECT step, count(*) FROM ops.audit_log WHERE crm = 'salesforce' "
+        "AND step IN ('reconcile', 'remediate') GROUP BY step ORDER BY step"
+    )
     assert dict(audit)["remediate"] >= 2
 
 
 def _sensor(harness) -> None:
     from sync_platform.definitions import defs
 
-    zero_change_alerts(dg.build_sensor_context(instance=harness.instance, definitions=defs(),
-                                               resources=harness.resources))
+    zero_change_alerts(
+        dg.build_sensor_context(instance=harness.instance, definitions=defs(), resources=harness.resources)
+    )
 
 
 def _open(finding: str) -> list:
@@ -132,20 +165,31 @@ def test_the_frozen_cursor_incident_is_found_alerted_repaired_and_resolved(harne
     assert alert.crm == "salesforce" and "frozen" in alert.message
 
     result, meta = harness.run_assets(CONTACTS, "remediate/salesforce", "reconcile/report")
-    assert meta[CONTACTS]["diverged"] == 10 and meta[CONTACTS]["anomalies"]["content_changed_cursor_unchanged"] == 10
+    assert (
+        meta[CONTACTS]["diverged"] == 10
+        and meta[CONTACTS]["anomalies"]["content_changed_cursor_unchanged"] == 10
+    )
     report = meta["reconcile/report"]
-    assert report["differing"] == 0 and report["status"] == "ok"  # the report shows the state after the repair
+    assert (
+        report["differing"] == 0 and report["status"] == "ok"
+    )  # the report shows the state after the repair
     html = Path(report["html"]).read_text()
     assert "data:image/png;base64," in html and "salesforce/contacts" in html
-    cycle = harness.rows("SELECT diverged, status FROM reconcile.drift_history WHERE crm = 'salesforce' AND "
-                         "entity = 'contacts' ORDER BY checked_at")
+    cycle = harness.rows(
+        "SELECT diverged, status FROM reconcile.drift_history WHERE crm = 'salesforce' AND "
+        "entity = 'contacts' ORDER BY checked_at"
+    )
     assert cycle[0][0] == 10 and cycle[-1][0] == 0  # found, then repaired
     assert harness.checks(result)["remediate/salesforce:drift_after_remediation"].passed
     resolved = Warehouse.from_env().query(
-        "SELECT finding, resolved_at IS NOT NULL FROM ops.alerts WHERE key LIKE 'reconcile:salesforce:contacts:%'")
+        "SELECT finding, resolved_at IS NOT NULL FROM ops.alerts WHERE key LIKE 'reconcile:salesforce:contacts:%'"
+    )
     assert ("content_changed_cursor_unchanged", True) in resolved
-    repaired = harness.rows("SELECT count(*) FROM raw_salesforce.contacts WHERE id IN ({})".format(
-        ", ".join("?" for _ in edited)) + " AND title LIKE 'edited%'", tuple(edited))
+    repaired = harness.rows(
+        "SELECT count(*) FROM raw_salesforce.contacts WHERE id IN ({})".format(", ".join("?" for _ in edited))
+        + " AND title LIKE 'edited%'",
+        tuple(edited),
+    )
     assert repaired[0][0] == 10
 
     _, meta = harness.run("salesforce")  # the probe is clean again, so the zero-change alert clears
@@ -166,8 +210,9 @@ def test_an_idle_crm_never_raises_the_zero_change_alert(harness_factory, sync_co
     assert _open(FINDING) == []
 
 
-def test_reconcile_and_repair_on_postgres_inside_the_warehouse(harness_factory, sync_config, postgres_db,
-                                                               monkeypatch):
+def test_reconcile_and_repair_on_postgres_inside_the_warehouse(
+    harness_factory, sync_config, postgres_db, monkeypatch
+):
     """The production path: listing, comparison as SQL in PostgreSQL, and repair, on the real server."""
     sync_config(probe_sample=50, engine="sql")
     harness = harness_factory(contacts=300)
@@ -187,11 +232,17 @@ def test_the_sql_engine_finds_what_the_polars_engine_finds(harness_factory, sync
     harness = harness_factory(contacts=300)
     harness.run("salesforce")
     harness.admin.touch("salesforce", "Contact", count=3, stride=50, mode="frozen")
-    harness.admin.delete("salesforce", "Contact", [harness.rows("SELECT max(id) FROM raw_salesforce.contacts")[0][0]],
-                         mode="frozen")
+    harness.admin.delete(
+        "salesforce",
+        "Contact",
+        [harness.rows("SELECT max(id) FROM raw_salesforce.contacts")[0][0]],
+        mode="frozen",
+    )
     found = {}
     for engine in ("polars", "sql"):
         sync_config(engine=engine)
         _, meta = harness.run_assets(CONTACTS)
-        found[engine] = {k: meta[CONTACTS][k] for k in ("missing", "extra", "stale", "diverged", "sample_ids")}
+        found[engine] = {
+            k: meta[CONTACTS][k] for k in ("missing", "extra", "stale", "diverged", "sample_ids")
+        }
     assert found["sql"] == found["polars"] and found["sql"]["diverged"] == 3 and found["sql"]["extra"] == 1

@@ -19,9 +19,12 @@ class DuckPipeline:
     """A plain ``dlt.pipeline`` into a throwaway DuckDB file, with the reads the source tests assert on."""
 
     def __init__(self, name: str, tmp_path: Path) -> None:
-        self.pipeline = dlt.pipeline(pipeline_name=name,
-                                     destination=dlt.destinations.duckdb(str(tmp_path / f"{name}.duckdb")),
-                                     dataset_name="raw", pipelines_dir=str(tmp_path / "pipelines"))
+        self.pipeline = dlt.pipeline(
+            pipeline_name=name,
+            destination=dlt.destinations.duckdb(str(tmp_path / f"{name}.duckdb")),
+            dataset_name="raw",
+            pipelines_dir=str(tmp_path / "pipelines"),
+        )
 
     def run(self, source: Any) -> LoadInfo:
         info = self.pipeline.run(source)
@@ -47,8 +50,14 @@ class DuckPipeline:
 
     def warehouse_types(self, table: str) -> dict[str, str]:
         """Column -> DuckDB type, as created in the warehouse."""
-        return dict(self.rows("SELECT column_name, data_type FROM information_schema.columns "
-                              "WHERE table_schema = ? AND table_name = ?", self.pipeline.dataset_name, table))
+        return dict(
+            self.rows(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ?",
+                self.pipeline.dataset_name,
+                table,
+            )
+        )
 
     def resource_state(self, source: str, resource: str) -> dict[str, Any]:
         """What dlt keeps for a resource between runs (incremental cursor, delta token)."""

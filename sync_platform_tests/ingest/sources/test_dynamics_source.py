@@ -19,8 +19,12 @@ def test_dynamics_source_loads_every_contact_then_only_the_tracked_changes(duck,
     columns = table["columns"]
     assert table["write_disposition"] == "merge"
     assert columns["contactid"]["primary_key"] and not columns["contactid"]["nullable"]
-    expected = {"modifiedon": "timestamp", "donotemail": "bool",
-                "statecode": "bigint", "deleted_at": "timestamp"}
+    expected = {
+        "modifiedon": "timestamp",
+        "donotemail": "bool",
+        "statecode": "bigint",
+        "deleted_at": "timestamp",
+    }
     assert pipe.declared_types("contacts", *expected) == expected
     assert pipe.warehouse_types("contacts")["modifiedon"] == "TIMESTAMP WITH TIME ZONE"
     first_token = pipe.resource_state("dynamics", "contacts")["delta_token"]
@@ -34,8 +38,9 @@ def test_dynamics_source_loads_every_contact_then_only_the_tracked_changes(duck,
     assert pipe.extracted("contacts") == 4, "change tracking returns exactly the three edits and the deletion"
     assert pipe.resource_state("dynamics", "contacts")["delta_token"] != first_token
     assert pipe.rows("SELECT count(*), count(DISTINCT contactid) FROM contacts") == [(500, 500)]
-    assert sorted(pipe.rows("SELECT contactid, jobtitle FROM contacts WHERE jobtitle = 'Edited'")) \
-        == [(i, "Edited") for i in edited]
+    assert sorted(pipe.rows("SELECT contactid, jobtitle FROM contacts WHERE jobtitle = 'Edited'")) == [
+        (i, "Edited") for i in edited
+    ]
     assert pipe.rows("SELECT contactid FROM contacts WHERE deleted_at IS NOT NULL") == [(deleted,)]
 
 

@@ -44,8 +44,16 @@ def test_limiter_pause_holds_the_next_request():
     assert limiter.acquire() == pytest.approx(5.0)
 
 
-@pytest.mark.parametrize("kwargs", [{"max_attempts": 0}, {"max_requests": 0}, {"max_requests": 5, "per_seconds": 0},
-                                    {"headroom": 0}, {"headroom": 1.5}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_attempts": 0},
+        {"max_requests": 0},
+        {"max_requests": 5, "per_seconds": 0},
+        {"headroom": 0},
+        {"headroom": 1.5},
+    ],
+)
 def test_policy_rejects_nonsense(kwargs):
     with pytest.raises(ValueError):
         HttpPolicy(**kwargs)
@@ -60,8 +68,15 @@ def test_the_sandbox_ca_is_trusted_even_when_requests_ca_bundle_is_set(tls_sandb
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
     base = tls_sandbox.base_url
-    auth = OAuthToken("salesforce", f"{base}/services/oauth2/token", "sandbox-client", "sandbox-secret",
-                      verify=tls_sandbox.ca_file)
+    auth = OAuthToken(
+        "salesforce",
+        f"{base}/services/oauth2/token",
+        "sandbox-client",
+        "sandbox-secret",
+        verify=tls_sandbox.ca_file,
+    )
     client = CrmHttpClient("salesforce", auth, HttpPolicy(max_attempts=1), verify=tls_sandbox.ca_file)
-    page = client.get_json(f"{base}/services/data/v59.0/query/", params={"q": "SELECT Id FROM Contact LIMIT 3"})
+    page = client.get_json(
+        f"{base}/services/data/v59.0/query/", params={"q": "SELECT Id FROM Contact LIMIT 3"}
+    )
     assert len(page["records"]) == 3

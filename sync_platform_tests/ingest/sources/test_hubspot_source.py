@@ -19,8 +19,12 @@ def test_hubspot_source_loads_every_contact_then_only_the_changes(duck, settings
     columns = table["columns"]
     assert table["write_disposition"] == "merge"
     assert columns["id"]["primary_key"] and not columns["id"]["nullable"]
-    expected = {"lastmodifieddate": "timestamp", "archived": "bool",
-                "jobtitle": "text", "deleted_at": "timestamp"}
+    expected = {
+        "lastmodifieddate": "timestamp",
+        "archived": "bool",
+        "jobtitle": "text",
+        "deleted_at": "timestamp",
+    }
     assert pipe.declared_types("contacts", *expected) == expected
     assert pipe.warehouse_types("contacts")["lastmodifieddate"] == "TIMESTAMP WITH TIME ZONE"
     cursor = pipe.resource_state("hubspot", "contacts")["incremental"]["lastmodifieddate"]
@@ -35,8 +39,9 @@ def test_hubspot_source_loads_every_contact_then_only_the_changes(duck, settings
     # the four changes, and at most the newest unchanged row, which the look-back window re-reads
     assert 4 <= pipe.extracted("contacts") <= 5
     assert pipe.rows("SELECT count(*), count(DISTINCT id) FROM contacts") == [(500, 500)]
-    assert sorted(pipe.rows("SELECT id, jobtitle FROM contacts WHERE jobtitle = 'Edited'")) \
-        == [(i, "Edited") for i in edited]
+    assert sorted(pipe.rows("SELECT id, jobtitle FROM contacts WHERE jobtitle = 'Edited'")) == [
+        (i, "Edited") for i in edited
+    ]
     assert pipe.rows("SELECT id, archived FROM contacts WHERE deleted_at IS NOT NULL") == [(deleted, True)]
 
 

@@ -30,8 +30,12 @@ def test_salesforce_source_loads_every_contact_then_only_the_changes(duck, setti
     columns = table["columns"]
     assert table["write_disposition"] == "merge"
     assert columns["id"]["primary_key"] and not columns["id"]["nullable"]
-    expected = {"system_modstamp": "timestamp", "is_deleted": "bool",
-                "title": "text", "deleted_at": "timestamp"}
+    expected = {
+        "system_modstamp": "timestamp",
+        "is_deleted": "bool",
+        "title": "text",
+        "deleted_at": "timestamp",
+    }
     assert pipe.declared_types("contacts", *expected) == expected
     assert pipe.warehouse_types("contacts")["system_modstamp"] == "TIMESTAMP WITH TIME ZONE"
     cursor = pipe.resource_state("salesforce", "contacts")["incremental"]["SystemModstamp"]
@@ -46,8 +50,9 @@ def test_salesforce_source_loads_every_contact_then_only_the_changes(duck, setti
     # the four changes, and at most the newest unchanged row, which the look-back window re-reads
     assert 4 <= pipe.extracted("contacts") <= 5
     assert pipe.rows("SELECT count(*), count(DISTINCT id) FROM contacts") == [(500, 500)]
-    assert sorted(pipe.rows("SELECT id, title FROM contacts WHERE title = 'Edited'")) \
-        == [(i, "Edited") for i in edited]
+    assert sorted(pipe.rows("SELECT id, title FROM contacts WHERE title = 'Edited'")) == [
+        (i, "Edited") for i in edited
+    ]
     assert pipe.rows("SELECT id, is_deleted FROM contacts WHERE deleted_at IS NOT NULL") == [(deleted, True)]
 
 
@@ -83,9 +88,11 @@ def test_soql_is_built_only_from_names_declared_in_the_settings():
     start = datetime(2024, 1, 1, tzinfo=UTC)
     assert incremental_soql("Contact", ["Id", "LastName"], start) == (
         "SELECT Id, LastName FROM Contact WHERE SystemModstamp >= 2024-01-01T00:00:00.000Z "
-        "ORDER BY SystemModstamp, Id")
+        "ORDER BY SystemModstamp, Id"
+    )
     assert by_id_soql("Account", ["Id"], ["001000000000001", "001000000000002AAA"]) == (
-        "SELECT Id FROM Account WHERE Id IN ('001000000000001', '001000000000002AAA')")
+        "SELECT Id FROM Account WHERE Id IN ('001000000000001', '001000000000002AAA')"
+    )
     assert listing_soql("Case", ["Id", "Status"]) == "SELECT Id, Status FROM Case"
     undeclared = (("User", ["Id"]), ("Contact", ["Id", "Password__c"]), ("Contact", ["Id FROM User"]))
     for sobject, fields in undeclared:

@@ -46,9 +46,15 @@ class RecordingSink:
 
 
 def lag(crm: str = "salesforce", severity: str = "warning", minutes: int = 40) -> Finding:
-    return Finding(key=f"freshness:raw/{crm}/contacts", severity=severity, finding="stale_asset",
-                   message=f"raw/{crm}/contacts last updated {minutes} min ago (SLO 30 min)", crm=crm,
-                   asset=f"raw/{crm}/contacts", details={"lag_minutes": minutes, "slo_minutes": 30})
+    return Finding(
+        key=f"freshness:raw/{crm}/contacts",
+        severity=severity,
+        finding="stale_asset",
+        message=f"raw/{crm}/contacts last updated {minutes} min ago (SLO 30 min)",
+        crm=crm,
+        asset=f"raw/{crm}/contacts",
+        details={"lag_minutes": minutes, "slo_minutes": 30},
+    )
 
 
 @pytest.fixture
@@ -94,24 +100,34 @@ def test_raise_dedupe_and_resolve_on_postgres(postgres_db):  # noqa: F811
     import psycopg2
 
     with pytest.raises(psycopg2.errors.UniqueViolation):
-        warehouse.query("INSERT INTO ops.alerts (id, key, severity, finding, message, details, first_seen, "
-                        "last_seen, occurrences, delivered_sinks, notify_attempts) SELECT 'dup', key, severity, "
-                        "finding, message, details, first_seen, last_seen, 1, '[]', 0 FROM ops.alerts "
-                        "WHERE resolved_at IS NULL")
+        warehouse.query(
+            "INSERT INTO ops.alerts (id, key, severity, finding, message, details, first_seen, "
+            "last_seen, occurrences, delivered_sinks, notify_attempts) SELECT 'dup', key, severity, "
+            "finding, message, details, first_seen, last_seen, 1, '[]', 0 FROM ops.alerts "
+            "WHERE resolved_at IS NULL"
+        )
 
 
 def test_escalation_notifies_once_more_and_scopes_do_not_touch_each_other(duckdb_warehouse):
     sink = RecordingSink()
     book = AlertBook(duckdb_warehouse, sinks=[sink])
-    other = Finding(key="dead_letters:hubspot", severity="warning", finding="dead_letters_pending",
-                    message="3 dead letters pending for hubspot", crm="hubspot")
+    other = Finding(
+        key="dead_letters:hubspot",
+        severity="warning",
+        finding="dead_letters_pending",
+        message="3 dead letters pending for hubspot",
+        crm="hubspot",
+    )
     book.report("dead_letters:", [other], now=T0)
     book.report("freshness", [lag()], now=T0)
     out = book.report("freshness", [lag(severity="error")], now=T0 + timedelta(minutes=1))
     assert out.escalated == ["freshness:raw/salesforce/contacts"]
     book.report("freshness", [lag(severity="error")], now=T0 + timedelta(minutes=2))
     assert [k for k, _ in sink.kinds] == ["raised", "raised", "escalated"]
-    assert {a.key for a in book.open_alerts()} == {"dead_letters:hubspot", "freshness:raw/salesforce/contacts"}
+    assert {a.key for a in book.open_alerts()} == {
+        "dead_letters:hubspot",
+        "freshness:raw/salesforce/contacts",
+    }
 
     book.report("freshness", [], now=T0 + timedelta(minutes=3))
     assert [a.key for a in book.open_alerts()] == ["dead_letters:hubspot"], "another scope stays open"
@@ -126,13 +142,15 @@ def test_a_failing_sink_keeps_the_notice_pending_and_it_is_retried(duckdb_wareho
     assert out.raised and out.pending_notices == 1
     [alert] = book.open_alerts()
     assert alert.notified_at is None and alert.pending_notice == "raised"
-    assert duckdb_warehouse.query("SELECT notify_attempts, notify_error FROM ops.alerts") == \
-        [(1, "flaky: endpoint down")]
+    assert duckdb_warehouse.query("SELECT notify_attempts, notify_error FROM ops.alerts") == [
+        (1, "flaky: endpoint down")
+    ]
 
     assert book.deliver(T0 + timedelta(minutes=1)) == 1  # still down
     assert book.report("freshness", [lag()], now=T0 + timedelta(minutes=2)).pending_notices == 0
-    assert flaky.kinds == steady.kinds == [("raised", "freshness:raw/salesforce/contacts")], \
+    assert flaky.kinds == steady.kinds == [("raised", "freshness:raw/salesforce/contacts")], (
         "delivered once to each sink: the one that worked is not repeated"
+    )
     [alert] = book.open_alerts()
     assert alert.notified_at == T0 + timedelta(minutes=2) and alert.pending_notice is None
 
@@ -149,8 +167,13 @@ def test_webhook_sink_posts_slack_messages_into_the_sandbox_receiver(duckdb_ware
     assert raised["text"].startswith(":warning: WARNING stale_asset: raw/salesforce/contacts last updated")
     assert resolved["text"].startswith(":white_check_mark: RESOLVED stale_asset")
     facts = {f["title"]: f["value"] for f in raised["attachments"][0]["fields"]}
-    assert facts == {"severity": "warning", "finding": "stale_asset", "crm": "salesforce",
-                     "asset": "raw/salesforce/contacts", "key": "freshness:raw/salesforce/contacts"}
+    assert facts == {
+        "severity": "warning",
+        "finding": "stale_asset",
+        "crm": "salesforce",
+        "asset": "raw/salesforce/contacts",
+        "key": "freshness:raw/salesforce/contacts",
+    }
     assert raised["blocks"][0]["type"] == "section" and "lag_minutes" in raised["attachments"][0]["text"]
     assert admin.clear_alerts() == 2 and admin.alerts() == []
 
@@ -162,7 +185,9 @@ def test_an_unreachable_webhook_never_reveals_its_url(duckdb_warehouse, sandbox)
     handler.emit = records.append  # type: ignore[method-assign]
     logging.getLogger("sync_platform.alerts").addHandler(handler)
     try:
-        book = AlertBook(duckdb_warehouse, sinks=[WebhookSink(url, timeout=2, max_attempts=2, backoff_seconds=0.01)])
+        book = AlertBook(
+            duckdb_warehouse, sinks=[WebhookSink(url, timeout=2, max_attempts=2, backoff_seconds=0.01)]
+        )
         assert book.report("freshness", [lag()], now=T0).pending_notices == 1
     finally:
         logging.getLogger("sync_platform.alerts").removeHandler(handler)
@@ -182,8 +207,12 @@ def test_webhook_retries_transient_failures(duckdb_warehouse):
         calls.append(json.loads(request.content))
         return httpx.Response(503 if len(calls) < 3 else 200)
 
-    sink = WebhookSink("http://hooks.invalid/x", max_attempts=3, backoff_seconds=0.001,
-                       transport=httpx.MockTransport(handler))
+    sink = WebhookSink(
+        "http://hooks.invalid/x",
+        max_attempts=3,
+        backoff_seconds=0.001,
+        transport=httpx.MockTransport(handler),
+    )
     assert AlertBook(duckdb_warehouse, sinks=[sink]).report("freshness", [lag()], now=T0).pending_notices == 0
     assert len(calls) == 3
 
@@ -191,14 +220,22 @@ def test_webhook_retries_transient_failures(duckdb_warehouse):
 def test_email_sink_writes_a_parseable_eml_without_pii(duckdb_warehouse, tmp_path):
     outbox = tmp_path / "outbox"
     book = AlertBook(duckdb_warehouse, sinks=[EmailFileSink(outbox, ["oncall@example.org"])])
-    finding = Finding(key="dead_letters:hubspot", severity="error", finding="dead_letters_pending",
-                      message="150 dead letters pending for hubspot, last about jane.doe@example.com",
-                      crm="hubspot", details={"by_kind": {"server_error": 150}})
+    finding = Finding(
+        key="dead_letters:hubspot",
+        severity="error",
+        finding="dead_letters_pending",
+        message="150 dead letters pending for hubspot, last about jane.doe@example.com",
+        crm="hubspot",
+        details={"by_kind": {"server_error": 150}},
+    )
     book.report("dead_letters:", [finding], now=T0)
     [path] = sorted(outbox.glob("*.eml"))
     message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert message["Subject"].startswith("[sync_platform] ERROR dead_letters_pending: 150 dead letters")
-    assert message["To"] == "oncall@example.org" and message["X-Sync-Platform-Alert-Key"] == "dead_letters:hubspot"
+    assert (
+        message["To"] == "oncall@example.org"
+        and message["X-Sync-Platform-Alert-Key"] == "dead_letters:hubspot"
+    )
     assert message["Message-ID"] and message["Date"].datetime.tzinfo is not None
     body = message.get_content()
     assert '"server_error": 150' in body and "key          dead_letters:hubspot" in body

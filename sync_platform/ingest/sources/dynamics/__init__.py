@@ -84,8 +84,18 @@ def dynamics_source(
     for table in objects:
         entity_set, pk, columns = OBJECTS[table]
         yield _resource(_entity_pages, table, hard_delete)(
-            client, api_url.rstrip("/"), entity_set, pk, columns, page_size, hard_delete, report, table,
-            change_tracking, look_back_seconds)
+            client,
+            api_url.rstrip("/"),
+            entity_set,
+            pk,
+            columns,
+            page_size,
+            hard_delete,
+            report,
+            table,
+            change_tracking,
+            look_back_seconds,
+        )
 
 
 @dlt.source(name="dynamics", max_table_nesting=0)
@@ -122,8 +132,17 @@ def dynamics_by_id_source(
     for table in tables:
         entity_set, pk, columns = OBJECTS[table]
         yield _resource(_entity_by_id, table, hard_delete)(
-            client, api_url.rstrip("/"), entity_set, pk, columns, list(ids[table]), page_size, hard_delete,
-            report, table)
+            client,
+            api_url.rstrip("/"),
+            entity_set,
+            pk,
+            columns,
+            list(ids[table]),
+            page_size,
+            hard_delete,
+            report,
+            table,
+        )
 
 
 def _resource(pages, table: str, hard_delete: bool):
@@ -136,9 +155,18 @@ def _resource(pages, table: str, hard_delete: bool):
     return dlt.resource(pages, name=table, primary_key=pk, write_disposition="merge", columns=hints)
 
 
-def _entity_by_id(client: CrmHttpClient, api_url: str, entity_set: str, pk: str, columns: dict[str, str],
-                  ids: list[str], page_size: int, hard_delete: bool, report: SyncReport,
-                  table: str) -> Iterator[pa.Table]:
+def _entity_by_id(
+    client: CrmHttpClient,
+    api_url: str,
+    entity_set: str,
+    pk: str,
+    columns: dict[str, str],
+    ids: list[str],
+    page_size: int,
+    hard_delete: bool,
+    report: SyncReport,
+    table: str,
+) -> Iterator[pa.Table]:
     """The given rows of one entity set; ids Dataverse does not return go to ``not_found``.
 
     Args:
@@ -168,9 +196,19 @@ def _entity_by_id(client: CrmHttpClient, api_url: str, entity_set: str, pk: str,
         resource.not_found.update(wanted[g] for g in group if g not in seen)
 
 
-def _entity_pages(client: CrmHttpClient, api_url: str, entity_set: str, pk: str, columns: dict[str, str],
-                  page_size: int, hard_delete: bool, report: SyncReport, table: str,
-                  change_tracking: str = "on", look_back_seconds: float = 300.0) -> Iterator[pa.Table]:
+def _entity_pages(
+    client: CrmHttpClient,
+    api_url: str,
+    entity_set: str,
+    pk: str,
+    columns: dict[str, str],
+    page_size: int,
+    hard_delete: bool,
+    report: SyncReport,
+    table: str,
+    change_tracking: str = "on",
+    look_back_seconds: float = 300.0,
+) -> Iterator[pa.Table]:
     """Rows of one entity set changed since the last run: tracked, or by ``modifiedon`` when untracked.
 
     The delta token (or the ``modifiedon`` cursor) lives in this resource's dlt state, committed

@@ -27,13 +27,21 @@ log = logging.getLogger(__name__)
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-def http_client(token_url: str, client_id: str, client_secret: str, scope: str | None, policy: HttpPolicy | None,
-                report: SyncReport, auth: TokenProvider | None) -> CrmHttpClient:
+def http_client(
+    token_url: str,
+    client_id: str,
+    client_secret: str,
+    scope: str | None,
+    policy: HttpPolicy | None,
+    report: SyncReport,
+    auth: TokenProvider | None,
+) -> CrmHttpClient:
     """The environment's HTTP client (OAuth client credentials unless ``auth`` is given): ingestion,
     by-id reads and reconciliation listings share it."""
     auth = auth or OAuthToken("dynamics", token_url, client_id, client_secret, scope=scope)
-    return CrmHttpClient("dynamics", auth, policy or HttpPolicy(max_requests=5_900, per_seconds=300.0),
-                         stats=report.stats)
+    return CrmHttpClient(
+        "dynamics", auth, policy or HttpPolicy(max_requests=5_900, per_seconds=300.0), stats=report.stats
+    )
 
 
 def guid(value: str) -> str:
@@ -53,20 +61,33 @@ def odata_pages(client: CrmHttpClient, url: str, params: dict, headers: dict) ->
         page = client.get_json(next_link, headers=headers)
 
 
-def by_id_pages(client: CrmHttpClient, url: str, pk: str, columns: dict[str, str], guids: list[str],
-                page_size: int) -> Iterator[list[dict]]:
+def by_id_pages(
+    client: CrmHttpClient, url: str, pk: str, columns: dict[str, str], guids: list[str], page_size: int
+) -> Iterator[list[dict]]:
     """Rows whose primary key is one of ``guids`` (canonical, from ``guid``), through
     ``Microsoft.Dynamics.CRM.In``."""
     headers = {"Prefer": f"odata.maxpagesize={page_size}"}
     values = ",".join(f"'{g}'" for g in guids)
-    params = {"$select": ",".join(columns),
-              "$filter": f"Microsoft.Dynamics.CRM.In(PropertyName='{pk}',PropertyValues=[{values}])"}
+    params = {
+        "$select": ",".join(columns),
+        "$filter": f"Microsoft.Dynamics.CRM.In(PropertyName='{pk}',PropertyValues=[{values}])",
+    }
     yield from odata_pages(client, url, params, headers)
 
 
-def tracked_changes(client: CrmHttpClient, url: str, pk: str, columns: dict[str, str], page_size: int,
-                    hard_delete: bool, report: SyncReport, table: str, state: dict, look_back_seconds: float,
-                    change_tracking: str) -> Iterator[pa.Table]:
+def tracked_changes(
+    client: CrmHttpClient,
+    url: str,
+    pk: str,
+    columns: dict[str, str],
+    page_size: int,
+    hard_delete: bool,
+    report: SyncReport,
+    table: str,
+    state: dict,
+    look_back_seconds: float,
+    change_tracking: str,
+) -> Iterator[pa.Table]:
     """Rows changed since the delta token in ``state`` (all rows on a first read), deletions as tombstones.
 
     The new delta token is saved in ``state`` once the last page is read. A refused token falls
@@ -86,8 +107,10 @@ def tracked_changes(client: CrmHttpClient, url: str, pk: str, columns: dict[str,
         page = client.get_json(url, params=params, headers=headers)
     except CrmRequestError as exc:
         if not_tracked(exc) and change_tracking == "auto":
-            log.warning("dynamics %s: the table is not enabled for change tracking; reading modifiedon from now on",
-                        table)
+            log.warning(
+                "dynamics %s: the table is not enabled for change tracking; reading modifiedon from now on",
+                table,
+            )
             state["tracking"] = "off"
             state.pop("delta_token", None)
             yield from modified_since(client, url, *by_modifiedon)
@@ -97,8 +120,11 @@ def tracked_changes(client: CrmHttpClient, url: str, pk: str, columns: dict[str,
         log.warning("dynamics %s: delta token refused (%s); re-reading everything", table, exc.detail)
         page = client.get_json(url, params={"$select": select}, headers=headers)
     while True:
-        live = [row for row in page.get("value", []) if "$deletedEntity" not in row.get("@odata.context", "")
-                and row.get("reason") != "deleted"]
+        live = [
+            row
+            for row in page.get("value", [])
+            if "$deletedEntity" not in row.get("@odata.context", "") and row.get("reason") != "deleted"
+        ]
         gone = [row for row in page.get("value", []) if row not in live]
         yield from emit(live, gone, pk, columns, hard_delete, report, table)
         next_link = page.get("@odata.nextLink")
@@ -112,13 +138,23 @@ def tracked_changes(client: CrmHttpClient, url: str, pk: str, columns: dict[str,
 
 def not_tracked(exc: CrmRequestError) -> bool:
     """Dataverse's ChangeTrackingNotEnabledForEntity (0x80072491)."""
-    return exc.kind == ErrorKind.CLIENT_ERROR and (NOT_TRACKED in exc.detail
-                                                   or "enabled for change tracking" in exc.detail)
+    return exc.kind == ErrorKind.CLIENT_ERROR and (
+        NOT_TRACKED in exc.detail or "enabled for change tracking" in exc.detail
+    )
 
 
-def modified_since(client: CrmHttpClient, url: str, pk: str, columns: dict[str, str], page_size: int,
-                   hard_delete: bool, report: SyncReport, table: str, state: dict,
-                   look_back_seconds: float) -> Iterator[pa.Table]:
+def modified_since(
+    client: CrmHttpClient,
+    url: str,
+    pk: str,
+    columns: dict[str, str],
+    page_size: int,
+    hard_delete: bool,
+    report: SyncReport,
+    table: str,
+    state: dict,
+    look_back_seconds: float,
+) -> Iterator[pa.Table]:
     """Rows with ``modifiedon`` at or after the saved cursor minus the look-back, by (modifiedon, id).
 
     ``ge`` plus the id tie-break never loses rows sharing a (whole-second) stamp; the cursor is
@@ -127,14 +163,20 @@ def modified_since(client: CrmHttpClient, url: str, pk: str, columns: dict[str, 
     """
     resource = report.resource(table)
     resource.read_mode, resource.deletes_visible = "modifiedon", False
-    log.warning("dynamics %s: change tracking is off; deletions are not seen until reconciliation finds them "
-                "(class 'extra')", table)
+    log.warning(
+        "dynamics %s: change tracking is off; deletions are not seen until reconciliation finds them "
+        "(class 'extra')",
+        table,
+    )
     saved = state.get("modifiedon_cursor")
     cursor = datetime.fromisoformat(saved) if saved else EPOCH
     start = max(cursor - timedelta(seconds=look_back_seconds), EPOCH) if saved else EPOCH
     resource.start(start, look_back_seconds)
-    params = {"$select": ",".join(columns), "$filter": f"{CURSOR} ge {start.strftime('%Y-%m-%dT%H:%M:%SZ')}",
-              "$orderby": f"{CURSOR} asc,{pk} asc"}
+    params = {
+        "$select": ",".join(columns),
+        "$filter": f"{CURSOR} ge {start.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        "$orderby": f"{CURSOR} asc,{pk} asc",
+    }
     headers = {"Prefer": f"odata.maxpagesize={page_size}"}
     for rows in odata_pages(client, url, params, headers):
         yield from emit(rows, [], pk, columns, hard_delete, report, table, count_rereads=True)
@@ -142,13 +184,23 @@ def modified_since(client: CrmHttpClient, url: str, pk: str, columns: dict[str, 
         state["modifiedon_cursor"] = resource.newest_change.isoformat()
 
 
-def emit(live: list[dict], gone: list[dict], pk: str, columns: dict[str, str], hard_delete: bool,
-         report: SyncReport, table: str, count_rereads: bool = False) -> Iterator[pa.Table]:
+def emit(
+    live: list[dict],
+    gone: list[dict],
+    pk: str,
+    columns: dict[str, str],
+    hard_delete: bool,
+    report: SyncReport,
+    table: str,
+    count_rereads: bool = False,
+) -> Iterator[pa.Table]:
     """Live rows as an Arrow page, then the deleted ones as tombstones (id, ``deleted_at`` = now)."""
     null_ts = pl.lit(None, pl.Datetime("us", "UTC"))
     extra_live = {DELETED_AT: null_ts, **({"_deleted": pl.lit(False)} if hard_delete else {})}
     if live:
-        arrow = to_arrow(live, columns, extra=extra_live, primary_key=pk, rejects=report.resource(table).rejects)
+        arrow = to_arrow(
+            live, columns, extra=extra_live, primary_key=pk, rejects=report.resource(table).rejects
+        )
         stamps = arrow.column(CURSOR).to_pylist()
         newest = max((v for v in stamps if v is not None), default=None)
         report.resource(table).saw(arrow.num_rows, 0, newest, stamps if count_rereads else None)
@@ -158,7 +210,12 @@ def emit(live: list[dict], gone: list[dict], pk: str, columns: dict[str, str], h
         # Dataverse tells only the id of a deleted row: a tombstone stamped with the time we learnt it
         now = pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC"))
         tombstones = [{pk: row["id"], CURSOR: None} for row in gone]
-        arrow = to_arrow(tombstones, columns, primary_key=pk, rejects=report.resource(table).rejects,
-                         extra={DELETED_AT: now, CURSOR: now, **({"_deleted": pl.lit(True)} if hard_delete else {})})
+        arrow = to_arrow(
+            tombstones,
+            columns,
+            primary_key=pk,
+            rejects=report.resource(table).rejects,
+            extra={DELETED_AT: now, CURSOR: now, **({"_deleted": pl.lit(True)} if hard_delete else {})},
+        )
         report.resource(table).saw(arrow.num_rows, arrow.num_rows, None)
         yield arrow

@@ -62,8 +62,16 @@ def dynamics_listing(
         yield listing_resource(pages, table, key, columns)
 
 
-def _odata_pages(client: CrmHttpClient, api_url: str, entity_set: str, key: str, columns: dict[str, str],
-                 page_size: int, report: SyncReport, table: str) -> Iterator[pa.Table]:
+def _odata_pages(
+    client: CrmHttpClient,
+    api_url: str,
+    entity_set: str,
+    key: str,
+    columns: dict[str, str],
+    page_size: int,
+    report: SyncReport,
+    table: str,
+) -> Iterator[pa.Table]:
     """Every row of one entity set with only ``columns``.
 
     Args:

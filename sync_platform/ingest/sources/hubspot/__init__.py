@@ -14,7 +14,6 @@ touching the incremental cursor.
 # No `from __future__ import annotations` here: dlt finds the incremental parameter by its
 # runtime annotation, and a string annotation silently turns every run into a full read.
 
-
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 
@@ -75,13 +74,30 @@ def hubspot_source(
     require_known("HubSpot", objects, OBJECTS)
     report = report or SyncReport("hubspot")
     base = host.rstrip("/")
-    clients = http_clients(base, access_token, client_id, client_secret, refresh_token, requests_per_10s,
-                       search_per_second, policy, report, auth)
+    clients = http_clients(
+        base,
+        access_token,
+        client_id,
+        client_secret,
+        refresh_token,
+        requests_per_10s,
+        search_per_second,
+        policy,
+        report,
+        auth,
+    )
     for table in objects:
         object_type, cursor, columns = OBJECTS[table]
         yield _resource(_object_pages, table, hard_delete)(
-            clients, base, object_type, cursor, columns, report, table,
-            dlt.sources.incremental(cursor, initial_value=EPOCH, lag=look_back_seconds, range_start="closed"))
+            clients,
+            base,
+            object_type,
+            cursor,
+            columns,
+            report,
+            table,
+            dlt.sources.incremental(cursor, initial_value=EPOCH, lag=look_back_seconds, range_start="closed"),
+        )
 
 
 @dlt.source(name="hubspot", max_table_nesting=0)
@@ -114,12 +130,14 @@ def hubspot_by_id_source(
     tables = by_id_tables("HubSpot", ids, OBJECTS)
     report = report or SyncReport("hubspot")
     base = host.rstrip("/")
-    clients = http_clients(base, access_token, client_id, client_secret, refresh_token, requests_per_10s, 1,
-                       policy, report, auth)
+    clients = http_clients(
+        base, access_token, client_id, client_secret, refresh_token, requests_per_10s, 1, policy, report, auth
+    )
     for table in tables:
         object_type, cursor, columns = OBJECTS[table]
         yield _resource(_object_by_id, table, hard_delete)(
-            clients.list, base, object_type, cursor, columns, list(ids[table]), report, table)
+            clients.list, base, object_type, cursor, columns, list(ids[table]), report, table
+        )
 
 
 def _resource(pages, table: str, hard_delete: bool):
@@ -132,8 +150,16 @@ def _resource(pages, table: str, hard_delete: bool):
     return dlt.resource(pages, name=table, primary_key=ID, write_disposition="merge", columns=hints)
 
 
-def _object_pages(clients: Clients, base: str, object_type: str, cursor: str, columns: dict[str, str],
-                  report: SyncReport, table: str, updated: dlt.sources.incremental) -> Iterator[pa.Table]:
+def _object_pages(
+    clients: Clients,
+    base: str,
+    object_type: str,
+    cursor: str,
+    columns: dict[str, str],
+    report: SyncReport,
+    table: str,
+    updated: dlt.sources.incremental,
+) -> Iterator[pa.Table]:
     """Records of one object type changed since the saved cursor (minus the look-back), then archived ones.
 
     Args:
@@ -157,8 +183,16 @@ def _object_pages(clients: Clients, base: str, object_type: str, cursor: str, co
             yield arrow
 
 
-def _object_by_id(client: CrmHttpClient, base: str, object_type: str, cursor: str, columns: dict[str, str],
-                  ids: list[str], report: SyncReport, table: str) -> Iterator[pa.Table]:
+def _object_by_id(
+    client: CrmHttpClient,
+    base: str,
+    object_type: str,
+    cursor: str,
+    columns: dict[str, str],
+    ids: list[str],
+    report: SyncReport,
+    table: str,
+) -> Iterator[pa.Table]:
     """The given records, live or archived, through ``batch/read``; ids not returned go to ``not_found``.
 
     Args:

@@ -27,38 +27,66 @@ class Clients:
     search: CrmHttpClient
 
 
-def http_clients(base: str, access_token: str | None, client_id: str | None, client_secret: str | None,
-             refresh_token: str | None, requests_per_10s: int | None, search_per_second: int,
-                 policy: HttpPolicy | None, report: SyncReport, auth: TokenProvider | None) -> Clients:
+def http_clients(
+    base: str,
+    access_token: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    refresh_token: str | None,
+    requests_per_10s: int | None,
+    search_per_second: int,
+    policy: HttpPolicy | None,
+    report: SyncReport,
+    auth: TokenProvider | None,
+) -> Clients:
     """The portal's list and search clients (private-app token or OAuth refresh unless ``auth`` is
     given): ingestion, by-id reads and reconciliation listings share them."""
     if auth is None:
         if client_id and client_secret and refresh_token:
-            auth = OAuthToken("hubspot", f"{base}/oauth/v1/token", client_id, client_secret,
-                              refresh_token=refresh_token)
+            auth = OAuthToken(
+                "hubspot", f"{base}/oauth/v1/token", client_id, client_secret, refresh_token=refresh_token
+            )
         elif access_token:
             auth = StaticToken("hubspot", access_token)
         else:
-            raise ValueError("HubSpot needs access_token (private app) or client_id, client_secret and refresh_token")
+            raise ValueError(
+                "HubSpot needs access_token (private app) or client_id, client_secret and refresh_token"
+            )
     policy = policy or HttpPolicy(max_requests=requests_per_10s, per_seconds=10.0)
     client = CrmHttpClient("hubspot", auth, policy, stats=report.stats)
     # search has its own, tighter limit: a second client with its own limiter, same counters
-    search = CrmHttpClient("hubspot", auth, replace(policy, max_requests=max(1, int(search_per_second)),
-                                                    per_seconds=1.0), stats=report.stats)
+    search = CrmHttpClient(
+        "hubspot",
+        auth,
+        replace(policy, max_requests=max(1, int(search_per_second)), per_seconds=1.0),
+        stats=report.stats,
+    )
     return Clients(client, search)
 
 
-def records_page(rows: list[dict], deleted: bool, cursor: str, columns: dict[str, str], report: SyncReport,
-                 table: str, with_stamps: bool = True) -> pa.Table:
+def records_page(
+    rows: list[dict],
+    deleted: bool,
+    cursor: str,
+    columns: dict[str, str],
+    report: SyncReport,
+    table: str,
+    with_stamps: bool = True,
+) -> pa.Table:
     """Flattened records as Arrow; archived ones get ``deleted_at`` = their archive time."""
     all_columns = {ID: "string", **columns, "archived": "bool", "archived_at": "datetime"}
-    extra = {DELETED_AT: pl.col("archived_at")} if deleted else {DELETED_AT: pl.lit(None, pl.Datetime("us", "UTC"))}
+    extra = (
+        {DELETED_AT: pl.col("archived_at")}
+        if deleted
+        else {DELETED_AT: pl.lit(None, pl.Datetime("us", "UTC"))}
+    )
     arrow = to_arrow(rows, all_columns, extra=extra, primary_key=ID, rejects=report.resource(table).rejects)
     arrow = arrow.drop_columns(["archived_at"])
     stamps = arrow.column(cursor).to_pylist()
     newest = max((v for v in stamps if v is not None), default=None)
-    report.resource(table).saw(arrow.num_rows, arrow.num_rows if deleted else 0, newest,
-                               stamps if with_stamps else None)
+    report.resource(table).saw(
+        arrow.num_rows, arrow.num_rows if deleted else 0, newest, stamps if with_stamps else None
+    )
     return arrow
 
 
@@ -68,27 +96,38 @@ def flatten(obj: dict, cursor: str) -> dict:
     row[ID] = obj["id"]
     row["archived"] = bool(obj.get("archived"))
     row["archived_at"] = obj.get("archivedAt")
-    if row["archived_at"] and (not row.get(cursor) or _ms_from_iso(row["archived_at"]) > _ms_from_iso(row[cursor])):
+    if row["archived_at"] and (
+        not row.get(cursor) or _ms_from_iso(row["archived_at"]) > _ms_from_iso(row[cursor])
+    ):
         # archiving is the record's last change: the cursor must not filter the deletion out
         row[cursor] = row["archived_at"]
     return row
 
 
-def changed_since(clients: Clients, base: str, object_type: str, cursor: str, properties: list[str],
-                  start: datetime) -> Iterator[tuple[list[dict], bool]]:
+def changed_since(
+    clients: Clients, base: str, object_type: str, cursor: str, properties: list[str], start: datetime
+) -> Iterator[tuple[list[dict], bool]]:
     """Pages of (rows, are_deleted): live changes since ``start``, then archived records."""
-    yield from ((rows, False) for rows in _search_since(clients.search, base, object_type, cursor, properties, start))
-    yield from ((rows, True) for rows in _archived_since(clients.list, base, object_type, cursor, properties, start))
+    yield from (
+        (rows, False) for rows in _search_since(clients.search, base, object_type, cursor, properties, start)
+    )
+    yield from (
+        (rows, True) for rows in _archived_since(clients.list, base, object_type, cursor, properties, start)
+    )
 
 
-def _search_since(client: CrmHttpClient, base: str, object_type: str, cursor: str, properties: list[str],
-                  start: datetime) -> Iterator[list[dict]]:
+def _search_since(
+    client: CrmHttpClient, base: str, object_type: str, cursor: str, properties: list[str], start: datetime
+) -> Iterator[list[dict]]:
     url = f"{base}/crm/v3/objects/{object_type}/search"
     lower = _ms(start)
     while True:
-        body = {"filterGroups": [{"filters": [{"propertyName": cursor, "operator": "GTE", "value": str(lower)}]}],
-                "sorts": [{"propertyName": cursor, "direction": "ASCENDING"}],
-                "properties": properties, "limit": SEARCH_PAGE}
+        body = {
+            "filterGroups": [{"filters": [{"propertyName": cursor, "operator": "GTE", "value": str(lower)}]}],
+            "sorts": [{"propertyName": cursor, "direction": "ASCENDING"}],
+            "properties": properties,
+            "limit": SEARCH_PAGE,
+        }
         after, last_stamp, first_stamp = 0, None, None
         while True:
             page = client.request("POST", url, json={**body, "after": str(after)} if after else body).json()
@@ -115,20 +154,32 @@ def _search_since(client: CrmHttpClient, base: str, object_type: str, cursor: st
 
 def _rows_at(client: CrmHttpClient, url: str, cursor: str, stamp: int) -> int:
     """How many records carry exactly this stamp (one cheap probe: ``limit`` 1, read ``total``)."""
-    body = {"filterGroups": [{"filters": [{"propertyName": cursor, "operator": "EQ", "value": str(stamp)}]}],
-            "properties": ["hs_object_id"], "limit": 1}
+    body = {
+        "filterGroups": [{"filters": [{"propertyName": cursor, "operator": "EQ", "value": str(stamp)}]}],
+        "properties": ["hs_object_id"],
+        "limit": 1,
+    }
     return int(client.request("POST", url, json=body).json().get("total", 0))
 
 
-def _one_stamp_by_id(client: CrmHttpClient, url: str, cursor: str, properties: list[str], stamp: int
-                     ) -> Iterator[list[dict]]:
+def _one_stamp_by_id(
+    client: CrmHttpClient, url: str, cursor: str, properties: list[str], stamp: int
+) -> Iterator[list[dict]]:
     last_id = "0"
     while True:
-        body = {"filterGroups": [{"filters": [
-            {"propertyName": cursor, "operator": "EQ", "value": str(stamp)},
-            {"propertyName": "hs_object_id", "operator": "GT", "value": last_id}]}],
+        body = {
+            "filterGroups": [
+                {
+                    "filters": [
+                        {"propertyName": cursor, "operator": "EQ", "value": str(stamp)},
+                        {"propertyName": "hs_object_id", "operator": "GT", "value": last_id},
+                    ]
+                }
+            ],
             "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
-            "properties": properties, "limit": SEARCH_PAGE}
+            "properties": properties,
+            "limit": SEARCH_PAGE,
+        }
         page = client.request("POST", url, json=body).json()
         rows = [flatten(r, cursor) for r in page.get("results", [])]
         if not rows:
@@ -139,8 +190,9 @@ def _one_stamp_by_id(client: CrmHttpClient, url: str, cursor: str, properties: l
             return
 
 
-def _archived_since(client: CrmHttpClient, base: str, object_type: str, cursor: str, properties: list[str],
-                    start: datetime) -> Iterator[list[dict]]:
+def _archived_since(
+    client: CrmHttpClient, base: str, object_type: str, cursor: str, properties: list[str], start: datetime
+) -> Iterator[list[dict]]:
     """Archived (deleted) records archived at or after ``start``: the list API cannot filter, so filter here."""
     params: dict = {"archived": "true", "limit": LIST_PAGE, "properties": ",".join(properties)}
     lower = _ms(start)
@@ -163,8 +215,15 @@ def list_pages(client: CrmHttpClient, base: str, object_type: str, params: dict)
         params = {**params, "after": nxt["after"]}
 
 
-def batch_read(client: CrmHttpClient, base: str, object_type: str, cursor: str, properties: list[str],
-               ids: list[str], archived: bool) -> list[dict]:
+def batch_read(
+    client: CrmHttpClient,
+    base: str,
+    object_type: str,
+    cursor: str,
+    properties: list[str],
+    ids: list[str],
+    archived: bool,
+) -> list[dict]:
     """Flattened records of ``ids`` through one ``batch/read`` call: the live ones, or the archived ones."""
     url = f"{base}/crm/v3/objects/{object_type}/batch/read"
     body = {"inputs": [{"id": i} for i in ids], "properties": properties}

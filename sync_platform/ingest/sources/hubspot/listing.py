@@ -52,8 +52,9 @@ def hubspot_listing(
     """
     base = host.rstrip("/")
     report = report or SyncReport("hubspot")
-    client = http_clients(base, access_token, client_id, client_secret, refresh_token, 100, 1, policy, report,
-                          auth).list
+    client = http_clients(
+        base, access_token, client_id, client_secret, refresh_token, 100, 1, policy, report, auth
+    ).list
     for table, wanted in fields.items():
         key, _, columns = listing_columns(table, wanted)
         object_type = OBJECTS[table][0]
@@ -61,8 +62,14 @@ def hubspot_listing(
         yield listing_resource(pages, table, key, columns)
 
 
-def _list_pages(client: CrmHttpClient, base: str, object_type: str, columns: dict[str, str],
-                report: SyncReport, table: str) -> Iterator[pa.Table]:
+def _list_pages(
+    client: CrmHttpClient,
+    base: str,
+    object_type: str,
+    columns: dict[str, str],
+    report: SyncReport,
+    table: str,
+) -> Iterator[pa.Table]:
     """Every live record of one object type with only ``columns``.
 
     Args:

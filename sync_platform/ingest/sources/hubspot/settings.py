@@ -10,16 +10,55 @@ ID = "id"  # every table's primary key: the record id, next to its properties
 
 OBJECTS: dict[str, tuple[str, str, dict[str, str]]] = {
     # table: (object type, cursor property, properties and their types)
-    "contacts": ("contacts", "lastmodifieddate", {
-        "hs_object_id": STRING, "createdate": DATETIME, "lastmodifieddate": DATETIME, "email": STRING,
-        "firstname": STRING, "lastname": STRING, "phone": STRING, "jobtitle": STRING, "company": STRING,
-        "associatedcompanyid": STRING, "lifecyclestage": STRING, "hubspot_owner_id": STRING,
-        "hs_email_optout": BOOL}),
-    "companies": ("companies", "hs_lastmodifieddate", {
-        "hs_object_id": STRING, "createdate": DATETIME, "hs_lastmodifieddate": DATETIME, "name": STRING,
-        "domain": STRING, "industry": STRING, "phone": STRING, "country": STRING, "hubspot_owner_id": STRING}),
-    "tickets": ("tickets", "hs_lastmodifieddate", {
-        "hs_object_id": STRING, "createdate": DATETIME, "hs_lastmodifieddate": DATETIME, "subject": STRING,
-        "content": STRING, "hs_pipeline": STRING, "hs_pipeline_stage": STRING, "hs_ticket_priority": STRING,
-        "closed_date": DATETIME, "hs_contact_id": STRING, "hubspot_owner_id": STRING}),
+    "contacts": (
+        "contacts",
+        "lastmodifieddate",
+        {
+            "hs_object_id": STRING,
+            "createdate": DATETIME,
+            "lastmodifieddate": DATETIME,
+            "email": STRING,
+            "firstname": STRING,
+            "lastname": STRING,
+            "phone": STRING,
+            "jobtitle": STRING,
+            "company": STRING,
+            "associatedcompanyid": STRING,
+            "lifecyclestage": STRING,
+            "hubspot_owner_id": STRING,
+            "hs_email_optout": BOOL,
+        },
+    ),
+    "companies": (
+        "companies",
+        "hs_lastmodifieddate",
+        {
+            "hs_object_id": STRING,
+            "createdate": DATETIME,
+            "hs_lastmodifieddate": DATETIME,
+            "name": STRING,
+            "domain": STRING,
+            "industry": STRING,
+            "phone": STRING,
+            "country": STRING,
+            "hubspot_owner_id": STRING,
+        },
+    ),
+    "tickets": (
+        "tickets",
+        "hs_lastmodifieddate",
+        {
+            "hs_object_id": STRING,
+            "createdate": DATETIME,
+            "hs_lastmodifieddate": DATETIME,
+            "subject": STRING,
+            "content": STRING,
+            "hs_pipeline": STRING,
+            "hs_pipeline_stage": STRING,
+            "hs_ticket_priority": STRING,
+            "closed_date": DATETIME,
+            "hs_contact_id": STRING,
+            "hubspot_owner_id": STRING,
+        },
+    ),
 }

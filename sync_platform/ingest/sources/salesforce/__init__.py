@@ -13,7 +13,6 @@ repair and dead-letter replay, without touching the incremental cursor.
 # No `from __future__ import annotations` here: dlt finds the incremental parameter by its
 # runtime annotation, and a string annotation silently turns every run into a full read.
 
-
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 
@@ -85,8 +84,15 @@ def salesforce_source(
     for table in objects:
         sobject, columns = OBJECTS[table]
         yield _resource(_sobject_pages, table, hard_delete)(
-            client, base, sobject, columns, page_size, report, table,
-            dlt.sources.incremental(CURSOR, initial_value=EPOCH, lag=look_back_seconds, range_start="closed"))
+            client,
+            base,
+            sobject,
+            columns,
+            page_size,
+            report,
+            table,
+            dlt.sources.incremental(CURSOR, initial_value=EPOCH, lag=look_back_seconds, range_start="closed"),
+        )
 
 
 @dlt.source(name="salesforce", max_table_nesting=0)
@@ -124,13 +130,19 @@ def salesforce_by_id_source(
     for table in tables:
         sobject, columns = OBJECTS[table]
         yield _resource(_sobject_by_id, table, hard_delete)(
-            client, base, sobject, columns, list(ids[table]), page_size, report, table)
+            client, base, sobject, columns, list(ids[table]), page_size, report, table
+        )
 
 
 def _resource(pages, table: str, hard_delete: bool):
     """One table's dlt resource: the incremental and the by-id reads must declare it identically."""
-    return dlt.resource(pages, name=table, primary_key="Id", write_disposition="merge",
-                        columns=_hints(OBJECTS[table][1], hard_delete))
+    return dlt.resource(
+        pages,
+        name=table,
+        primary_key="Id",
+        write_disposition="merge",
+        columns=_hints(OBJECTS[table][1], hard_delete),
+    )
 
 
 def _hints(columns: dict[str, str], hard_delete: bool) -> dict:
@@ -141,8 +153,16 @@ def _hints(columns: dict[str, str], hard_delete: bool) -> dict:
     return hints
 
 
-def _sobject_pages(client: CrmHttpClient, base: str, sobject: str, columns: dict[str, str], page_size: int,
-                   report: SyncReport, table: str, updated: dlt.sources.incremental) -> Iterator[pa.Table]:
+def _sobject_pages(
+    client: CrmHttpClient,
+    base: str,
+    sobject: str,
+    columns: dict[str, str],
+    page_size: int,
+    report: SyncReport,
+    table: str,
+    updated: dlt.sources.incremental,
+) -> Iterator[pa.Table]:
     """Rows of one sObject changed since the saved cursor (minus the look-back), deleted ones included.
 
     Args:
@@ -167,8 +187,16 @@ def _sobject_pages(client: CrmHttpClient, base: str, sobject: str, columns: dict
             yield arrow
 
 
-def _sobject_by_id(client: CrmHttpClient, base: str, sobject: str, columns: dict[str, str], ids: list[str],
-                   page_size: int, report: SyncReport, table: str) -> Iterator[pa.Table]:
+def _sobject_by_id(
+    client: CrmHttpClient,
+    base: str,
+    sobject: str,
+    columns: dict[str, str],
+    ids: list[str],
+    page_size: int,
+    report: SyncReport,
+    table: str,
+) -> Iterator[pa.Table]:
     """The given records of one sObject, deleted ones included; ids not returned go to ``not_found``.
 
     Args:

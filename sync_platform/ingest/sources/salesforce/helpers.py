@@ -26,15 +26,29 @@ _ID = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")  # 15- or 18-character
 _DECLARED = {sobject: frozenset(columns) for sobject, columns in OBJECTS.values()}
 
 
-def http_client(instance_url: str, client_id: str, client_secret: str, token_url: str | None, ca_file: str | None,
-                policy: HttpPolicy | None, report: SyncReport, auth: TokenProvider | None) -> CrmHttpClient:
+def http_client(
+    instance_url: str,
+    client_id: str,
+    client_secret: str,
+    token_url: str | None,
+    ca_file: str | None,
+    policy: HttpPolicy | None,
+    report: SyncReport,
+    auth: TokenProvider | None,
+) -> CrmHttpClient:
     """The org's HTTP client (OAuth client credentials unless ``auth`` is given): ingestion, by-id
     reads and reconciliation listings share it."""
     verify: str | bool = ca_file or True
-    auth = auth or OAuthToken("salesforce", token_url or f"{instance_url.rstrip('/')}/services/oauth2/token",
-                              client_id, client_secret, verify=verify)
-    return CrmHttpClient("salesforce", auth, policy or HttpPolicy(budget_reserve=1000), verify=verify,
-                         stats=report.stats)
+    auth = auth or OAuthToken(
+        "salesforce",
+        token_url or f"{instance_url.rstrip('/')}/services/oauth2/token",
+        client_id,
+        client_secret,
+        verify=verify,
+    )
+    return CrmHttpClient(
+        "salesforce", auth, policy or HttpPolicy(budget_reserve=1000), verify=verify, stats=report.stats
+    )
 
 
 def is_record_id(value: str) -> bool:
@@ -77,8 +91,9 @@ def listing_soql(sobject: str, fields: Iterable[str]) -> str:
     return _select(sobject, fields)
 
 
-def _select(sobject: str, fields: Iterable[str], where: str | None = None,
-            order_by: Sequence[str] = ()) -> str:
+def _select(
+    sobject: str, fields: Iterable[str], where: str | None = None, order_by: Sequence[str] = ()
+) -> str:
     """``SELECT <fields> FROM <sobject> [WHERE ...] [ORDER BY ...]``, names checked against the settings."""
     fields = list(fields)
     undeclared = sorted((set(fields) | set(order_by)) - _DECLARED.get(sobject, frozenset()))
@@ -92,8 +107,9 @@ def _select(sobject: str, fields: Iterable[str], where: str | None = None,
     return " ".join(clauses)
 
 
-def query_pages(client: CrmHttpClient, base: str, soql: str, page_size: int,
-                include_deleted: bool = True) -> Iterator[list[dict]]:
+def query_pages(
+    client: CrmHttpClient, base: str, soql: str, page_size: int, include_deleted: bool = True
+) -> Iterator[list[dict]]:
     """Pages of records of one SOQL query: through ``queryAll`` (deleted rows included) or,
     without ``include_deleted``, through ``query`` (live rows only)."""
     headers = {"Sforce-Query-Options": f"batchSize={page_size}"}
@@ -107,16 +123,23 @@ def query_pages(client: CrmHttpClient, base: str, soql: str, page_size: int,
         page = client.get_json(f"{base}{page['nextRecordsUrl']}", headers=headers)
 
 
-def records_page(records: list[dict], columns: dict[str, str], report: SyncReport, table: str,
-                 with_stamps: bool = True) -> pa.Table:
+def records_page(
+    records: list[dict], columns: dict[str, str], report: SyncReport, table: str, with_stamps: bool = True
+) -> pa.Table:
     """A page as Arrow: ``IsDeleted`` rows get ``deleted_at`` (their last stamp, when the deletion happened)."""
     deleted_at = pl.when(pl.col("IsDeleted")).then(pl.col(CURSOR)).otherwise(None)
-    arrow = to_arrow(records, columns, extra={DELETED_AT: deleted_at}, primary_key="Id",
-                     rejects=report.resource(table).rejects)
+    arrow = to_arrow(
+        records,
+        columns,
+        extra={DELETED_AT: deleted_at},
+        primary_key="Id",
+        rejects=report.resource(table).rejects,
+    )
     stamps = arrow.column(CURSOR).to_pylist()
     newest = max((r for r in stamps if r is not None), default=None)
-    report.resource(table).saw(arrow.num_rows, sum(1 for r in records if r.get("IsDeleted")), newest,
-                               stamps if with_stamps else None)
+    report.resource(table).saw(
+        arrow.num_rows, sum(1 for r in records if r.get("IsDeleted")), newest, stamps if with_stamps else None
+    )
     return arrow
 
 

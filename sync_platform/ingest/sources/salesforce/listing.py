@@ -62,8 +62,15 @@ def salesforce_listing(
         yield listing_resource(pages, table, key, columns)
 
 
-def _soql_pages(client: CrmHttpClient, base: str, sobject: str, columns: dict[str, str], page_size: int,
-                report: SyncReport, table: str) -> Iterator[pa.Table]:
+def _soql_pages(
+    client: CrmHttpClient,
+    base: str,
+    sobject: str,
+    columns: dict[str, str],
+    page_size: int,
+    report: SyncReport,
+    table: str,
+) -> Iterator[pa.Table]:
     """Every live row of one sObject with only ``columns``.
 
     Args:
