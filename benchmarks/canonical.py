@@ -235,7 +235,7 @@ def pandas_map(paths: dict[str, str], out: str) -> dict:
 
 
 def _pd_validate(frame, required: dict) -> tuple:
-    """The contact model's rules (sync_platform.canonical.quality.models) in plain pandas: (good, rejected)."""
+    """The contact model's rules (sync_platform.canonical.quality.models) in pandas: (good, rejected)."""
     import pandas as pd
 
     from sync_platform.canonical.model import E164_PATTERN, EMAIL_PATTERN, LIFECYCLE_STAGES, SOURCE_SYSTEMS

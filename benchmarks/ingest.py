@@ -22,8 +22,8 @@ import time
 from _common import in_child, sandbox_process
 
 SOQL = (
-    "SELECT Id, OwnerId, CreatedDate, LastModifiedDate, SystemModstamp, IsDeleted, FirstName, LastName, Email, "
-    "Phone, Title, AccountId, LeadSource, Customer_Status__c, HasOptedOutOfEmail FROM Contact "
+    "SELECT Id, OwnerId, CreatedDate, LastModifiedDate, SystemModstamp, IsDeleted, FirstName, LastName, "
+    "Email, Phone, Title, AccountId, LeadSource, Customer_Status__c, HasOptedOutOfEmail FROM Contact "
     "WHERE SystemModstamp >= 1970-01-01T00:00:00.000Z ORDER BY SystemModstamp, Id"
 )
 
@@ -149,7 +149,8 @@ def main() -> None:
 
     print("1. unthrottled Salesforce contacts full refresh into DuckDB (each side in a fresh process)")
     print(
-        f"{'contacts':>10} {'side':<9} {'seconds':>8} {'records/s':>10} {'peak RSS MB':>12} {'time vs baseline':>17}"
+        f"{'contacts':>10} {'side':<9} {'seconds':>8} {'records/s':>10} "
+        f"{'peak RSS MB':>12} {'time vs baseline':>17}"
     )
     peaks: dict[str, list[tuple[int, float]]] = {"baseline": [], "ours": []}
     for size in args.sizes:
@@ -183,7 +184,8 @@ def main() -> None:
         r = in_child(run_throttled, details["base_url"], workdir)
     rate, extract_rate = r["requests"] / r["seconds"], r["requests"] / r["extract_seconds"]
     print(
-        f"   {r['rows']:,} rows, {r['requests']} requests; whole pipeline {r['seconds']:.1f} s = {rate:.2f} req/s "
+        f"   {r['rows']:,} rows, {r['requests']} requests; "
+        f"whole pipeline {r['seconds']:.1f} s = {rate:.2f} req/s "
         f"({rate / 5:.0%} of the 5 req/s search ceiling); extraction {r['extract_seconds']:.1f} s = "
         f"{extract_rate:.2f} req/s ({extract_rate / 5:.0%}); 429s: {r['http_429']}"
     )

@@ -236,7 +236,8 @@ def main() -> None:
         if not args.no_baseline:
             phases.append(("pandas merge baseline", in_child(pandas_phase, hashed["lean"])))
     print(
-        f"\n{'phase':<27} {'median s':>9} {'best s':>7} {'peak RSS MB':>12} {'after loading input':>20}  found"
+        f"\n{'phase':<27} {'median s':>9} {'best s':>7} "
+        f"{'peak RSS MB':>12} {'after loading input':>20}  found"
     )
     for name, r in phases:
         found = (

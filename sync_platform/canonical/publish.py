@@ -141,7 +141,7 @@ def read_raw(warehouse: Warehouse, entity: str, mappings: dict[str, Mapping]) ->
 def publish_entity(
     warehouse: Warehouse, entity: str, mappings: dict[str, Mapping], threshold: float, run_id: str
 ) -> Publication:
-    """Build ``entity``, quarantine its rejected rows, publish it unless the gate blocks, audit the decision."""
+    """Build ``entity``, quarantine rejected rows, publish unless the gate blocks, audit the decision."""
     table, link = ENTITY_TABLES[entity]
     started_at = datetime.now(UTC)
     raw = read_raw(warehouse, entity, mappings)

@@ -12,7 +12,8 @@ from sync_platform.core.settings import load_settings
 
 app = typer.Typer(
     name="sync-platform",
-    help="Keep CRM data (Salesforce, HubSpot, Dynamics 365) in sync with a warehouse, and notice when it is not.",
+    help="Keep CRM data (Salesforce, HubSpot, Dynamics 365) in sync with a warehouse, "
+    "and notice when it is not.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -101,7 +102,7 @@ def sandbox(
 def demo(
     contacts: Annotated[int, typer.Option(min=10, help="Contacts per CRM in the sandbox.")] = 20_000,
 ) -> None:
-    """Run the main job end to end: sandbox, full sync of all CRMs through Dagster, changes, incremental sync."""
+    """Run the main job end to end: sandbox, full sync of all CRMs via Dagster, changes, incremental sync."""
     from sync_platform.cli.demo import run_demo
 
     run_demo(contacts, echo=typer.echo)
@@ -408,9 +409,11 @@ def erase(
         typer.echo(f"cannot erase: {exc}", err=True)
         raise typer.Exit(code=1) from None
     typer.echo(
-        f"erasure request {outcome.request_id}: {outcome.records_erased} canonical contact record(s) removed, "
-        f"{outcome.interactions_unlinked} case link(s) cleared, {outcome.audit_entries_masked} audit entr(ies) "
-        f"masked, {outcome.quarantine_entries} quarantine entr(ies) removed or masked, "
+        f"erasure request {outcome.request_id}: "
+        f"{outcome.records_erased} canonical contact record(s) removed, "
+        f"{outcome.interactions_unlinked} case link(s) cleared, "
+        f"{outcome.audit_entries_masked} audit entr(ies) masked, "
+        f"{outcome.quarantine_entries} quarantine entr(ies) removed or masked, "
         f"{outcome.dead_letters_masked} dead letter(s) masked"
     )
     typer.echo(

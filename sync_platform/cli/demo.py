@@ -89,7 +89,8 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
         os.environ[SANDBOX_URL_ENV] = server.base_url
         echo(f"CRM sandbox: {contacts:,} contacts per CRM at {server.base_url}")
         echo(
-            f"Warehouse:   {demo_dir / 'warehouse.duckdb'} (DuckDB); Dagster home: {demo_dir / 'dagster_home'}"
+            f"Warehouse:   {demo_dir / 'warehouse.duckdb'} (DuckDB); "
+            f"Dagster home: {demo_dir / 'dagster_home'}"
         )
         echo("\n1/6 full sync of Salesforce, HubSpot and Dynamics 365 through Dagster (job sync_all) ...")
         full = _run_job("sync_all")
@@ -119,7 +120,8 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
     canonical = _run_job("canonical_build", raise_on_error=False)  # a blocked gate is a result to show
     echo(f"    done in {canonical.seconds:.1f} s")
     echo(
-        "6/6 do all systems agree? linked golden records across CRMs, and the report (job reconcile_report) ..."
+        "6/6 do all systems agree? linked golden records across CRMs, "
+        "and the report (job reconcile_report) ..."
     )
     agreement = _run_job("reconcile_report", raise_on_error=False)
     echo(f"    done in {agreement.seconds:.1f} s\n")
@@ -131,7 +133,8 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
         conflicting = across["conflicting_golden_records"][entity]
         fields = ", ".join(f"{f} {n}" for f, n in across["conflicts_by_field"][entity].items()) or "none"
         echo(
-            f"across CRMs: {linked} {entity} held by several CRMs, {conflicting} with conflicting values ({fields})"
+            f"across CRMs: {linked} {entity} held by several CRMs, "
+            f"{conflicting} with conflicting values ({fields})"
         )
     report = agreement.rows.get(("reconcile", "report"), {}).get("html")
     if report:
@@ -152,7 +155,8 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
 def _print_reconcile(reconciled: RunSummary, echo: Callable[[str], None]) -> None:
     echo("")
     echo(
-        f"{'reconcile':<22} {'source':>8} {'missing':>7} {'extra':>6} {'stale':>6} {'diverged':>8} {'drift':>7}"
+        f"{'reconcile':<22} {'source':>8} {'missing':>7} {'extra':>6} {'stale':>6} "
+        f"{'diverged':>8} {'drift':>7}"
         "  after repair"
     )
     after = {crm: meta for (_, crm), meta in reconciled.rows.items() if "remaining_drift" in meta}
@@ -192,17 +196,20 @@ def _print_summary(
         first = full.rows.get((crm, obj), {})
         lag = meta.get("lag_s", -1)
         echo(
-            f"{crm:<11} {obj:<10} {meta.get('rows_total', 0):>8,} {first.get('crm_records_per_s', 0):>10,.0f} | "
-            f"{meta.get('rows_inserted', 0):>4} {meta.get('rows_updated', 0):>4} {meta.get('rows_deleted', 0):>4} "
+            f"{crm:<11} {obj:<10} {meta.get('rows_total', 0):>8,} "
+            f"{first.get('crm_records_per_s', 0):>10,.0f} | {meta.get('rows_inserted', 0):>4} "
+            f"{meta.get('rows_updated', 0):>4} {meta.get('rows_deleted', 0):>4} "
             f"{meta.get('rows_reread_in_look_back', 0):>7} {_human(lag):>8}"
         )
     echo("")
     expected = CHANGES["updated_by_users"] + CHANGES["updated_by_automation"]
     echo(
-        f"Changed per CRM (contacts): {CHANGES['created']} new, {expected} updated, {CHANGES['deleted']} deleted."
+        f"Changed per CRM (contacts): {CHANGES['created']} new, {expected} updated, "
+        f"{CHANGES['deleted']} deleted."
     )
     echo(
-        "CRM rec/s: the full sync's throughput per CRM; HubSpot is paced by its search limit (about 5 requests/s)."
+        "CRM rec/s: the full sync's throughput per CRM; "
+        "HubSpot is paced by its search limit (about 5 requests/s)."
     )
     echo(
         "API requests   full sync: "

@@ -48,8 +48,9 @@ class CrmSyncConfig(BaseModel):
     change_tracking: Literal["auto", "on", "off"] = Field(
         "auto",
         description=(
-            "Dynamics only. auto: use change tracking, and fall back to modifiedon (remembered per table) when "
-            "a table is not tracked; on: fail if it is not; off: always read modifiedon (deletes go unseen)."
+            "Dynamics only. auto: use change tracking, and fall back to modifiedon (remembered per table) "
+            "when a table is not tracked; on: fail if it is not; "
+            "off: always read modifiedon (deletes go unseen)."
         ),
     )
     owners: list[str] = Field(default_factory=lambda: ["team:revops"])
@@ -185,7 +186,8 @@ class AlertsConfig(BaseModel):
     sinks: list[AlertSinkName] = Field(
         default_factory=lambda: ["log", "webhook", "email"],
         description=(
-            "Notification sinks. 'webhook' is active only when SYNC_PLATFORM_ALERT_WEBHOOK_URL is set (a secret)."
+            "Notification sinks. 'webhook' is active only when "
+            "SYNC_PLATFORM_ALERT_WEBHOOK_URL is set (a secret)."
         ),
     )
     webhook_timeout_seconds: float = Field(5.0, gt=0, le=60)

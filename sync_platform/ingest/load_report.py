@@ -52,7 +52,7 @@ def table_counts(warehouse: Warehouse, crm: str, table: str) -> TableCounts:
 
 
 def high_water(warehouse: Warehouse, crm: str, table: str) -> datetime | None:
-    """The newest cursor value among live rows (where the next incremental read starts, less the look-back)."""
+    """The newest cursor among live rows (where the next incremental read starts, less the look-back)."""
     spec = raw_table(crm, table)
     if spec is None:
         return None

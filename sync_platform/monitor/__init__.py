@@ -1,1 +1,1 @@
-"""Monitoring logic (no Dagster objects): freshness, dead letters, error rate, quality gate, metrics, status."""
+"""Monitoring (no Dagster objects): freshness, dead letters, error rate, quality gate, metrics, status."""

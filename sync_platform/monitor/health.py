@@ -24,7 +24,7 @@ SAMPLE_ERRORS = 3
 
 
 def dead_letter_findings(pending: Iterable[DeadLetter], config: AlertsConfig) -> list[Finding]:
-    """One finding per CRM whose pending depth passes ``dead_letter_max_depth``; error above the error depth."""
+    """A finding per CRM whose pending depth passes ``dead_letter_max_depth``; error above the error depth."""
     by_crm: dict[str, list[DeadLetter]] = {}
     for letter in pending:
         by_crm.setdefault(letter.crm, []).append(letter)
@@ -41,7 +41,8 @@ def dead_letter_findings(pending: Iterable[DeadLetter], config: AlertsConfig) ->
                 key=f"{DEAD_LETTER_SCOPE}{crm}",
                 severity=severity,
                 finding="dead_letters_pending",
-                message=f"{depth} dead letter(s) pending for {crm} ({summary}); replay with `sync-platform dlq replay`",
+                message=f"{depth} dead letter(s) pending for {crm} ({summary}); "
+                "replay with `sync-platform dlq replay`",
                 crm=crm,
                 details={
                     "depth": depth,
@@ -115,8 +116,8 @@ def dead_letters_of_runs(warehouse, run_ids: Sequence[str]) -> list[DeadLetter]:
         return []
     rows = warehouse.query(
         sql(
-            "SELECT id, crm, object, kind, http_status, request, payload_ref, attempts, error, run_id, created_at, "
-            "replayed_at FROM ops.dead_letters WHERE run_id IN ({marks})",
+            "SELECT id, crm, object, kind, http_status, request, payload_ref, attempts, error, run_id, "
+            "created_at, replayed_at FROM ops.dead_letters WHERE run_id IN ({marks})",
             marks=placeholders(len(run_ids)),
         ),
         tuple(run_ids),

@@ -31,8 +31,9 @@ def blast_radius_findings(latest: Mapping[tuple[str, ...], Mapping[str, Any]]) -
                 severity="error",
                 finding=ALERT,
                 asset=asset,
-                message=f"{asset}: {meta.get('rows_rejected', '?')} of {meta.get('rows_in', '?')} rows rejected "
-                f"({share:.1%} > {threshold:.1%}); the previous table was kept and downstream stopped",
+                message=f"{asset}: {meta.get('rows_rejected', '?')} of {meta.get('rows_in', '?')} "
+                f"rows rejected ({share:.1%} > {threshold:.1%}); "
+                "the previous table was kept and downstream stopped",
                 details={
                     "rejected_share": share,
                     "threshold": threshold,

@@ -37,7 +37,7 @@ class StatusReport:
 
 
 def latest_drift(warehouse: Warehouse) -> list[dict[str, Any]]:
-    """The newest ``reconcile.drift_history`` row per CRM and entity (empty before the first reconciliation)."""
+    """The newest ``reconcile.drift_history`` row per CRM and entity (empty before any reconciliation)."""
     if not warehouse.table_exists("reconcile", "drift_history"):
         return []
     rows = warehouse.query(

@@ -170,7 +170,8 @@ class AuditLog:
         where = join([sql("{c} = ?", c=ident(c)) for c, _ in filters], " AND ") or Fragment("TRUE")
         rows = self.warehouse.query(
             sql(
-                "SELECT {columns} FROM {table} WHERE {where} ORDER BY started_at DESC, ended_at DESC, id LIMIT ?",
+                "SELECT {columns} FROM {table} WHERE {where} "
+                "ORDER BY started_at DESC, ended_at DESC, id LIMIT ?",
                 columns=idents(COLUMNS),
                 table=_TABLE,
                 where=where,

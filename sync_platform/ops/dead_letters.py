@@ -143,8 +143,8 @@ class DeadLetterQueue:
             cur = conn.cursor()
             cur.executemany(
                 sql(
-                    "INSERT INTO {table} (id, crm, object, kind, http_status, request, payload_ref, attempts, "
-                    "error, run_id, created_at) VALUES ({values})",
+                    "INSERT INTO {table} (id, crm, object, kind, http_status, request, payload_ref, "
+                    "attempts, error, run_id, created_at) VALUES ({values})",
                     table=_TABLE,
                     values=placeholders(11, self.warehouse.placeholder),
                 ),

@@ -19,7 +19,7 @@ from sync_platform.core.sql import ident, idents, sql
 from sync_platform.reconcile.diff import CLASSES, Diff
 
 ACROSS_CRMS = "across_crms"
-# (golden id column, compared fields): identity fields (email, domain) define the link, so they are not compared
+# (golden id column, compared fields): identity fields (email, domain) define the link and are not compared
 COMPARED = {
     "contacts": (
         "customer_id",

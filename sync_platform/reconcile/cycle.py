@@ -95,7 +95,7 @@ def list_source(crm: str, cfg: CrmSyncConfig, wanted: list[Target], warehouse: W
 def read_side(
     warehouse: Warehouse, target: Target, schema: str, live_only: bool, ids: list[str] | None = None
 ) -> pl.DataFrame:
-    """(id, cursor, compared fields) of one side, optionally only ``ids``; empty when the table is not there."""
+    """(id, cursor, compared fields) of one side, optionally only ``ids``; empty if the table is missing."""
     if not warehouse.table_exists(schema, target.table):
         return pl.DataFrame(
             schema={

@@ -276,10 +276,10 @@ def report_html(
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Reconciliation {checked_at:%Y-%m-%d %H:%M} UTC</title><style>{_CSS}</style></head><body>\n"
-        f"<h1>Reconciliation report</h1><p>Checked {checked_at:%Y-%m-%d %H:%M:%S} UTC. Drift = missing + extra "
-        f"+ stale + diverged records, as a share of the records at the source; above the threshold is an "
-        f"error, any drift below it a warning. <em>ahead</em> (cursor moved backwards at the source) is "
-        f"reported, not counted.</p>\n"
+        f"<h1>Reconciliation report</h1><p>Checked {checked_at:%Y-%m-%d %H:%M:%S} UTC. "
+        f"Drift = missing + extra + stale + diverged records, as a share of the records at the source; "
+        f"above the threshold is an error, any drift below it a warning. <em>ahead</em> (cursor moved "
+        f"backwards at the source) is reported, not counted.</p>\n"
         f"<table><tr>{head}</tr>{''.join(rows)}</table>\n"
         f'<img alt="drift per CRM and entity over time vs threshold" src="data:image/png;base64,{png}">\n'
         + "\n".join(sections)

@@ -644,8 +644,8 @@ class DynamicsDialect(Dialect):
         return json_response(
             {
                 "error": error,
-                "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: {correlation} "
-                f"Timestamp: {now}",
+                "error_description": f"AADSTS{code}: {description} Trace ID: {trace} "
+                f"Correlation ID: {correlation} Timestamp: {now}",
                 "error_codes": [code],
                 "timestamp": now,
                 "trace_id": trace,

@@ -187,7 +187,7 @@ CRM_SALT = {"salesforce": 11, "hubspot": 23, "dynamics": 37}
 
 
 class Draws:
-    """Deterministic draws from a BLAKE2b digest of a key: several times cheaper than seeding ``random.Random``.
+    """Deterministic draws from a key's BLAKE2b digest: several times cheaper than seeding ``random.Random``.
 
     Each draw consumes part of a 512-bit integer; when it runs low, the digest is extended with a
     counter, so any number of draws stays a pure function of the key.

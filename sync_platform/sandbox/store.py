@@ -165,7 +165,7 @@ class ObjectStore:
             base_untouched = self.base_count - start
             base_untouched -= sum(1 for i in self.overlay if start <= i < self.base_count)
             n = 0 if only_deleted else max(0, base_untouched)
-            for i, rec in self.overlay.items():
+            for _i, rec in self.overlay.items():
                 if min_stamp is not None and rec[self.spec.system_stamp] < min_stamp:
                     continue
                 deleted = rec.get(DELETED, False)

@@ -92,7 +92,7 @@ def test_no_previous_table_means_everything_is_inserted():
 
 
 def test_types_read_back_from_the_warehouse_are_aligned_before_comparing():
-    """The previous table comes back from DuckDB/PostgreSQL: another time zone or a looser type is no change."""
+    """The previous table comes from DuckDB/PostgreSQL: another time zone or a looser type is no change."""
     previous = PREVIOUS.with_columns(pl.col("deleted_at").dt.convert_time_zone("Europe/Paris"))
     assert summarize_changes(previous, PREVIOUS).unchanged == 6
     new_column = PREVIOUS.with_columns(pl.lit("x").alias("phone"))

@@ -64,7 +64,7 @@ class SyncHarness:
     def run_assets(
         self, *keys: str, raise_on_error: bool = True
     ) -> tuple[dg.ExecuteInProcessResult, dict[str, dict]]:
-        """Materialize assets by key (``"reconcile/salesforce/contacts"``); metadata keyed by the full path."""
+        """Materialize assets by key (``"reconcile/salesforce/contacts"``); metadata keyed by full path."""
         from sync_platform.definitions import defs
 
         job = defs().resolve_implicit_global_asset_job_def()

@@ -37,8 +37,8 @@ def test_every_step_is_audited_with_field_level_changes_and_no_pii(harness):
     ids = [
         r[0]
         for r in harness.rows(
-            "SELECT source_id FROM canonical.contacts WHERE source_system = 'salesforce' AND deleted_at IS NULL "
-            "AND email IS NOT NULL ORDER BY source_id LIMIT 4"
+            "SELECT source_id FROM canonical.contacts WHERE source_system = 'salesforce' "
+            "AND deleted_at IS NULL AND email IS NOT NULL ORDER BY source_id LIMIT 4"
         )
     ]
     harness.admin.update("salesforce", "Contact", ids[:3], {"Title": "Chief Audit Officer"})

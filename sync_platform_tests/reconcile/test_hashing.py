@@ -91,10 +91,8 @@ def test_a_duckdb_round_trip_hashes_equal(tmp_path):
     same = ["first_name", "email", "has_opted_out_of_email", "number_of_employees", "system_modstamp"]
     assert content_hash(stored, same).to_list() == content_hash(listing, FIELDS).to_list()
     # and hashed inside the warehouse, by the same SQL
-    in_db = warehouse.query(
-        f"SELECT {content_hash_sql(dict(zip(same, ['string', 'string', 'bool', 'int', 'datetime'], strict=True)))} "
-        "FROM contacts ORDER BY id"
-    )
+    kinds = dict(zip(same, ["string", "string", "bool", "int", "datetime"], strict=True))
+    in_db = warehouse.query(f"SELECT {content_hash_sql(kinds)} FROM contacts ORDER BY id")
     assert [row[0] for row in in_db] == content_hash(listing, FIELDS).to_list()
 
 

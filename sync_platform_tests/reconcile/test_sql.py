@@ -175,8 +175,8 @@ def test_postgres_hashes_content_like_the_process_does(postgres):
     cur = postgres.cursor()
     cur.execute("SET TIME ZONE 'America/New_York'")  # the session zone must not matter
     cur.execute(
-        "CREATE TEMP TABLE rows (n INT, name TEXT, opt_out BOOLEAN, employees BIGINT, score DOUBLE PRECISION, "
-        "modified TIMESTAMPTZ, naive TIMESTAMP, born DATE)"
+        "CREATE TEMP TABLE rows (n INT, name TEXT, opt_out BOOLEAN, employees BIGINT, "
+        "score DOUBLE PRECISION, modified TIMESTAMPTZ, naive TIMESTAMP, born DATE)"
     )
     psycopg2.extras.execute_values(
         cur, "INSERT INTO rows VALUES %s", [(i, *row) for i, row in enumerate(frame.rows())]

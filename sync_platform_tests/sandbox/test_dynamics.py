@@ -416,7 +416,8 @@ def test_in_on_the_primary_key_reads_just_those_rows_in_guid_order_and_pages(
         "/contacts",
         {
             "$select": "lastname",
-            "$filter": f"Microsoft.Dynamics.CRM.In(PropertyName='contactid',PropertyValues=[{values}]) and statecode eq 0",
+            "$filter": f"Microsoft.Dynamics.CRM.In(PropertyName='contactid',PropertyValues=[{values}]) "
+            "and statecode eq 0",
         },
         {"Prefer": "odata.maxpagesize=4"},
     )

@@ -11,8 +11,8 @@ DESCRIPTIONS = {
     "deletes via queryAll/IsDeleted. Merged on Id.",
     "hubspot": "HubSpot {obj}, incremental through search on the last-modified property in windows under the "
     "10,000-result cap; deletes via archived=true. Merged on id.",
-    "dynamics": "Dynamics 365 {obj} through change tracking (delta links); deletions from $deletedEntity rows. "
-    "Merged on the primary key.",
+    "dynamics": "Dynamics 365 {obj} through change tracking (delta links); deletions from $deletedEntity "
+    "rows. Merged on the primary key.",
 }
 
 

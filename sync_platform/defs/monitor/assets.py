@@ -22,14 +22,18 @@ METRICS_CRON = "*/15 * * * *"
 
 def _table(metrics) -> str:
     lines = [
-        "| crm | object | synced | records/s | lag s | requests | retries | errors | dead letters | budget left |",
+        (
+            "| crm | object | synced | records/s | lag s | requests | "
+            "retries | errors | dead letters | budget left |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in metrics:
         synced = f"{m.synced_at:%Y-%m-%d %H:%M:%S}" if m.synced_at else "never"
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(m.errors_by_kind.items())) or "0"
         lines.append(
-            f"| {m.crm} | {m.object} | {synced} | {m.records_per_s if m.records_per_s is not None else '-'} | "
+            f"| {m.crm} | {m.object} | {synced} | "
+            f"{m.records_per_s if m.records_per_s is not None else '-'} | "
             f"{m.lag_s if m.lag_s is not None else '-'} | {m.requests if m.requests is not None else '-'} | "
             f"{m.retries if m.retries is not None else '-'} | {kinds} | {m.dead_letters_pending} | "
             f"{m.api_budget_remaining if m.api_budget_remaining is not None else '-'} |"

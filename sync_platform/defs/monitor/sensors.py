@@ -73,7 +73,7 @@ def run_monitor(
 def freshness_alerts(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
 ) -> dg.SkipReason:
-    """Alert when a raw or canonical asset was last updated longer ago than its freshness SLO; resolve when fresh."""
+    """Alert when the age of a raw or canonical asset exceeds its freshness SLO; resolve when fresh."""
 
     def body(store: Warehouse, now: datetime) -> str:
         wanted = expectations(sync_config.load())
@@ -90,7 +90,7 @@ def freshness_alerts(
 def dead_letter_alerts(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
 ) -> dg.SkipReason:
-    """Alert on pending dead letters per CRM and on a CRM whose recent syncs fail too often, with the error kinds."""
+    """Alert per CRM on pending dead letters and on recent syncs failing too often, with the error kinds."""
 
     def body(store: Warehouse, now: datetime) -> str:
         config = sync_config.load()

@@ -153,8 +153,8 @@ def build_reconcile_assets(crm: str) -> dg.AssetsDefinition:
             kinds={"polars", "duckdb"},
             owners=["team:data"],
             tags={"layer": "reconcile"},
-            description=f"{crm} {t.table} listed at the source and compared with the warehouse: missing, extra, "
-            f"stale and diverged records, drift share, cursor anomalies.",
+            description=f"{crm} {t.table} listed at the source and compared with the warehouse: missing, "
+            "extra, stale and diverged records, drift share, cursor anomalies.",
         )
         for t in wanted
     ]
@@ -431,7 +431,8 @@ def defs() -> dg.Definitions:
         "remediate",
         selection=dg.AssetSelection.key_prefixes(["remediate"])
         | dg.AssetSelection.assets(["reconcile", "report"]),
-        description="Re-fetch the records the last reconciliation found different (launch after reviewing it).",
+        description="Re-fetch the records the last reconciliation found different "
+        "(launch after reviewing it).",
     )
     report_job = dg.define_asset_job(
         "reconcile_report",

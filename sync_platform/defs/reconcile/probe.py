@@ -96,7 +96,8 @@ def zero_change_findings(instance: dg.DagsterInstance, crm: str, runs: int) -> l
                     key=f"zero_change:{crm}:{target.table}",
                     severity="error",
                     finding=FINDING,
-                    message=f"{crm}.{target.table}: the last {runs} syncs saw 0 changes while the probe found {missed} "
+                    message=f"{crm}.{target.table}: the last {runs} syncs saw 0 changes "
+                    f"while the probe found {missed} "
                     f"sampled records changed without their cursor ({target.crm_cursor}) moving: the cursor "
                     "looks frozen. Run reconciliation to repair.",
                     crm=crm,

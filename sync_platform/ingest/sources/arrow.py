@@ -118,24 +118,41 @@ def _plain(value: object, column: str, kind: str) -> object:
     if value is None or value == "":
         return None
     if kind == BOOL:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise _Unconvertible(column, kind)
+        return _plain_bool(value, column)
     if kind == INT:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                raise _Unconvertible(column, kind) from None
-        raise _Unconvertible(column, kind)
-    if kind in (STRING, DATETIME) and not isinstance(value, str):
-        if isinstance(value, dict | list):
-            raise _Unconvertible(column, kind)
-        return str(value)
+        return _plain_int(value, column)
+    if kind in (STRING, DATETIME):
+        return _plain_text(value, column, kind)
     return value
+
+
+def _plain_bool(value: object, column: str) -> bool:
+    """A bool, or ``"true"``/``"false"`` in any case."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise _Unconvertible(column, BOOL)
+
+
+def _plain_int(value: object, column: str) -> int:
+    """An int (not a bool), a whole float, or a string that parses as an int."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise _Unconvertible(column, INT) from None
+    raise _Unconvertible(column, INT)
+
+
+def _plain_text(value: object, column: str, kind: str) -> str:
+    """Strings as they are; other scalars as their ``str``; objects and lists are not text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        raise _Unconvertible(column, kind)
+    return str(value)

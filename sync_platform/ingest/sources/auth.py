@@ -149,7 +149,10 @@ class OAuthToken(TokenProvider):
         return response
 
     def __repr__(self) -> str:
-        return f"OAuthToken(crm={self.crm!r}, token_url={self.token_url!r}, client_id={self.client_id!r}, secrets=***)"
+        return (
+            f"OAuthToken(crm={self.crm!r}, token_url={self.token_url!r}, "
+            f"client_id={self.client_id!r}, secrets=***)"
+        )
 
 
 def _oauth_error(response: requests.Response) -> str:

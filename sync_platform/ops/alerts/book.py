@@ -307,8 +307,8 @@ class AlertBook:
                     # only if nothing newer became pending meanwhile (another report in between)
                     cur.execute(
                         self._sql(
-                            "UPDATE {table} SET pending_notice = NULL, delivered_sinks = '[]', notified_at = ?, "
-                            "notify_error = NULL WHERE id = ? AND pending_notice = ?"
+                            "UPDATE {table} SET pending_notice = NULL, delivered_sinks = '[]', "
+                            "notified_at = ?, notify_error = NULL WHERE id = ? AND pending_notice = ?"
                         ),
                         (stamp, alert_id, kind),
                     )

@@ -55,7 +55,7 @@ class Alert:
 
 @dataclass(frozen=True)
 class Notice:
-    """What a sink is asked to deliver: an alert ``raised``, ``escalated`` (warning → error) or ``resolved``."""
+    """What a sink must deliver: an alert ``raised``, ``escalated`` (warning → error) or ``resolved``."""
 
     kind: str
     alert: Alert

@@ -62,7 +62,10 @@ def notice_payload(notice: Notice) -> dict[str, Any]:
 
 
 class LogSink:
-    """One JSON line per notice on the ``sync_platform.ops.alerts`` logger (redacted by the log-record factory too)."""
+    """One JSON line per notice on the ``sync_platform.ops.alerts`` logger.
+
+    The line is redacted by the log-record factory too.
+    """
 
     name = "log"
 

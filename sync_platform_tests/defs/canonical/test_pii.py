@@ -258,8 +258,8 @@ def test_live_mapping_check_passes_against_the_sandbox_and_names_a_missing_field
     bad = runner.invoke(app, ["mapping", "check", "--live", "--directory", str(broken)])
     assert bad.exit_code == 1
     assert (
-        "salesforce.yaml: entities.contact.fields.title.source: Salesforce Contact has no field 'Job_Level__c'"
-        in bad.output
+        "salesforce.yaml: entities.contact.fields.title.source: "
+        "Salesforce Contact has no field 'Job_Level__c'" in bad.output
     )
     assert "live: hubspot: 24 of 24" in bad.output
 

@@ -182,7 +182,8 @@ def test_the_frozen_cursor_incident_is_found_alerted_repaired_and_resolved(harne
     assert cycle[0][0] == 10 and cycle[-1][0] == 0  # found, then repaired
     assert harness.checks(result)["remediate/salesforce:drift_after_remediation"].passed
     resolved = Warehouse.from_env().query(
-        "SELECT finding, resolved_at IS NOT NULL FROM ops.alerts WHERE key LIKE 'reconcile:salesforce:contacts:%'"
+        "SELECT finding, resolved_at IS NOT NULL FROM ops.alerts "
+        "WHERE key LIKE 'reconcile:salesforce:contacts:%'"
     )
     assert ("content_changed_cursor_unchanged", True) in resolved
     repaired = harness.rows(

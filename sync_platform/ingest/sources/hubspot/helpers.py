@@ -193,7 +193,7 @@ def _one_stamp_by_id(
 def _archived_since(
     client: CrmHttpClient, base: str, object_type: str, cursor: str, properties: list[str], start: datetime
 ) -> Iterator[list[dict]]:
-    """Archived (deleted) records archived at or after ``start``: the list API cannot filter, so filter here."""
+    """Records archived (deleted) at or after ``start``: the list API cannot filter, so filter here."""
     params: dict = {"archived": "true", "limit": LIST_PAGE, "properties": ",".join(properties)}
     lower = _ms(start)
     for results in list_pages(client, base, object_type, params):

@@ -126,7 +126,7 @@ def query_pages(
 def records_page(
     records: list[dict], columns: dict[str, str], report: SyncReport, table: str, with_stamps: bool = True
 ) -> pa.Table:
-    """A page as Arrow: ``IsDeleted`` rows get ``deleted_at`` (their last stamp, when the deletion happened)."""
+    """A page as Arrow: ``IsDeleted`` rows get ``deleted_at`` (their last stamp, when they were deleted)."""
     deleted_at = pl.when(pl.col("IsDeleted")).then(pl.col(CURSOR)).otherwise(None)
     arrow = to_arrow(
         records,
