@@ -62,7 +62,7 @@ def notice_payload(notice: Notice) -> dict[str, Any]:
 
 
 class LogSink:
-    """One JSON line per notice on the ``sync_platform.ops.alerts`` logger.
+    """One JSON line per notice on the ``sync_platform.alerts`` logger.
 
     The line is redacted by the log-record factory too.
     """
