@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -61,3 +64,40 @@ def postgres_db() -> Iterator[str]:
         cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
         cur.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.close()
+
+
+HOLDER = """
+import sys
+import duckdb
+from pathlib import Path
+from sync_platform.core.warehouse import Warehouse
+warehouse = Warehouse("duckdb", path=Path(sys.argv[1]))
+with warehouse.turn():
+    conn = duckdb.connect(sys.argv[1])  # the file itself is open, as in a dlt load
+    conn.execute("CREATE TABLE IF NOT EXISTS held (n INTEGER)")
+    print("held", flush=True)
+    sys.stdin.readline()  # until the test lets go
+    conn.close()
+print("released", flush=True)
+"""
+
+
+class Holder:
+    """Another process with the warehouse's turn and the DuckDB file open."""
+
+    def __init__(self, path: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline().strip() == "held"
+
+    def release(self) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+        assert self.process.stdout.readline().strip() == "released"
+        assert self.process.wait(timeout=60) == 0

@@ -1,31 +1,63 @@
 """Where synced data lands: DuckDB (embedded default) or PostgreSQL (production), by configuration.
 
 The same object gives dlt its destination and gives the platform a short-lived DB-API
-connection for its own tables (dead letters, audit) and for metadata queries. DuckDB lets one
-process write at a time and its file lock shuts out readers elsewhere, so connections are
-opened per step and closed at once.
+connection for its own tables (dead letters, audit) and for metadata queries.
+
+DuckDB admits one process at a time: a writer's file lock shuts out every other process, readers
+included, and a second opener fails at once with "Conflicting lock is held". So every process
+takes **the warehouse's turn** (:meth:`Warehouse.turn`, a lock file next to the database) before it
+opens the file, and waits for it instead of failing. This travels with the code, whatever
+launched it (the UI, ``dagster job execute``, schedules, sensors, the CLI) and whatever Dagster
+instance it runs on; the ``warehouse_writes`` pool only spares the waiting processes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dlt
+from filelock import FileLock, Timeout
 
 from sync_platform.core.settings import Settings, load_settings
 from sync_platform.core.sql import Fragment, quoted, sql
 
 if TYPE_CHECKING:
     import polars as pl
+    from dlt.common.pipeline import LoadInfo
+
+log = logging.getLogger(__name__)
 
 DUCKDB, POSTGRES = "duckdb", "postgres"
+WAIT_NOTICE_SECONDS = 30.0  # how often a process waiting for its turn says so
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process has the embedded warehouse's turn and the caller chose not to wait."""
+
+
+_TURNS: dict[str, FileLock] = {}
+_TURNS_GUARD = threading.Lock()
+
+
+def _turn_lock(path: Path) -> FileLock:
+    """One lock object per database file and process: re-entrant in a thread, exclusive across
+    threads and processes; the OS releases it if the process dies."""
+    key = str(path.resolve())
+    with _TURNS_GUARD:
+        if key not in _TURNS:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _TURNS[key] = FileLock(key + ".lock")
+        return _TURNS[key]
+
 
 # DuckDB's default cap is 80 % of RAM and it keeps what it touches, so a load's peak memory grew
 # with its row count (the staging insert, then the merge's dedup window over every staged row).
@@ -45,6 +77,22 @@ def apply_dlt_defaults() -> None:
     # the id is what makes "rows this run wrote" exact (and gives every raw row its lineage)
     os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
     os.environ.setdefault("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", json.dumps(DUCKDB_LOAD_CONFIG))
+    # a loaded package's job files are the rows themselves (listings hold emails): keep none on disk
+    os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
+
+
+def run_pipeline(pipeline: dlt.Pipeline, data: Any, **kwargs: Any) -> LoadInfo:
+    """``pipeline.run(data)`` that loads ``data``, or fails loudly.
+
+    After a failed load, dlt keeps the package pending, and the next ``run`` of that pipeline
+    loads the old package, skips the new data and returns normally. Dropping what is pending first
+    makes every run load what it was given (a failed run left its cursor where it was, so nothing
+    of it is lost: it is read again). Failed jobs raise instead of passing for a success.
+    """
+    pipeline.drop_pending_packages()
+    info = pipeline.run(data, **kwargs)
+    info.raise_on_failed_jobs()
+    return info
 
 
 @dataclass(frozen=True)
@@ -54,6 +102,8 @@ class Warehouse:
     kind: str
     path: Path | None = None
     dsn: str | None = field(default=None, repr=False)  # holds the password
+    # where "waiting for the warehouse" is said (a Dagster step passes its logger); default: the log
+    notify: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind == DUCKDB and self.path is None:
@@ -92,28 +142,83 @@ class Warehouse:
     def placeholder(self) -> str:
         return "?" if self.kind == DUCKDB else "%s"
 
+    def pipeline(self, name: str, dataset: str) -> dlt.Pipeline:
+        """A dlt pipeline into this warehouse, working under ``<data>/dlt_pipelines/<name>``.
+
+        Creating a pipeline creates its folder, and processes that did it at once (test workers,
+        the processes ``dagster dev`` loads the definitions in) failed with ``FileExistsError``:
+        creation is serialized across processes.
+        """
+        pipelines_dir = load_settings().data_dir / "dlt_pipelines"
+        pipelines_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(pipelines_dir / ".create.lock")):
+            return dlt.pipeline(
+                pipeline_name=name,
+                destination=self.destination(),
+                dataset_name=dataset,
+                pipelines_dir=str(pipelines_dir),
+            )
+
+    @contextlib.contextmanager
+    def turn(self, *, wait: bool = True, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold the embedded warehouse for this process; PostgreSQL takes concurrent writers and
+        needs no turn.
+
+        ``wait=False`` raises :class:`WarehouseBusy` at once if another process has it (sensors
+        skip their tick rather than delay a run); otherwise this waits, saying so through
+        ``on_wait`` (default: the log) every ``WAIT_NOTICE_SECONDS``. Re-entrant in a thread.
+        """
+        if self.kind != DUCKDB:
+            yield
+            return
+        assert self.path is not None
+        lock = _turn_lock(self.path)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if not wait:
+                raise WarehouseBusy(
+                    f"the DuckDB warehouse {self.path.name} is in use by another process"
+                ) from None
+            self._wait_for(lock, on_wait or self.notify or log.info)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _wait_for(self, lock: FileLock, say: Callable[[str], None]) -> None:
+        assert self.path is not None
+        while True:
+            say(f"waiting for the DuckDB warehouse {self.path.name}: another process has its turn")
+            try:
+                lock.acquire(timeout=WAIT_NOTICE_SECONDS)
+                return
+            except Timeout:
+                continue
+
     @contextlib.contextmanager
     def connect(self) -> Iterator[Any]:
-        """A DB-API connection, committed on success and always closed."""
-        if self.kind == DUCKDB:
-            import duckdb
+        """A DB-API connection, committed on success and always closed (DuckDB: in this process's turn)."""
+        with self.turn():
+            if self.kind == DUCKDB:
+                import duckdb
 
-            assert self.path is not None
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = duckdb.connect(str(self.path))
-        else:
-            import psycopg2
+                assert self.path is not None
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = duckdb.connect(str(self.path))
+            else:
+                import psycopg2
 
-            conn = psycopg2.connect(self.dsn)
-        try:
-            yield conn
-            conn.commit()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                conn.rollback()
-            raise
-        finally:
-            conn.close()
+                conn = psycopg2.connect(self.dsn)
+            try:
+                yield conn
+                conn.commit()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+                raise
+            finally:
+                conn.close()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """Run one statement; ``?`` placeholders work on both engines."""
@@ -152,13 +257,8 @@ class Warehouse:
         if self.kind == DUCKDB:
             self._write_duckdb(frame, dataset, table, disposition)
             return
-        pipeline = dlt.pipeline(
-            pipeline_name=f"frames_{dataset}",
-            destination=self.destination(),
-            dataset_name=dataset,
-            pipelines_dir=str(load_settings().data_dir / "dlt_pipelines"),
-        )
-        pipeline.run(frame.to_arrow(), table_name=table, write_disposition=disposition)
+        pipeline = self.pipeline(f"frames_{dataset}", dataset)
+        run_pipeline(pipeline, frame.to_arrow(), table_name=table, write_disposition=disposition)
 
     def _write_duckdb(self, frame: pl.DataFrame, dataset: str, table: str, disposition: str) -> None:
         import polars as pl

@@ -37,7 +37,9 @@ class WarehouseResource(dg.ConfigurableResource):
     def get(self) -> Warehouse:
         if self.kind == POSTGRES:
             return Warehouse(POSTGRES, dsn=self.postgres_dsn)
-        return Warehouse(self.kind, path=Path(self.duckdb_path) if self.duckdb_path else None)
+        # a step waiting for DuckDB's turn says so in its own run log, where the operator looks
+        notify = dg.get_dagster_logger("sync_platform.warehouse").info
+        return Warehouse(self.kind, path=Path(self.duckdb_path) if self.duckdb_path else None, notify=notify)
 
 
 class SyncConfigResource(dg.ConfigurableResource):

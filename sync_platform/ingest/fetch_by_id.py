@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sync_platform.core.config import CrmSyncConfig
-from sync_platform.core.warehouse import Warehouse
+from sync_platform.core.warehouse import Warehouse, run_pipeline
 from sync_platform.ingest.connections import build_by_id_source
 from sync_platform.ingest.pipeline import build_pipeline, crm_error
 from sync_platform.ingest.sources.common import SyncReport
@@ -48,7 +48,7 @@ def fetch_ids_into_warehouse(
 
     Raises the ``CrmRequestError`` that stopped it (nothing is loaded then). A fetched record
     that cannot be loaded becomes a record-level dead letter (``rejected``). Only one process
-    may write a DuckDB warehouse: call it from a step in the ``warehouse_writes`` pool.
+    holds a DuckDB warehouse at a time: the load waits for the warehouse's turn.
     """
     wanted = {table: list(ids) for table, ids in ids_by_table.items() if ids}
     result = RepairResult(crm)
@@ -58,7 +58,8 @@ def fetch_ids_into_warehouse(
     source = build_by_id_source(crm, cfg, wanted, report=report)
     pipeline = build_pipeline(crm, warehouse)
     try:
-        info = pipeline.run(source)
+        with warehouse.turn():
+            info = run_pipeline(pipeline, source)
     except Exception as exc:
         cause = crm_error(exc)
         if cause is None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import dlt
 
 from sync_platform.core.errors import CrmRequestError
-from sync_platform.core.settings import load_settings
-from sync_platform.core.warehouse import Warehouse, apply_dlt_defaults
+from sync_platform.core.warehouse import Warehouse
 
 
 def dataset(crm: str) -> str:
@@ -18,14 +17,7 @@ def dataset(crm: str) -> str:
 
 
 def build_pipeline(crm: str, warehouse: Warehouse) -> dlt.Pipeline:
-    apply_dlt_defaults()
-    settings = load_settings()
-    return dlt.pipeline(
-        pipeline_name=f"sync_{crm}",
-        destination=warehouse.destination(),
-        dataset_name=dataset(crm),
-        pipelines_dir=str(settings.data_dir / "dlt_pipelines"),
-    )
+    return warehouse.pipeline(f"sync_{crm}", dataset(crm))
 
 
 def crm_error(exc: BaseException) -> CrmRequestError | None:

@@ -11,14 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import dlt
 import polars as pl
 
 from sync_platform.canonical.mapping.loader import load_mappings
 from sync_platform.core.config import CrmSyncConfig
-from sync_platform.core.settings import load_settings
 from sync_platform.core.sql import Fragment, ident, join, placeholders, quoted, sql
-from sync_platform.core.warehouse import Warehouse
+from sync_platform.core.warehouse import Warehouse, run_pipeline
 from sync_platform.ingest.connections import build_listing_source, listing_columns
 from sync_platform.ingest.raw_schema import raw_column, raw_table
 from sync_platform.ingest.sources.common import DELETED_AT, SyncReport
@@ -82,13 +80,9 @@ def list_source(crm: str, cfg: CrmSyncConfig, wanted: list[Target], warehouse: W
     """Load a fresh listing of ``wanted`` into ``reconcile_<crm>`` (replacing the previous one)."""
     report = SyncReport(crm)
     source = build_listing_source(crm, cfg, {t.table: list(t.crm_fields) for t in wanted}, report=report)
-    pipeline = dlt.pipeline(
-        pipeline_name=f"reconcile_{crm}",
-        destination=warehouse.destination(),
-        dataset_name=listing_dataset(crm),
-        pipelines_dir=str(load_settings().data_dir / "dlt_pipelines"),
-    )
-    pipeline.run(source)
+    pipeline = warehouse.pipeline(f"reconcile_{crm}", listing_dataset(crm))
+    with warehouse.turn():
+        run_pipeline(pipeline, source)
     return report
 
 

@@ -19,6 +19,7 @@ from sync_platform.core.config import CrmSyncConfig
 from sync_platform.core.sql import ident, quoted, sql
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.ingest.connections import build_by_id_source
+from sync_platform.ingest.pipeline import crm_error
 from sync_platform.ingest.raw_schema import raw_column
 from sync_platform.ingest.sources.common import DELETED_AT, SyncReport
 from sync_platform.reconcile.cycle import Target, read_side, targets
@@ -81,14 +82,23 @@ def sample_ids(warehouse: Warehouse, crm: str, target: Target, size: int) -> lis
 def probe(
     crm: str, cfg: CrmSyncConfig, warehouse: Warehouse, size: int
 ) -> tuple[list[ProbeResult], SyncReport]:
-    """Sample each target, fetch the sample by id (in memory), count records that differ."""
+    """Sample each target, fetch the sample by id (in memory), count records that differ.
+
+    Raises the ``CrmRequestError`` that stopped the fetch, unwrapped from dlt's extraction error.
+    """
     wanted = targets(crm)
     samples = {t.table: sample_ids(warehouse, crm, t, size) for t in wanted}
     report = SyncReport(crm)
     if not any(samples.values()):
         return [ProbeResult(t.table, 0, 0, []) for t in wanted], report
     source = build_by_id_source(crm, cfg, {t: ids for t, ids in samples.items() if ids}, report=report)
-    fetched_pages = _pages_by_table(source)
+    try:
+        fetched_pages = _pages_by_table(source)
+    except Exception as exc:
+        cause = crm_error(exc)  # dlt wraps the CRM's error in its own extraction errors
+        if cause is None:
+            raise
+        raise cause from None
     results = []
     for target in wanted:
         ids = samples[target.table]

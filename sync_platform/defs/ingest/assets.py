@@ -66,7 +66,9 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
         kwargs = {"refresh": "drop_sources"} if config.full_refresh else {}
         pipeline = build_pipeline(crm, store)
         try:
-            results = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline, **kwargs))
+            # dlt opens the DuckDB file to restore state, load and commit the cursor: in our turn only
+            with store.turn():
+                results = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline, **kwargs))
         except Exception as exc:
             cause = crm_error(exc)
             _audit_failure(context, store, crm, tables, started_at, exc, cause)

@@ -14,7 +14,7 @@ import dagster as dg
 from dagster._time import get_current_datetime  # Dagster's clock: the one event timestamps use
 
 from sync_platform.core.config import CRMS
-from sync_platform.core.warehouse import DUCKDB, Warehouse
+from sync_platform.core.warehouse import DUCKDB, Warehouse, WarehouseBusy
 from sync_platform.defs.monitor.targets import canonical_entity_paths, expectations
 from sync_platform.defs.resources import SyncConfigResource, WarehouseResource
 from sync_platform.monitor import freshness, health, quality_gate, run_history
@@ -58,7 +58,11 @@ def run_monitor(
             return dg.SkipReason("a run is writing to the DuckDB warehouse: standing aside this tick")
     context.update_cursor("0")
     try:
-        return dg.SkipReason(body(warehouse, get_current_datetime()))
+        # never wait for the warehouse: a sensor holding up a run is worse than a skipped tick
+        with warehouse.turn(wait=False):
+            return dg.SkipReason(body(warehouse, get_current_datetime()))
+    except WarehouseBusy:
+        return dg.SkipReason("another process has the DuckDB warehouse's turn: trying again next tick")
     except Exception as exc:
         if (
             type(exc).__name__ == "IOException" and "lock" in str(exc).lower()

@@ -8,10 +8,14 @@ their cursor moving; an idle CRM (nothing found) never pages anyone. It resolves
 syncs see changes again or the probe comes back clean.
 """
 
+from datetime import datetime
+
 import dagster as dg
 
 from sync_platform.core.config import CRMS, load_sync_config
 from sync_platform.core.errors import CrmRequestError
+from sync_platform.core.warehouse import Warehouse
+from sync_platform.defs.monitor.sensors import run_monitor
 from sync_platform.defs.resources import WAREHOUSE_POOL, SyncConfigResource, WarehouseResource
 from sync_platform.ops.alerts import AlertBook, Finding
 from sync_platform.reconcile.cycle import targets
@@ -122,17 +126,21 @@ def zero_change_alerts(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
 ) -> dg.SkipReason:
     config = sync_config.load()
-    book = AlertBook(warehouse.get())
-    summary = []
-    for crm in CRMS:
-        if not config.crm(crm).enabled:
-            continue
-        outcome = book.report(
-            f"zero_change:{crm}:",
-            zero_change_findings(context.instance, crm, config.reconcile.zero_change_runs),
-        )
-        summary.append(f"{crm}: raised {len(outcome.raised)}, resolved {len(outcome.resolved)}")
-    return dg.SkipReason("; ".join(summary) or "no CRM enabled")
+
+    def body(store: Warehouse, now: datetime) -> str:
+        book = AlertBook(store)
+        summary = []
+        for crm in CRMS:
+            if not config.crm(crm).enabled:
+                continue
+            outcome = book.report(
+                f"zero_change:{crm}:",
+                zero_change_findings(context.instance, crm, config.reconcile.zero_change_runs),
+            )
+            summary.append(f"{crm}: raised {len(outcome.raised)}, resolved {len(outcome.resolved)}")
+        return "; ".join(summary) or "no CRM enabled"
+
+    return run_monitor(context, warehouse, body)
 
 
 @dg.definitions

@@ -75,3 +75,30 @@ def test_unknown_tables_are_refused_before_any_request(harness):
         ).fetched
         == {}
     )
+
+
+def test_a_fetch_after_a_failed_load_lands_its_records_not_the_failed_package(harness):
+    """The by-id fetch behind remediation and `dlq replay` used to load a failed run's leftover
+    package instead of what it fetched, and report success."""
+    from sync_platform.ingest.pipeline import build_pipeline
+    from sync_platform_tests.core.test_pending_packages import leave_pending_package
+
+    harness.run("salesforce")
+    [(record_id,)] = harness.rows("SELECT id FROM raw_salesforce.contacts ORDER BY id LIMIT 1")
+    harness.admin.update("salesforce", "Contact", [record_id], {"Title": "fetched"}, mode="frozen")
+    pipeline = build_pipeline("salesforce", harness.warehouse)
+    leave_pending_package(
+        pipeline, "contacts", [{"id": "003FAILEDLOAD0001AA", "title": "left by a failed load"}]
+    )
+
+    result = fetch_ids_into_warehouse(
+        "salesforce", {"contacts": [record_id]}, harness.warehouse, harness.config("salesforce")
+    )
+
+    assert result.fetched == {"contacts": 1}
+    assert harness.rows("SELECT title FROM raw_salesforce.contacts WHERE id = ?", (record_id,)) == [
+        ("fetched",)
+    ]
+    assert harness.rows("SELECT count(*) FROM raw_salesforce.contacts WHERE id = '003FAILEDLOAD0001AA'") == [
+        (0,)
+    ]

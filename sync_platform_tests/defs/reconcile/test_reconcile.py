@@ -247,3 +247,40 @@ def test_the_sql_engine_finds_what_the_polars_engine_finds(harness_factory, sync
             k: meta[CONTACTS][k] for k in ("missing", "extra", "stale", "diverged", "sample_ids")
         }
     assert found["sql"] == found["polars"] and found["sql"]["diverged"] == 3 and found["sql"]["extra"] == 1
+
+
+def test_a_listing_after_a_failed_load_is_the_fresh_listing(harness):
+    """Reconciliation used to compare against the previous cycle's listing when a listing load
+    had failed: the next listing must be the CRM as it is now."""
+    from sync_platform.reconcile.cycle import list_source, listing_dataset, targets
+    from sync_platform_tests.core.test_pending_packages import leave_pending_package
+
+    cfg = harness.config("salesforce")
+    wanted = [t for t in targets("salesforce") if t.table == "contacts"]
+    list_source("salesforce", cfg, wanted, harness.warehouse)
+    pipeline = harness.warehouse.pipeline("reconcile_salesforce", listing_dataset("salesforce"))
+    leave_pending_package(pipeline, "contacts", [{"id": "003FAILEDLOAD0001AA"}])
+    [(gone,)] = harness.rows("SELECT id FROM reconcile_salesforce.contacts ORDER BY id LIMIT 1")
+    harness.admin.delete("salesforce", "Contact", [gone])
+
+    list_source("salesforce", cfg, wanted, harness.warehouse)
+
+    listed = {r[0] for r in harness.rows("SELECT id FROM reconcile_salesforce.contacts")}
+    assert gone not in listed and "003FAILEDLOAD0001AA" not in listed and len(listed) == 499
+
+
+def test_a_crm_hiccup_during_the_probe_never_fails_the_sync_that_landed(harness):
+    """dlt wraps the CRM's error, so the probe's handler never fired and the whole sync failed."""
+    harness.run("hubspot")
+    harness.admin.inject("error", crm="hubspot", path="/batch/read", status=400, count=100)
+
+    result, meta = harness.run_job("hubspot_sync")
+
+    assert result.success
+    probe = next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == dg.AssetKey(["probe", "hubspot"])
+    )
+    assert probe["status"].value == "failed" and probe["error_kind"].value == "client_error"
+    assert meta["contacts"]["rows_total"] == 500
