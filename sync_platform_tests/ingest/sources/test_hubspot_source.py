@@ -57,3 +57,33 @@ def test_hubspot_listing_yields_the_id_and_cursor_of_every_live_contact(settings
     admin.delete("hubspot", "contacts", gone)
     live = listed(hubspot_listing(fields={"contacts": []}, **settings_of("hubspot")), "contacts")
     assert live.num_rows == 498 and not set(gone) & set(live.column("id").to_pylist())
+
+
+def _search(settings: dict, start):
+    from sync_platform.ingest.sources.common import SyncReport
+    from sync_platform.ingest.sources.hubspot.helpers import _search_since, http_clients
+
+    base = settings["host"].rstrip("/")
+    clients = http_clients(
+        base, settings["access_token"], None, None, None, None, 5, None, SyncReport("hubspot"), None
+    )
+    return _search_since(clients.search, base, "contacts", "lastmodifieddate", ["jobtitle"], start)
+
+
+def test_search_never_skips_a_record_when_another_is_edited_between_pages(settings_of, admin):
+    """Offset paging skipped the record at the next page boundary whenever one already read was
+    edited (it moves to the end, the rest shift up): 500 contacts, one edit, 499 ids landed."""
+    from sync_platform.ingest.sources.common import EPOCH
+
+    pages = _search(settings_of("hubspot"), EPOCH)
+    first = next(pages)
+    admin.update("hubspot", "contacts", [first[0]["id"]], {"jobtitle": "edited mid-sync"})
+    created = admin.create("hubspot", "contacts", [{"lastname": "New", "email": "new.mid.sync@example.com"}])
+    admin.delete("hubspot", "contacts", [first[1]["id"]])
+    rest = [row for page in pages for row in page]
+
+    ids = [row["id"] for row in first + rest]
+    assert len(set(ids)) == 501, "every live contact, the edited one, and the one created mid-sync"
+    assert len(ids) - len(set(ids)) <= 1, "only the edited record may be read twice"
+    assert {str(i) for i in created} <= set(ids)
+    assert [r["jobtitle"] for r in rest if r["id"] == first[0]["id"]] == ["edited mid-sync"]

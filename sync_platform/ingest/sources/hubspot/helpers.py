@@ -13,12 +13,13 @@ from datetime import datetime
 import polars as pl
 import pyarrow as pa
 
+from sync_platform.core.errors import CrmRequestError, ErrorKind
 from sync_platform.ingest.sources.arrow import to_arrow
 from sync_platform.ingest.sources.auth import OAuthToken, StaticToken, TokenProvider
 from sync_platform.ingest.sources.common import DELETED_AT, SyncReport
 from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
 
-from .settings import ID, LIST_PAGE, SEARCH_CAP, SEARCH_PAGE
+from .settings import ID, LIST_PAGE, SEARCH_PAGE
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,16 @@ def changed_since(
 def _search_since(
     client: CrmHttpClient, base: str, object_type: str, cursor: str, properties: list[str], start: datetime
 ) -> Iterator[list[dict]]:
+    """Every record whose ``cursor`` is at or after ``start``, paged by keyset, never by offset.
+
+    Search pages by ``after``, an offset into results sorted by the cursor: a record edited during
+    the sync moves to the end, every later record shifts up one place, and the record at the next
+    page boundary is never read (nor by the next run, whose look-back starts after its stamp).
+    So every page is a fresh query from the last stamp seen, repeats dropped by id; a page whose
+    rows all share one stamp cannot move the keyset, and that stamp is read by id instead.
+    """
     url = f"{base}/crm/v3/objects/{object_type}/search"
-    lower = _ms(start)
+    lower, seen_at_lower = _ms(start), set()
     while True:
         body = {
             "filterGroups": [{"filters": [{"propertyName": cursor, "operator": "GTE", "value": str(lower)}]}],
@@ -128,38 +137,28 @@ def _search_since(
             "properties": properties,
             "limit": SEARCH_PAGE,
         }
-        after, last_stamp, first_stamp = 0, None, None
-        while True:
-            page = client.request("POST", url, json={**body, "after": str(after)} if after else body).json()
-            rows = [flatten(r, cursor) for r in page.get("results", [])]
-            if rows:
-                yield rows
-                first_stamp = first_stamp if first_stamp is not None else _stamp(rows[0], cursor)
-                last_stamp = _stamp(rows[-1], cursor)
-            nxt = (page.get("paging") or {}).get("next")
-            if not nxt:
-                return
-            after = int(nxt["after"])
-            if after + SEARCH_PAGE > SEARCH_CAP:
-                break  # the next page would hit the cap: restart the window at the last stamp seen
-        if last_stamp is None:
-            return
-        if last_stamp == first_stamp or _rows_at(client, url, cursor, last_stamp) > SEARCH_CAP - SEARCH_PAGE:
-            # more rows share this stamp than one window can page: read that stamp by id, move past it
-            yield from _one_stamp_by_id(client, url, cursor, properties, last_stamp)
-            lower = last_stamp + 1
+        rows = [flatten(r, cursor) for r in _results(client.request("POST", url, json=body).json(), url)]
+        fresh = [r for r in rows if not (_stamp(r, cursor) == lower and r[ID] in seen_at_lower)]
+        if fresh:
+            yield fresh
+        if len(rows) < SEARCH_PAGE:
+            return  # the last page of the keyset
+        last = _stamp(rows[-1], cursor)
+        if last == lower:
+            # a full page on one stamp: more records share it than a page holds, read them by id
+            yield from _one_stamp_by_id(client, url, cursor, properties, last)
+            lower, seen_at_lower = last + 1, set()
         else:
-            lower = last_stamp  # restart at the stamp the cap cut through (merge dedups its re-read)
+            lower, seen_at_lower = last, {r[ID] for r in rows if _stamp(r, cursor) == last}
 
 
-def _rows_at(client: CrmHttpClient, url: str, cursor: str, stamp: int) -> int:
-    """How many records carry exactly this stamp (one cheap probe: ``limit`` 1, read ``total``)."""
-    body = {
-        "filterGroups": [{"filters": [{"propertyName": cursor, "operator": "EQ", "value": str(stamp)}]}],
-        "properties": ["hs_object_id"],
-        "limit": 1,
-    }
-    return int(client.request("POST", url, json=body).json().get("total", 0))
+def _results(page: dict, url: str) -> list[dict]:
+    """A search page's records; a 200 without ``results`` is a broken page, not an empty last one."""
+    if not isinstance(page, dict) or not isinstance(page.get("results"), list):
+        raise CrmRequestError(
+            "hubspot", ErrorKind.PARSE, "the search answer has no results list", method="POST", path=url
+        )
+    return page["results"]
 
 
 def _one_stamp_by_id(
@@ -180,8 +179,7 @@ def _one_stamp_by_id(
             "properties": properties,
             "limit": SEARCH_PAGE,
         }
-        page = client.request("POST", url, json=body).json()
-        rows = [flatten(r, cursor) for r in page.get("results", [])]
+        rows = [flatten(r, cursor) for r in _results(client.request("POST", url, json=body).json(), url)]
         if not rows:
             return
         yield rows
