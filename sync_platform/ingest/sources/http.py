@@ -51,6 +51,9 @@ class HttpPolicy:
     per_seconds: float = 10.0  # ... per this many seconds
     budget_reserve: int = 0  # Salesforce: keep this many daily requests for everyone else
     headroom: float = 0.97  # pace at this share of the ceiling: network jitter must not tip us over it
+    # a Retry-After longer than this fails the request now (a dead letter, the cursor unmoved, the
+    # next run resumes) instead of holding the warehouse's one write slot for minutes
+    max_retry_after: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -181,7 +184,7 @@ class CrmHttpClient:
         """Send with retries; return the successful response or raise ``CrmRequestError``."""
         path = _safe_path(url)
         retrying = Retrying(
-            stop=stop_after_attempt(self.policy.max_attempts),
+            stop=stop_after_attempt(self.policy.max_attempts) | self._asked_to_wait_too_long,
             wait=self._wait,
             retry=retry_if_exception_type(RetryableError),
             before_sleep=self._before_sleep,
@@ -293,7 +296,7 @@ class CrmHttpClient:
             self.stats.rate_limited += 1
             retry_after = _retry_after(response)
             if self.limiter is not None and retry_after:
-                self.limiter.pause(retry_after)
+                self.limiter.pause(min(retry_after, self.policy.max_retry_after))
             raise RetryableError(
                 self.crm,
                 ErrorKind.RATE_LIMIT,
@@ -367,6 +370,11 @@ class CrmHttpClient:
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         return max(backoff, retry_after) if retry_after else backoff
+
+    def _asked_to_wait_too_long(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        return bool(retry_after and retry_after > self.policy.max_retry_after)
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self.stats.retries += 1

@@ -176,7 +176,9 @@ class WebhookSink:
             raise _Retryable(type(exc).__name__) from None
         if response.status_code == 429 or response.status_code >= 500:
             raise _Retryable(f"HTTP {response.status_code}")
-        if response.status_code >= 400:
+        if (
+            response.status_code >= 300
+        ):  # a redirect is not a delivery, and following it could leak the notice
             raise AlertDeliveryError(f"webhook: HTTP {response.status_code} (not retried)")
 
 

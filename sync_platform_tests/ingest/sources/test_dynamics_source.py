@@ -56,3 +56,30 @@ def test_dynamics_listing_yields_the_id_and_cursor_of_every_contact(settings_of,
     admin.delete("dynamics", "contacts", gone)
     live = listed(dynamics_listing(fields={"contacts": []}, **settings_of("dynamics")), "contacts")
     assert live.num_rows == 498 and not set(gone) & set(live.column("contactid").to_pylist())
+
+
+def test_a_retry_after_longer_than_the_policy_allows_fails_now_instead_of_holding_the_run(settings_of, admin):
+    """One 429 asking for 15 minutes used to hold the request (and the warehouse's write slot) that
+    long; past ``max_retry_after`` it fails at once as a rate-limit error, the next run resumes."""
+    import pytest
+
+    from sync_platform.core.errors import CrmRequestError
+    from sync_platform.ingest.sources.common import SyncReport
+    from sync_platform.ingest.sources.dynamics.helpers import http_client
+    from sync_platform.ingest.sources.http import HttpPolicy
+
+    settings = settings_of("dynamics")
+    policy = HttpPolicy(max_retry_after=5.0)
+    client = http_client(
+        settings["token_url"],
+        settings["client_id"],
+        settings["client_secret"],
+        settings["scope"],
+        policy,
+        SyncReport("dynamics"),
+        None,
+    )
+    admin.inject("rate_limit", crm="dynamics", path="/api/data", count=1, delay=900)
+    with pytest.raises(CrmRequestError) as failed:
+        client.request("GET", f"{settings['api_url']}/contacts", params={"$top": "1"})
+    assert failed.value.kind == "rate_limit" and failed.value.attempts == 1

@@ -267,3 +267,21 @@ def test_sinks_come_from_config_and_the_webhook_only_with_its_secret(monkeypatch
     monkeypatch.setenv("SYNC_PLATFORM_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hook")
     assert [s.name for s in sinks_from_config(cfg, outbox=tmp_path)] == ["log", "webhook", "email"]
     assert [s.name for s in sinks_from_config(AlertsConfig(sinks=["log"]))] == ["log"]
+
+
+def test_a_webhook_answering_a_redirect_has_not_delivered(duckdb_warehouse):
+    import httpx
+
+    sink = WebhookSink(
+        "http://hooks.invalid/x",
+        max_attempts=3,
+        backoff_seconds=0.001,
+        transport=httpx.MockTransport(
+            lambda request: httpx.Response(302, headers={"Location": "http://else.invalid/"})
+        ),
+    )
+    assert AlertBook(duckdb_warehouse, sinks=[sink]).report("freshness", [lag()], now=T0).pending_notices == 1
+    assert (
+        duckdb_warehouse.query("SELECT notify_error FROM ops.alerts")[0][0]
+        == "webhook: HTTP 302 (not retried)"
+    )
