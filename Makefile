@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format demo sandbox
+.PHONY: install test lint format demo sandbox bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,13 @@ test: lint
 
 demo: install
 	$(BIN)/sync-platform demo --contacts 20000
+
+# the benchmarks' extra (pandas baselines), then every benchmark at its default size
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	for script in benchmarks/sandbox.py benchmarks/ingest.py benchmarks/canonical.py benchmarks/reconcile.py; do \
+		$(BIN)/python $$script || exit 1; \
+	done
 
 sandbox: install
 	$(BIN)/sync-platform sandbox --contacts 20000

@@ -9,9 +9,11 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,21 +58,37 @@ def sandbox_process(contacts: int, *extra: str):
         proc.wait(timeout=10)
 
 
+class ChildFailed(RuntimeError):
+    """A benchmark's child process raised or died: the benchmark fails at once, it never hangs."""
+
+
 def _child(fn: Callable[..., dict], args: tuple, queue: mp.Queue) -> None:
-    result = fn(*args)
+    try:
+        result = fn(*args)
+    except BaseException:
+        queue.put(("error", traceback.format_exc()))
+        raise SystemExit(1) from None
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put(result)
+    queue.put(("ok", result))
 
 
 def in_child(fn: Callable[..., dict], *args: Any) -> dict:
-    """Run ``fn(*args)`` in a fresh process, so its peak RSS is its own."""
+    """Run ``fn(*args)`` in a fresh process, so its peak RSS is its own; its failure is ours."""
     ctx = mp.get_context("spawn")
     queue: mp.Queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(fn, args, queue))
     proc.start()
-    result = queue.get()
+    while True:
+        try:
+            status, payload = queue.get(timeout=1.0)
+            break
+        except Empty:
+            if not proc.is_alive():  # killed (OOM, signal) before it could say anything
+                raise ChildFailed(f"{fn.__name__} died in its process (exit code {proc.exitcode})") from None
     proc.join()
-    return result
+    if status == "error":
+        raise ChildFailed(f"{fn.__name__} failed in its process:\n{payload}")
+    return payload
 
 
 def timed(run: Callable[[], Any], repeat: int = 5) -> tuple[dict, Any]:
