@@ -2,8 +2,11 @@
 
 Rows extracted / written / inserted / updated / deleted / re-read in the look-back window (0
 explicitly when nothing changed), pages, requests, retries, the CRM's records/s, the cursor
-high-water mark and the lag. Counted from the warehouse before and after the load, and from the
-source's own counters (``SyncReport``), so the Dagster asset only passes them on.
+high-water mark, the lag (how far the warehouse is behind the CRM: the sync is complete up to
+the moment it started reading) and the newest change's age (a different figure: a quiet CRM's
+newest record can be a year old while the sync is seconds behind). Counted from the warehouse
+before and after the load, and from the source's own counters (``SyncReport``), so the Dagster
+asset only passes them on.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ AUDITED_DETAILS = (
     "pages",
     "cursor_high_water",
     "lag_s",
+    "complete_up_to",
+    "newest_change_age_s",
     "step_elapsed_s",
 )
 
@@ -92,6 +97,7 @@ def load_metrics(
     before: TableCounts,
     elapsed: float,
     load_ids: Sequence[str],
+    read_started: datetime,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The metadata of one raw table's materialization after a successful load."""
@@ -104,7 +110,8 @@ def load_metrics(
     updated = max(0, written - inserted - newly_deleted - resource.reread)
     newest_cursor = high_water(warehouse, crm, table) if after.total else None
     newest = resource.newest_change or newest_cursor
-    lag = ((now or datetime.now(UTC)) - newest).total_seconds() if newest else None
+    now = now or datetime.now(UTC)
+    newest_age = (now - newest).total_seconds() if newest else None
     return {
         "rows_loaded": resource.rows,
         "rows_extracted": resource.rows,
@@ -121,7 +128,9 @@ def load_metrics(
         "step_elapsed_s": round(elapsed, 3),
         "crm_records_per_s": round(report.records_per_second(), 1),
         "cursor_high_water": newest_cursor.isoformat() if newest_cursor else "none",
-        "lag_s": round(lag, 1) if lag is not None else -1.0,
+        "complete_up_to": read_started.isoformat(),
+        "lag_s": round((now - read_started).total_seconds(), 1),
+        "newest_change_age_s": round(newest_age, 1) if newest_age is not None else -1.0,
         **{f"source_{k}": v for k, v in report.stats.as_metadata().items()},  # errors_by_kind: the taxonomy
         "dead_letters_pending": DeadLetterQueue(warehouse).depth(crm),
     }

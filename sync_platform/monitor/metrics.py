@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS ops.sync_metrics (
     rows_total BIGINT,
     records_per_s DOUBLE PRECISION,
     lag_s DOUBLE PRECISION,
+    newest_change_age_s DOUBLE PRECISION,
     requests BIGINT,
     retries BIGINT,
     http_429 BIGINT,
@@ -52,7 +53,8 @@ class SyncMetric:
     rows_extracted: int | None = None
     rows_total: int | None = None
     records_per_s: float | None = None
-    lag_s: float | None = None
+    lag_s: float | None = None  # now minus the moment the last sync is complete up to
+    newest_change_age_s: float | None = None  # the newest change it saw: old on a quiet CRM, not a lag
     requests: int | None = None
     retries: int | None = None
     http_429: int | None = None
@@ -71,7 +73,15 @@ class SyncMetric:
 
 def _number(meta: Mapping[str, Any], name: str) -> Any:
     value = meta.get(name)
-    return None if value is None or value == -1.0 and name == "lag_s" else value
+    return None if value is None or value == -1.0 and name.endswith("_s") else value
+
+
+def _lag_now(meta: Mapping[str, Any], now: datetime) -> float | None:
+    """How far behind the CRM the warehouse is now: the sync is complete up to ``complete_up_to``."""
+    complete = meta.get("complete_up_to")
+    if not complete:
+        return None  # a materialization from before the figure existed
+    return round((now - datetime.fromisoformat(complete)).total_seconds(), 1)
 
 
 def metric_from_metadata(
@@ -94,7 +104,8 @@ def metric_from_metadata(
         rows_extracted=_number(meta, "rows_extracted"),
         rows_total=_number(meta, "rows_total"),
         records_per_s=_number(meta, "crm_records_per_s"),
-        lag_s=_number(meta, "lag_s"),
+        lag_s=_lag_now(meta, now),
+        newest_change_age_s=_number(meta, "newest_change_age_s"),
         requests=_number(meta, "source_requests"),
         retries=_number(meta, "source_retries"),
         http_429=_number(meta, "source_http_429"),
@@ -141,6 +152,8 @@ def record_sync_metrics(warehouse: Warehouse, metrics: Sequence[SyncMetric], mea
         cur = conn.cursor()
         cur.execute("CREATE SCHEMA IF NOT EXISTS ops")
         cur.execute(_DDL)
+        # tables made before the newest change's age had its own column
+        cur.execute("ALTER TABLE ops.sync_metrics ADD COLUMN IF NOT EXISTS newest_change_age_s DOUBLE PRECISION")
         cur.executemany(insert, rows)
     return len(rows)
 

@@ -24,6 +24,7 @@ class CrmStatus:
     last_run_at: datetime | None = None
     last_sync_at: datetime | None = None
     lag_s: float | None = None
+    newest_change_age_s: float | None = None
     dead_letters: int = 0
     objects: list[SyncMetric] = field(default_factory=list)
 
@@ -67,6 +68,8 @@ def gather_status(instance, warehouse: Warehouse, now: datetime | None = None) -
             status.last_sync_at = max(m.synced_at for m in synced)  # type: ignore[type-var]
             lags = [m.lag_s for m in synced if m.lag_s is not None]
             status.lag_s = max(lags) if lags else None
+            ages = [m.newest_change_age_s for m in synced if m.newest_change_age_s is not None]
+            status.newest_change_age_s = min(ages) if ages else None
         status.dead_letters = sum(n for (name, _), n in depths.items() if name == crm)
         out.append(status)
     return StatusReport(now, out, latest_drift(warehouse), AlertBook(warehouse, sinks=[]).open_alerts())
@@ -113,13 +116,16 @@ def render(report: StatusReport) -> str:
             _ago(report.now, s.last_run_at),
             _ago(report.now, s.last_sync_at),
             _duration(s.lag_s),
+            _duration(s.newest_change_age_s),
             str(s.dead_letters),
             "; ".join(drift_by_crm.get(s.crm, [])) or "-",
         ]
         for s in report.crms
     ]
     lines = [f"sync_platform status at {report.now:%Y-%m-%d %H:%M:%S} UTC", ""]
-    lines += _table(["crm", "last run", "when", "last sync", "lag", "dead letters", "drift"], rows)
+    lines += _table(
+        ["crm", "last run", "when", "last sync", "lag", "newest change", "dead letters", "drift"], rows
+    )
     lines.append("")
     if report.alerts:
         lines.append(f"open alerts ({len(report.alerts)}):")

@@ -92,7 +92,7 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
             table = result.asset_key.path[-1]  # type: ignore[union-attr]
             metadata = {
                 **(result.metadata or {}),
-                **load_metrics(store, report, table, before[table], elapsed, load_ids),
+                **load_metrics(store, report, table, before[table], elapsed, load_ids, started_at),
             }
             entries.append(load_audit_entry(metadata, crm, table, context.run_id, started_at))
             yield dg.MaterializeResult(asset_key=result.asset_key, metadata=metadata)

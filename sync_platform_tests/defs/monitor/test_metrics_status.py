@@ -79,8 +79,25 @@ def test_sync_metrics_and_status_show_throughput_lag_dead_letters_drift_and_aler
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     header = next(line for line in lines if line.startswith("crm "))
-    assert header.split() == ["crm", "last", "run", "when", "last", "sync", "lag", "dead", "letters", "drift"]
+    assert header.split() == [
+        "crm",
+        "last",
+        "run",
+        "when",
+        "last",
+        "sync",
+        "lag",
+        "newest",
+        "change",
+        "dead",
+        "letters",
+        "drift",
+    ]
     salesforce = next(line for line in lines if line.startswith("salesforce "))
+    # the sync ran moments ago: the lag is seconds or minutes, while the sandbox's newest record
+    # (generated data, nothing changed since) is days old: two figures, two names
+    lag, newest = salesforce.split()[7:9]  # crm, status, job, when (2), last sync (2), lag, newest
+    assert lag.endswith(("s", "m")) and newest.endswith("d"), salesforce
     assert "SUCCESS (salesforce_sync)" in salesforce and "contacts 0.80% (error)" in salesforce
     hubspot = next(line for line in lines if line.startswith("hubspot "))
     assert hubspot.split()[1] == "never" and hubspot.split()[-2:] == ["1", "-"]
