@@ -19,7 +19,7 @@ from sync_platform.canonical.mapping import (
 )
 from sync_platform.ingest.sandbox_raw import ROLE_TABLES, raw_frame
 from sync_platform.sandbox.state import SandboxState
-from sync_platform_tests.mapping.conftest import MAPPINGS_DIR
+from sync_platform_tests.canonical.conftest import MAPPINGS_DIR
 
 
 def _salesforce_contacts(**overrides: list) -> pl.DataFrame:

@@ -11,7 +11,7 @@ import yaml
 
 from sync_platform.canonical.mapping import ENTITIES, Mapping, MappingError, load_mapping, load_mappings
 from sync_platform.canonical.model import SOURCE_SYSTEMS
-from sync_platform_tests.mapping.conftest import MAPPINGS_DIR
+from sync_platform_tests.canonical.conftest import MAPPINGS_DIR
 
 SALESFORCE = yaml.safe_load((MAPPINGS_DIR / "salesforce.yaml").read_text())
 
