@@ -153,7 +153,9 @@ def record_sync_metrics(warehouse: Warehouse, metrics: Sequence[SyncMetric], mea
         cur.execute("CREATE SCHEMA IF NOT EXISTS ops")
         cur.execute(_DDL)
         # tables made before the newest change's age had its own column
-        cur.execute("ALTER TABLE ops.sync_metrics ADD COLUMN IF NOT EXISTS newest_change_age_s DOUBLE PRECISION")
+        cur.execute(
+            "ALTER TABLE ops.sync_metrics ADD COLUMN IF NOT EXISTS newest_change_age_s DOUBLE PRECISION"
+        )
         cur.executemany(insert, rows)
     return len(rows)
 
