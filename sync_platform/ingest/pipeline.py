@@ -6,7 +6,11 @@ one pipeline state (the incremental cursors), which dlt keeps in the destination
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dlt
+from dlt.pipeline.exceptions import PipelineNeverRan
+from dlt.pipeline.helpers import pipeline_drop
 
 from sync_platform.core.errors import CrmRequestError
 from sync_platform.core.warehouse import Warehouse
@@ -18,6 +22,26 @@ def dataset(crm: str) -> str:
 
 def build_pipeline(crm: str, warehouse: Warehouse) -> dlt.Pipeline:
     return warehouse.pipeline(f"sync_{crm}", dataset(crm))
+
+
+def reset_cursors(pipeline: dlt.Pipeline, tables: Sequence[str]) -> list[str]:
+    """Forget the saved cursors (incremental state, delta tokens) of ``tables`` only, in the
+    destination, so the next run re-reads them whole; the tables and their rows stay.
+
+    A full refresh used dlt's ``refresh="drop_sources"``, which drops every table and cursor of the
+    source, selected or not, and with them the soft-delete history the CRM no longer returns
+    (Salesforce's emptied recycle bin, HubSpot's purged archives, every Dynamics tombstone).
+    Merge on the record id makes the re-read idempotent. Returns the tables whose cursor was reset.
+    """
+    pipeline.sync_destination()  # the state lives in the destination: start from what it holds
+    try:
+        drop = pipeline_drop(pipeline, resources=list(tables), state_only=True)
+    except PipelineNeverRan:
+        return []  # nothing saved yet: the run reads everything anyway
+    reset = sorted(drop.info["resource_states"])
+    if reset:
+        drop()
+    return reset
 
 
 def crm_error(exc: BaseException) -> CrmRequestError | None:

@@ -27,7 +27,7 @@ from sync_platform.ingest.load_report import (
     load_metrics,
     table_counts,
 )
-from sync_platform.ingest.pipeline import build_pipeline, crm_error
+from sync_platform.ingest.pipeline import build_pipeline, crm_error, reset_cursors
 from sync_platform.ingest.sources.common import SyncReport
 from sync_platform.ops.audit import AuditLog
 from sync_platform.ops.dead_letters import DeadLetterQueue
@@ -35,7 +35,8 @@ from sync_platform.ops.dead_letters import DeadLetterQueue
 
 class IngestConfig(dg.Config):
     full_refresh: bool = False
-    """Drop the saved cursors and re-read everything (merge keeps it idempotent)."""
+    """Reset the selected objects' saved cursors and re-read them whole (merge keeps it idempotent;
+    other objects, rows and soft-delete history stay)."""
 
 
 def build_crm_assets(crm: str) -> dg.AssetsDefinition:
@@ -63,12 +64,12 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
         before = {t: table_counts(store, crm, t) for t in tables}
         started_at = datetime.now(UTC)
         started = time.monotonic()
-        kwargs = {"refresh": "drop_sources"} if config.full_refresh else {}
         pipeline = build_pipeline(crm, store)
         try:
             # dlt opens the DuckDB file to restore state, load and commit the cursor: in our turn only
             with store.turn():
-                results = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline, **kwargs))
+                refreshed = reset_cursors(pipeline, tables) if config.full_refresh else []
+                results = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline))
         except Exception as exc:
             cause = crm_error(exc)
             _audit_failure(context, store, crm, tables, started_at, exc, cause)
@@ -93,6 +94,8 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
             metadata = {
                 **(result.metadata or {}),
                 **load_metrics(store, report, table, before[table], elapsed, load_ids, started_at),
+                "full_refresh": config.full_refresh,  # re-read whole, cursor reset; rows and tombstones kept
+                "cursor_reset": table in refreshed,
             }
             entries.append(load_audit_entry(metadata, crm, table, context.run_id, started_at))
             yield dg.MaterializeResult(asset_key=result.asset_key, metadata=metadata)

@@ -1,7 +1,7 @@
 """Jobs and schedules of the ingest domain, one set per CRM, from ``data/sync.yaml``.
 
 ``<crm>_sync`` runs the incremental sync and is scheduled at the CRM's interval (1 minute to
-24 hours); ``<crm>_full_refresh`` drops the saved cursors and re-reads everything; ``sync_all``
+24 hours); ``<crm>_full_refresh`` resets the selected objects' cursors and re-reads them whole; ``sync_all``
 runs all three (the demo's job). Schedules start stopped: turn them on in the UI once the
 CRM credentials are configured.
 """
@@ -34,7 +34,10 @@ def defs() -> dg.Definitions:
             selection=_selection(crm),
             tags={"crm": crm, "full_refresh": "true"},
             config={"ops": {f"{crm}_raw": {"config": {"full_refresh": True}}}},
-            description=f"Drop {crm}'s saved cursors and re-read everything (merge keeps it idempotent).",
+            description=(
+                f"Reset {crm}'s saved cursors and re-read the selected objects whole "
+                "(rows and tombstones kept)."
+            ),
         )
         jobs += [sync, full]
         schedules.append(

@@ -6,10 +6,12 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 
 from sync_platform.core.warehouse import Warehouse
+from sync_platform.definitions import defs
 from sync_platform.ops.dead_letters import DeadLetterQueue
 
 # per CRM: sandbox object, warehouse table, primary key column, an editable field and its column
@@ -299,3 +301,33 @@ def test_a_run_killed_mid_sync_leaves_nothing_lost_or_duplicated(harness_factory
     assert meta["contacts"]["rows_updated"] == 300 and meta["contacts"]["rows_total"] == 2_000
     assert h.rows("SELECT count(*), count(DISTINCT id) FROM raw_salesforce.contacts") == [(2_000, 2_000)]
     assert h.rows("SELECT count(*) FROM raw_salesforce.contacts WHERE title = 'before-kill'") == [(300,)]
+
+
+def test_a_full_refresh_of_some_objects_re_reads_them_and_keeps_everything_else(harness):
+    """`refresh="drop_sources"` dropped every table and cursor of the CRM, selected or not, and the
+    tombstones the CRM no longer returns (a Dynamics delta read from scratch has no deletes)."""
+    harness.run("dynamics")
+    [(gone,)] = harness.rows("SELECT contactid FROM raw_dynamics.contacts ORDER BY contactid LIMIT 1")
+    harness.admin.delete("dynamics", "contacts", [gone])
+    harness.run("dynamics")
+    accounts_before = harness.rows("SELECT count(*) FROM raw_dynamics.accounts")
+
+    job = defs().resolve_job_def("dynamics_full_refresh")
+    result = job.execute_in_process(
+        instance=harness.instance,
+        asset_selection=[dg.AssetKey(["raw", "dynamics", "contacts"])],
+    )
+
+    [mat] = [e.materialization for e in result.get_asset_materialization_events()]
+    meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    assert mat.asset_key == dg.AssetKey(["raw", "dynamics", "contacts"])
+    assert meta["full_refresh"] is True and meta["cursor_reset"] is True
+    assert meta["rows_extracted"] == 499, "every live contact re-read from scratch"
+    assert harness.rows("SELECT count(*) FROM raw_dynamics.accounts") == accounts_before, "not selected: kept"
+    assert harness.rows(
+        "SELECT deleted_at IS NOT NULL FROM raw_dynamics.contacts WHERE contactid = ?", (gone,)
+    ) == [(True,)], "the tombstone survives the refresh"
+    _, after = harness.run("dynamics")
+    assert after["contacts"]["rows_extracted"] == 0, (
+        "the refreshed cursor is saved: the next run reads nothing"
+    )
