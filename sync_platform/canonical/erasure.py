@@ -215,6 +215,7 @@ def erase(
         values.substitutions(json=False),
         exact=values.short_ids,
     )
+    dead += _forget_dead_letter_records(warehouse, keys)
     outcome = ErasureOutcome(request_id, erased, unlinked, audit_masked, quarantined, dead)
     warehouse.query(
         sql(
@@ -398,6 +399,42 @@ def mask_audit_log(warehouse: Warehouse, values: MaskValues) -> int:
     if AuditLog is not None and hasattr(AuditLog, "mask_subject"):
         return int(AuditLog(warehouse).mask_subject(list(values.texts)) or 0)
     return _mask_columns(warehouse, "ops", "audit_log", ("details",), values.substitutions(json=True))
+
+
+def _forget_dead_letter_records(warehouse: Warehouse, keys: list[tuple[str, str]]) -> int:
+    """The person's record-level dead letters: their stored payloads go (masked PII, but the rest of
+    the record, title, company, account, still describes them) and the entries keep no record id."""
+    if not keys or not warehouse.table_exists("ops", "dead_letters"):
+        return 0
+    letters, payloads = ident("ops", "dead_letters"), ident("ops", "dead_letter_payloads")
+    has_payloads = warehouse.table_exists("ops", "dead_letter_payloads")
+    touched = 0
+    with warehouse.connect() as conn:
+        cur = conn.cursor()
+        p = placeholders(1, warehouse.placeholder)
+        for system, record_id in keys:
+            if has_payloads:
+                cur.execute(
+                    sql("DELETE FROM {t} WHERE crm = {p} AND record_id = {p}", t=payloads, p=p),
+                    (system, record_id),
+                )
+            cur.execute(
+                sql("SELECT count(*) FROM {t} WHERE crm = {p} AND record_id = {p}", t=letters, p=p),
+                (system, record_id),
+            )
+            found = int(cur.fetchone()[0])
+            if found:
+                cur.execute(
+                    sql(
+                        "UPDATE {t} SET record_id = {p}, payload_ref = NULL "
+                        "WHERE crm = {p} AND record_id = {p}",
+                        t=letters,
+                        p=p,
+                    ),
+                    (MASK, system, record_id),
+                )
+            touched += found
+    return touched
 
 
 def _mask_columns(

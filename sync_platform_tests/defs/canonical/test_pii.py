@@ -218,9 +218,25 @@ def test_erasure_removes_the_person_masks_them_and_survives_rebuilds(built):
 
 
 def test_erasure_by_record_id(built):
+    from sync_platform.core.errors import RejectedRecord
+    from sync_platform.ops.dead_letters import DeadLetterQueue
+
     sf_id = _contacts().sort("source_id")["source_id"][1]
+    # a record-level dead letter of the person: its payload keeps what masking does not touch
+    payload = {"Id": sf_id, "Title": "Head of Widgets", "AccountId": "001Sb0000000007AAA", "Email": "x@y.z"}
+    queue = DeadLetterQueue(Warehouse.from_env())
+    queue.add_records(
+        "salesforce", "contacts", [RejectedRecord(sf_id, "parse", "Title: not text", payload)], "r1"
+    )
     erased = runner.invoke(app, ["erase", "--source", "salesforce", "--id", sf_id])
     assert erased.exit_code == 0 and "1 canonical contact record(s) removed" in erased.output
+    assert built.rows("SELECT count(*) FROM ops.dead_letter_payloads WHERE record_id = ?", (sf_id,)) == [(0,)]
+    assert built.rows("SELECT count(*) FROM ops.dead_letter_payloads WHERE payload LIKE '%Widgets%'") == [
+        (0,)
+    ]
+    assert built.rows("SELECT count(*) FROM ops.dead_letters WHERE record_id = ?", (sf_id,)) == [(0,)]
+    masked = built.rows("SELECT record_id FROM ops.dead_letters WHERE error LIKE '%Title: not text%'")
+    assert masked == [("[erased]",)]
     built.run_job("canonical_build")
     assert built.rows("SELECT count(*) FROM canonical.contacts WHERE source_id = ?", (sf_id,))[0][0] == 0
     bad = runner.invoke(app, ["erase", "--source", "salesforce"])
