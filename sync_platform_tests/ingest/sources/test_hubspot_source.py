@@ -87,3 +87,45 @@ def test_search_never_skips_a_record_when_another_is_edited_between_pages(settin
     assert len(ids) - len(set(ids)) <= 1, "only the edited record may be read twice"
     assert {str(i) for i in created} <= set(ids)
     assert [r["jobtitle"] for r in rest if r["id"] == first[0]["id"]] == ["edited mid-sync"]
+
+
+class _Answer:
+    def __init__(self, body: dict) -> None:
+        self.body = body
+
+    def json(self) -> dict:
+        return self.body
+
+
+class _Portal:
+    """A client whose batch/read answers with a given body (a 207's per-id errors)."""
+
+    def __init__(self, body: dict) -> None:
+        self.body = body
+
+    def request(self, method: str, url: str, **kwargs) -> _Answer:
+        return _Answer(self.body)
+
+
+def _batch(body: dict, ids: list[str]):
+    from sync_platform.ingest.sources.hubspot.helpers import batch_read
+
+    return batch_read(_Portal(body), "http://portal", "contacts", "lastmodifieddate", ["email"], ids, False)
+
+
+def test_batch_read_takes_only_object_not_found_for_a_missing_record():
+    """Any per-id error used to count as "not found", so remediation soft-deleted live records."""
+    import pytest
+
+    from sync_platform.core.errors import CrmRequestError
+
+    found = {"id": "1", "properties": {"lastmodifieddate": "2026-01-01T00:00:00Z", "email": "a@b.co"}}
+    gone = {"category": "OBJECT_NOT_FOUND", "context": {"ids": ["2"]}}
+    rows, not_found = _batch({"results": [found], "errors": [gone]}, ["1", "2"])
+    assert [r["id"] for r in rows] == ["1"] and not_found == ["2"]
+
+    refused = {"category": "RATE_LIMITS", "context": {"ids": ["2"]}}
+    with pytest.raises(CrmRequestError, match="refused 1 id"):
+        _batch({"results": [found], "errors": [refused]}, ["1", "2"])
+    with pytest.raises(CrmRequestError, match="neither a record nor not-found"):
+        _batch({"results": [found]}, ["1", "2"])

@@ -215,11 +215,9 @@ def _object_by_id(
     for group in chunks(valid, BATCH_READ):
         missing = group
         for archived in (False, True):
-            rows = batch_read(client, base, object_type, cursor, list(columns), missing, archived)
+            rows, missing = batch_read(client, base, object_type, cursor, list(columns), missing, archived)
             if rows:
                 yield records_page(rows, archived, cursor, columns, report, table, with_stamps=False)
-            found = {row[ID] for row in rows}
-            missing = [i for i in missing if i not in found]  # a 207 names these in "errors"
-            if not missing:
+            if not missing:  # only ids HubSpot named as not found are asked again, archived
                 break
         resource.not_found.update(missing)

@@ -221,12 +221,41 @@ def batch_read(
     properties: list[str],
     ids: list[str],
     archived: bool,
-) -> list[dict]:
-    """Flattened records of ``ids`` through one ``batch/read`` call: the live ones, or the archived ones."""
+) -> tuple[list[dict], list[str]]:
+    """One ``batch/read`` call: the flattened records of ``ids`` (live, or archived) and the ids
+    HubSpot says do not exist.
+
+    A 207 names per-id failures in ``errors``; only ``OBJECT_NOT_FOUND`` means the record is gone.
+    Any other failure, or an id neither returned nor named, raises: taking it for "not found"
+    would let remediation soft-delete a live record.
+    """
     url = f"{base}/crm/v3/objects/{object_type}/batch/read"
     body = {"inputs": [{"id": i} for i in ids], "properties": properties}
     page = client.request("POST", url, json=body, params={"archived": "true"} if archived else None).json()
-    return [flatten(r, cursor) for r in page.get("results", [])]
+    rows = [flatten(r, cursor) for r in _results(page, url)]
+    not_found: list[str] = []
+    for error in page.get("errors") or []:
+        named = [str(i) for i in (error.get("context") or {}).get("ids", [])]
+        if error.get("category") != "OBJECT_NOT_FOUND":
+            raise CrmRequestError(
+                "hubspot",
+                ErrorKind.CLIENT_ERROR,
+                f"batch/read refused {len(named)} id(s): {error.get('category')}",
+                method="POST",
+                path=url,
+                status=207,
+            )
+        not_found += named
+    unanswered = set(ids) - {r[ID] for r in rows} - set(not_found)
+    if unanswered:
+        raise CrmRequestError(
+            "hubspot",
+            ErrorKind.PARSE,
+            f"batch/read answered neither a record nor not-found for {len(unanswered)} id(s)",
+            method="POST",
+            path=url,
+        )
+    return rows, not_found
 
 
 def _ms(value: datetime) -> int:
