@@ -7,10 +7,12 @@ sync, and prints what each run picked up next to what was changed, so exactness 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +41,7 @@ def _run_job(job_name: str, raise_on_error: bool = True) -> RunSummary:
     from sync_platform.cli.jobs import run_job
 
     started = time.monotonic()
-    result = run_job(job_name, raise_on_error=raise_on_error)
+    result = run_job(job_name, raise_on_error=raise_on_error, log_file=_log_file())
     summary = RunSummary(time.monotonic() - started)
     for event in result.get_asset_materialization_events():
         mat = event.materialization
@@ -81,7 +83,34 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
     os.environ[DATA_DIR_ENV] = str(demo_dir)  # the runs below, and their step processes, use it
     os.environ.pop(WAREHOUSE_ENV, None)
     ensure_dagster_home(demo_dir / "dagster_home", postgres=False)
+    with _logs_into(_log_file()):
+        return _demo(contacts, demo_dir, echo)
 
+
+def _log_file() -> Path:
+    return load_settings().data_dir / "demo.log"
+
+
+@contextlib.contextmanager
+def _logs_into(path: Path) -> Iterator[None]:
+    """The platform's, dlt's and Dagster's Python logs go to ``path``, not between the demo's lines."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    loggers = [logging.getLogger(name) for name in ("sync_platform", "dlt", "dagster")]
+    saved = [(logger, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, propagate in saved:
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+        handler.close()
+
+
+def _demo(contacts: int, demo_dir: Path, echo: Callable[[str], None]) -> dict:
     with (
         SandboxServer(SandboxConfig(contacts=contacts)) as server,
         SandboxAdminClient(server.base_url) as admin,
@@ -143,6 +172,7 @@ def run_demo(contacts: int, echo: Callable[[str], None] = print, data_dir: Path 
         "\nExplore it: DAGSTER_HOME=data/demo/dagster_home SYNC_PLATFORM_DATA_DIR=data/demo "
         ".venv/bin/dagster dev -w workspace.yaml"
     )
+    echo(f"Full logs of every run (debug included): {_log_file()}")
     return {
         "full": full.rows,
         "incremental": incremental.rows,

@@ -10,7 +10,7 @@ from sync_platform.cli.demo import CHANGES, run_demo
 
 
 def test_the_demo_syncs_changes_catches_the_frozen_cursor_and_repairs_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "unused"))
     for name in ("SYNC_PLATFORM_DATA_DIR", "SYNC_PLATFORM_SANDBOX_URL"):
@@ -35,3 +35,13 @@ def test_the_demo_syncs_changes_catches_the_frozen_cursor_and_repairs_it(
     assert report.exists() and report.is_relative_to(tmp_path)
     assert any(line.startswith("salesforce.contacts") and "0 differing" in line for line in lines)
     assert runs["canonical"][("canonical", "contacts")]["rows_in"] > 0
+
+    # progress and the summary on screen; Dagster's debug lines and raw alert JSON in the log file
+    screen = capfd.readouterr()
+    noise = [
+        line for line in (screen.out + screen.err).splitlines() if "DEBUG" in line or line.startswith("{")
+    ]
+    assert noise == [], noise[:5]
+    log = tmp_path / "demo" / "demo.log"
+    assert any(line == f"Full logs of every run (debug included): {log}" for line in lines)
+    assert 'Finished execution of run for "reconcile_report"' in log.read_text()
