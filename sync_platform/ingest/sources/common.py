@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sync_platform.core.errors import RejectedRecord
+from sync_platform.core.errors import CrmRequestError, ErrorKind, RejectedRecord
 from sync_platform.ingest.sources.http import RequestStats
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -107,3 +107,12 @@ class SyncReport:
             "cursor_start": r.cursor_start.isoformat() if r.cursor_start else None,
             "newest_change": r.newest_change.isoformat() if r.newest_change else None,
         }
+
+
+def page_records(page: Any, key: str, crm: str, url: str, method: str = "GET") -> list[dict]:
+    """The records of one page (``records``, ``results`` or ``value``). A 200 whose body lacks
+    them is a broken page, a ``parse`` failure: taken for an empty last page, it ended a read early
+    and the run passed with records missing."""
+    if not isinstance(page, dict) or not isinstance(page.get(key), list):
+        raise CrmRequestError(crm, ErrorKind.PARSE, f"the page has no {key!r} list", method=method, path=url)
+    return page[key]

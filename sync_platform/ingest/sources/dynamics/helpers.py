@@ -18,7 +18,7 @@ import pyarrow as pa
 from sync_platform.core.errors import CrmRequestError, ErrorKind
 from sync_platform.ingest.sources.arrow import to_arrow
 from sync_platform.ingest.sources.auth import OAuthToken, TokenProvider
-from sync_platform.ingest.sources.common import DELETED_AT, EPOCH, SyncReport
+from sync_platform.ingest.sources.common import DELETED_AT, EPOCH, SyncReport, page_records
 from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
 
 from .settings import CURSOR, NOT_TRACKED
@@ -54,7 +54,7 @@ def odata_pages(client: CrmHttpClient, url: str, params: dict, headers: dict) ->
     """The rows of each page of one OData query, along ``@odata.nextLink``."""
     page = client.get_json(url, params=params, headers=headers)
     while True:
-        yield page.get("value", [])
+        yield page_records(page, "value", "dynamics", url)
         next_link = page.get("@odata.nextLink")
         if not next_link:
             return
@@ -120,12 +120,13 @@ def tracked_changes(
         log.warning("dynamics %s: delta token refused (%s); re-reading everything", table, exc.detail)
         page = client.get_json(url, params={"$select": select}, headers=headers)
     while True:
+        rows = page_records(page, "value", "dynamics", url)
         live = [
             row
-            for row in page.get("value", [])
+            for row in rows
             if "$deletedEntity" not in row.get("@odata.context", "") and row.get("reason") != "deleted"
         ]
-        gone = [row for row in page.get("value", []) if row not in live]
+        gone = [row for row in rows if row not in live]
         yield from emit(live, gone, pk, columns, hard_delete, report, table)
         next_link = page.get("@odata.nextLink")
         if not next_link:

@@ -16,7 +16,7 @@ import pyarrow as pa
 from sync_platform.core.errors import CrmRequestError, ErrorKind
 from sync_platform.ingest.sources.arrow import to_arrow
 from sync_platform.ingest.sources.auth import OAuthToken, StaticToken, TokenProvider
-from sync_platform.ingest.sources.common import DELETED_AT, SyncReport
+from sync_platform.ingest.sources.common import DELETED_AT, SyncReport, page_records
 from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
 
 from .settings import ID, LIST_PAGE, SEARCH_PAGE
@@ -153,12 +153,7 @@ def _search_since(
 
 
 def _results(page: dict, url: str) -> list[dict]:
-    """A search page's records; a 200 without ``results`` is a broken page, not an empty last one."""
-    if not isinstance(page, dict) or not isinstance(page.get("results"), list):
-        raise CrmRequestError(
-            "hubspot", ErrorKind.PARSE, "the search answer has no results list", method="POST", path=url
-        )
-    return page["results"]
+    return page_records(page, "results", "hubspot", url, method="POST")
 
 
 def _one_stamp_by_id(
@@ -206,7 +201,7 @@ def list_pages(client: CrmHttpClient, base: str, object_type: str, params: dict)
     url = f"{base}/crm/v3/objects/{object_type}"
     while True:
         page = client.get_json(url, params=params)
-        yield page.get("results", [])
+        yield page_records(page, "results", "hubspot", url)
         nxt = (page.get("paging") or {}).get("next")
         if not nxt:
             return

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from sync_platform.ingest.sources.arrow import to_arrow
 from sync_platform.ingest.sources.auth import OAuthToken, TokenProvider
-from sync_platform.ingest.sources.common import DELETED_AT, EPOCH, SyncReport
+from sync_platform.ingest.sources.common import DELETED_AT, EPOCH, SyncReport, page_records
 from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
 
 from .settings import API_VERSION, CURSOR, OBJECTS
@@ -117,8 +117,8 @@ def query_pages(
     url = f"{base}/services/data/v{API_VERSION}/{endpoint}/"
     page = client.get_json(url, params={"q": soql}, headers=headers)
     while True:
-        yield page.get("records", [])
-        if page.get("done", True) or not page.get("nextRecordsUrl"):
+        yield page_records(page, "records", "salesforce", url)
+        if page.get("done") is not False or not page.get("nextRecordsUrl"):
             return
         page = client.get_json(f"{base}{page['nextRecordsUrl']}", headers=headers)
 
