@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from sync_platform.core.errors import CrmRequestError, ErrorKind, RejectedRecord
 from sync_platform.ingest.sources.http import RequestStats
@@ -116,3 +117,24 @@ def page_records(page: Any, key: str, crm: str, url: str, method: str = "GET") -
     if not isinstance(page, dict) or not isinstance(page.get(key), list):
         raise CrmRequestError(crm, ErrorKind.PARSE, f"the page has no {key!r} list", method=method, path=url)
     return page[key]
+
+
+def paging_link(link: object, base_url: str, crm: str, path_only: bool = False) -> str:
+    """The next page's URL, only if it stays on the configured host: the bearer token goes with it.
+
+    Dataverse's ``@odata.nextLink`` is absolute and Salesforce's ``nextRecordsUrl`` a path; a page
+    naming another host (or a path such as ``@evil.example/``) would send the token there.
+    """
+    base = urlsplit(base_url)
+    well_formed = (
+        isinstance(link, str) and bool(link) and (not path_only or link.startswith("/") and link[1:2] != "/")
+    )
+    target = urlsplit(urljoin(base_url, link)) if well_formed else None  # type: ignore[arg-type]
+    if target is None or (target.scheme, target.netloc) != (base.scheme, base.netloc):
+        raise CrmRequestError(
+            crm,
+            ErrorKind.PARSE,
+            "a paging link points away from the configured host; not followed",
+            path=base.path,
+        )
+    return target.geturl()

@@ -18,7 +18,7 @@ import pyarrow as pa
 from sync_platform.core.errors import CrmRequestError, ErrorKind
 from sync_platform.ingest.sources.arrow import to_arrow
 from sync_platform.ingest.sources.auth import OAuthToken, TokenProvider
-from sync_platform.ingest.sources.common import DELETED_AT, EPOCH, SyncReport, page_records
+from sync_platform.ingest.sources.common import DELETED_AT, EPOCH, SyncReport, page_records, paging_link
 from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
 
 from .settings import CURSOR, NOT_TRACKED
@@ -58,7 +58,7 @@ def odata_pages(client: CrmHttpClient, url: str, params: dict, headers: dict) ->
         next_link = page.get("@odata.nextLink")
         if not next_link:
             return
-        page = client.get_json(next_link, headers=headers)
+        page = client.get_json(paging_link(next_link, url, "dynamics"), headers=headers)
 
 
 def by_id_pages(
@@ -131,7 +131,7 @@ def tracked_changes(
         next_link = page.get("@odata.nextLink")
         if not next_link:
             break
-        page = client.get_json(next_link, headers=headers)
+        page = client.get_json(paging_link(next_link, url, "dynamics"), headers=headers)
     delta_link = page.get("@odata.deltaLink")
     if delta_link:
         state["delta_token"] = parse_qs(urlsplit(delta_link).query)["$deltatoken"][0]

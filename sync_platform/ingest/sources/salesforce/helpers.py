@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from sync_platform.ingest.sources.arrow import to_arrow
 from sync_platform.ingest.sources.auth import OAuthToken, TokenProvider
-from sync_platform.ingest.sources.common import DELETED_AT, EPOCH, SyncReport, page_records
+from sync_platform.ingest.sources.common import DELETED_AT, EPOCH, SyncReport, page_records, paging_link
 from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
 
 from .settings import API_VERSION, CURSOR, OBJECTS
@@ -120,7 +120,9 @@ def query_pages(
         yield page_records(page, "records", "salesforce", url)
         if page.get("done") is not False or not page.get("nextRecordsUrl"):
             return
-        page = client.get_json(f"{base}{page['nextRecordsUrl']}", headers=headers)
+        page = client.get_json(
+            paging_link(page["nextRecordsUrl"], base, "salesforce", path_only=True), headers=headers
+        )
 
 
 def records_page(
