@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format demo sandbox bench
+.PHONY: install test lint format demo sandbox bench ui
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench: install
 	for script in benchmarks/sandbox.py benchmarks/ingest.py benchmarks/canonical.py benchmarks/reconcile.py; do \
 		$(BIN)/python $$script || exit 1; \
 	done
+
+# the Dagster UI on a prepared instance, against the sandbox unless CRMs are configured
+ui: install
+	$(BIN)/sync-platform ui
 
 sandbox: install
 	$(BIN)/sync-platform sandbox --contacts 20000

@@ -109,6 +109,52 @@ def demo(
 
 
 @app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="The webserver's port on 127.0.0.1.")] = 3000,
+    contacts: Annotated[int, typer.Option(min=10, help="Contacts per CRM when the sandbox starts.")] = 20_000,
+) -> None:
+    """Open the Dagster UI on a prepared instance: the CRM sandbox unless CRMs are configured."""
+    import contextlib
+    import os
+    import subprocess
+    import sys
+
+    from sync_platform.core.instance import ensure_dagster_home
+    from sync_platform.core.settings import PROJECT_ROOT, SANDBOX_URL_ENV
+    from sync_platform.sandbox import SandboxConfig, SandboxServer
+
+    settings = load_settings()
+    home = ensure_dagster_home(settings.dagster_home)  # created if missing, with its dagster.yaml
+    env = dict(os.environ, DAGSTER_HOME=str(home))
+    with contextlib.ExitStack() as stack:
+        if settings.sandbox_url:
+            typer.echo(f"CRMs: the sandbox at {settings.sandbox_url}")
+        elif settings.crm_credentials_in_env or (PROJECT_ROOT / ".dlt" / "secrets.toml").exists():
+            typer.echo("CRMs: the configured credentials (SOURCES__... or .dlt/secrets.toml)")
+        else:
+            server = stack.enter_context(SandboxServer(SandboxConfig(contacts=contacts)))
+            env[SANDBOX_URL_ENV] = server.base_url
+            typer.echo(f"CRMs: a CRM sandbox with {contacts:,} contacts per CRM at {server.base_url}")
+        typer.echo(f"Dagster home: {home}")
+        typer.echo(
+            f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops it)",
+        )
+        dagster = str(Path(sys.executable).parent / "dagster")
+        command = [
+            dagster,
+            "dev",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ]
+        with contextlib.suppress(KeyboardInterrupt):
+            subprocess.run(command, env=env, cwd=PROJECT_ROOT, check=False)
+
+
+@app.command()
 def status() -> None:
     """Per CRM: last run, last sync, lag, dead letters and drift; then the open alerts."""
     import dagster as dg

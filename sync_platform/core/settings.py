@@ -42,6 +42,8 @@ class Settings:
     field_keys: str | None = field(default=None, repr=False)
     lookup_key: str | None = field(default=None, repr=False)
     redact_logs: bool = True
+    # dlt reads CRM credentials from SOURCES__<CRM>__... variables or .dlt/secrets.toml
+    crm_credentials_in_env: bool = False
 
     @property
     def warehouse_path(self) -> Path:
@@ -86,4 +88,5 @@ def load_settings() -> Settings:
         field_keys=_text(FIELD_KEYS_ENV),
         lookup_key=_text(LOOKUP_KEY_ENV),
         redact_logs=os.environ.get(REDACT_LOGS_ENV, "1") != "0",
+        crm_credentials_in_env=any(name.startswith("SOURCES__") for name in os.environ),
     )
