@@ -89,7 +89,7 @@ def run_pipeline(pipeline: dlt.Pipeline, data: Any, **kwargs: Any) -> LoadInfo:
     makes every run load what it was given (a failed run left its cursor where it was, so nothing
     of it is lost: it is read again). Failed jobs raise instead of passing for a success.
     """
-    pipeline.drop_pending_packages()
+    pipeline.abort_packages()  # what drop_pending_packages (deprecated in dlt 1.30) called
     info = pipeline.run(data, **kwargs)
     info.raise_on_failed_jobs()
     return info
