@@ -47,7 +47,7 @@ def test_dynamics_source_loads_every_contact_then_only_the_tracked_changes(duck,
 def test_dynamics_listing_yields_the_id_and_cursor_of_every_contact(settings_of, admin):
     listing = dynamics_listing(fields={"contacts": ["jobtitle"]}, **settings_of("dynamics"))
     contacts = listed(listing, "contacts")
-    assert contacts.column_names == ["contactid", "modifiedon", "jobtitle"]
+    assert contacts.column_names == ["contactid", "modifiedon", "jobtitle", "unreadable"]
     assert contacts.num_rows == 500 and len(set(contacts.column("contactid").to_pylist())) == 500
     assert contacts.column("modifiedon").null_count == 0
     assert pa.types.is_timestamp(contacts.schema.field("modifiedon").type)

@@ -48,7 +48,7 @@ def test_hubspot_source_loads_every_contact_then_only_the_changes(duck, settings
 def test_hubspot_listing_yields_the_id_and_cursor_of_every_live_contact(settings_of, admin):
     listing = hubspot_listing(fields={"contacts": ["jobtitle"]}, **settings_of("hubspot"))
     contacts = listed(listing, "contacts")
-    assert contacts.column_names == ["id", "lastmodifieddate", "jobtitle"]
+    assert contacts.column_names == ["id", "lastmodifieddate", "jobtitle", "unreadable"]
     assert contacts.num_rows == 500 and len(set(contacts.column("id").to_pylist())) == 500
     assert contacts.column("lastmodifieddate").null_count == 0
     assert pa.types.is_timestamp(contacts.schema.field("lastmodifieddate").type)
