@@ -8,7 +8,7 @@ the CRM's mapping reads: a field nobody maps cannot corrupt the canonical model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import polars as pl
@@ -20,6 +20,7 @@ from sync_platform.core.warehouse import Warehouse, run_pipeline
 from sync_platform.ingest.connections import build_listing_source, listing_columns
 from sync_platform.ingest.raw_schema import raw_column, raw_table
 from sync_platform.ingest.sources.common import DELETED_AT, SyncReport
+from sync_platform.ingest.sources.listing_common import UNREADABLE
 from sync_platform.reconcile.anomalies import Anomaly, cursor_anomalies
 from sync_platform.reconcile.diff import Diff, classify, field_differences
 from sync_platform.reconcile.hashing import content_hash, content_hash_sql
@@ -87,9 +88,17 @@ def list_source(crm: str, cfg: CrmSyncConfig, wanted: list[Target], warehouse: W
 
 
 def read_side(
-    warehouse: Warehouse, target: Target, schema: str, live_only: bool, ids: list[str] | None = None
+    warehouse: Warehouse,
+    target: Target,
+    schema: str,
+    live_only: bool,
+    ids: list[str] | None = None,
+    compared_only: bool = False,
 ) -> pl.DataFrame:
-    """(id, cursor, compared fields) of one side, optionally only ``ids``; empty if the table is missing."""
+    """(id, cursor, compared fields) of one side, optionally only ``ids``; empty if the table is missing.
+
+    ``compared_only`` leaves out the records the listing could not read (``compared_rows``).
+    """
     if not warehouse.table_exists(schema, target.table):
         return pl.DataFrame(
             schema={
@@ -100,6 +109,8 @@ def read_side(
         )
     columns = join([quoted(c) for c in (target.key, target.cursor, *target.fields)])
     where = [sql("{deleted_at} IS NULL", deleted_at=ident(DELETED_AT))] if live_only else []
+    if compared_only:
+        where.append(compared_rows(target, schema))
     params: list[str] = []
     if ids is not None:
         marks = placeholders(len(ids)) if ids else Fragment("NULL")
@@ -119,14 +130,46 @@ def compare(warehouse: Warehouse, target: Target) -> tuple[Diff, pl.DataFrame, p
 
     Returns the diff and both sides (id, cursor, fields), for field-level reporting.
     """
-    source = read_side(warehouse, target, listing_dataset(target.crm), live_only=False)
-    raw = read_side(warehouse, target, f"raw_{target.crm}", live_only=True)
+    source = read_side(warehouse, target, listing_dataset(target.crm), live_only=False, compared_only=True)
+    raw = read_side(warehouse, target, f"raw_{target.crm}", live_only=True, compared_only=True)
     fields = list(target.fields)
     diff = classify(
         source.select("id", _utc("cursor"), content_hash(source, fields)),
         raw.select("id", _utc("cursor"), content_hash(raw, fields)),
     )
     return diff, source, raw
+
+
+def compared_rows(target: Target, schema: str) -> Fragment:
+    """The condition on ``schema``'s rows of ``target`` that takes part in the comparison.
+
+    A record the listing could not read is not compared: it is not missing from the CRM, so its
+    warehouse row must not look extra (remediation would delete it). Both sides leave it out.
+    """
+    listing = ident(listing_dataset(target.crm), target.table)
+    unreadable = quoted(UNREADABLE)
+    if schema == listing_dataset(target.crm):
+        return sql("{unreadable} IS NULL", unreadable=unreadable)
+    return sql(
+        "{key} NOT IN (SELECT {key} FROM {listing} WHERE {unreadable} IS NOT NULL)",
+        key=quoted(target.key),
+        listing=listing,
+        unreadable=unreadable,
+    )
+
+
+def unreadable_ids(warehouse: Warehouse, target: Target) -> list[str]:
+    """The ids the last listing of ``target`` could not read (left out of the comparison), sorted."""
+    listing = ident(listing_dataset(target.crm), target.table)
+    rows = warehouse.query(
+        sql(
+            "SELECT {key} FROM {listing} WHERE {unreadable} IS NOT NULL ORDER BY {key}",
+            key=quoted(target.key),
+            listing=listing,
+            unreadable=quoted(UNREADABLE),
+        )
+    )
+    return [str(r[0]) for r in rows]
 
 
 def _utc(column: str) -> pl.Expr:
@@ -186,6 +229,7 @@ class TargetResult:
     top_fields: pl.DataFrame
     anomalies: list[Anomaly]
     checked_at: datetime
+    unreadable: list[str] = field(default_factory=list)  # listed but not readable: not compared
 
     @property
     def status(self) -> str:
@@ -196,7 +240,13 @@ class TargetResult:
 
     def to_report(self) -> EntityReport:
         return EntityReport(
-            self.target.crm, self.target.table, self.diff, self.threshold, self.top_fields, self.anomalies
+            self.target.crm,
+            self.target.table,
+            self.diff,
+            self.threshold,
+            self.top_fields,
+            self.anomalies,
+            unreadable=self.unreadable,
         )
 
 
@@ -219,10 +269,14 @@ def compare_in_warehouse(warehouse: Warehouse, target: Target) -> Diff:
             where=where,
         )
 
-    live = sql(" WHERE {deleted_at} IS NULL", deleted_at=ident(DELETED_AT))
-    return classify_in_warehouse(
-        warehouse, side(listing_dataset(target.crm), Fragment("")), side(f"raw_{target.crm}", live)
+    listing, raw = listing_dataset(target.crm), f"raw_{target.crm}"
+    listed = sql(" WHERE {compared}", compared=compared_rows(target, listing))
+    live = sql(
+        " WHERE {deleted_at} IS NULL AND {compared}",
+        deleted_at=ident(DELETED_AT),
+        compared=compared_rows(target, raw),
     )
+    return classify_in_warehouse(warehouse, side(listing, listed), side(raw, live))
 
 
 def evaluate(
@@ -242,10 +296,11 @@ def evaluate(
         raw_rows = read_side(warehouse, target, f"raw_{target.crm}", live_only=True, ids=ids)
         cursors = warehouse.read_frame(
             sql(
-                "SELECT {key} AS id, {cursor} AS cursor FROM {table}",
+                "SELECT {key} AS id, {cursor} AS cursor FROM {table} WHERE {compared}",
                 key=quoted(target.key),
                 cursor=quoted(target.cursor),
                 table=ident(listing_dataset(target.crm), target.table),
+                compared=compared_rows(target, listing_dataset(target.crm)),
             )
         )
     else:
@@ -256,7 +311,9 @@ def evaluate(
         raw_rows = raw_rows.filter(pl.col("id").is_in(differing))
     top = field_differences(source_rows, raw_rows, list(target.fields))
     anomalies = cursor_anomalies(diff, cursors.select("id", _utc("cursor")), checked_at, **anomaly_options)
-    return TargetResult(target, diff, threshold, top, anomalies, checked_at)
+    return TargetResult(
+        target, diff, threshold, top, anomalies, checked_at, unreadable_ids(warehouse, target)
+    )
 
 
 def run_cycle(

@@ -39,6 +39,7 @@ class EntityReport:
     anomalies: list[Anomaly] = field(default_factory=list)
     direction: str = CRM_TO_WAREHOUSE
     sample_size: int = 10
+    unreadable: list[str] = field(default_factory=list)  # listed ids the CRM sent unreadable: not compared
 
     @property
     def status(self) -> str:
@@ -190,6 +191,11 @@ def report_markdown(
             )
         for cls, ids in e.diff.sample_ids(e.sample_size).items():
             details.append(f"{cls}: " + ", ".join(f"`{i}`" for i in ids))
+        if e.unreadable:
+            details.append(
+                f"unreadable at the source, not compared ({len(e.unreadable)}): "
+                + ", ".join(f"`{i}`" for i in e.unreadable[: e.sample_size])
+            )
         for a in e.anomalies:
             details.append(
                 f"⚠ **{a.name}** ({a.count}): {a.detail}; e.g. " + ", ".join(f"`{i}`" for i in a.example_ids)
@@ -260,6 +266,12 @@ def report_html(
                     if c in samples
                 )
                 + "</table>"
+            )
+        if e.unreadable:
+            parts.append(
+                f"<h3>Unreadable at the source, not compared ({len(e.unreadable):,})</h3><p>"
+                + ", ".join(f"<code>{esc(i)}</code>" for i in e.unreadable[: e.sample_size])
+                + "</p>"
             )
         if e.anomalies:
             parts.append(

@@ -83,6 +83,8 @@ def _metadata(result: TargetResult) -> dict:
         else "none",
         "sample_ids": result.sample_ids(),
         "anomalies": {a.name: a.count for a in result.anomalies},
+        "unreadable": len(result.unreadable),
+        "unreadable_ids": result.unreadable[:10],
     }
 
 
@@ -98,6 +100,7 @@ def _check(result: TargetResult, key: dg.AssetKey) -> dg.AssetCheckResult:
             "threshold_pct": round(100 * result.threshold, 4),
             "differing": drift,
             "counts": result.diff.counts,
+            "unreadable": len(result.unreadable),
         },
     )
 

@@ -18,14 +18,21 @@ STRING, BOOL, INT, DATETIME = "string", "bool", "int", "datetime"
 _POLARS = {STRING: pl.String, BOOL: pl.Boolean, INT: pl.Int64, DATETIME: pl.String}
 
 
-def columns_hint(columns: Mapping[str, str], primary_key: str) -> dict[str, dict]:
-    """dlt column hints for declared columns (types stay stable even for all-null pages)."""
+def columns_hint(columns: Mapping[str, str], primary_key: str, cursor: str | None = None) -> dict[str, dict]:
+    """dlt column hints for declared columns (types stay stable even for all-null pages).
+
+    With ``cursor``, of two versions of one record in a load the one with the newer cursor is
+    merged: a record changed (or deleted) while a run pages is read twice, and dlt otherwise
+    keeps either version, often the older one.
+    """
     dlt_types = {STRING: "text", BOOL: "bool", INT: "bigint", DATETIME: "timestamp"}
     hints = {
         name: {"data_type": dlt_types[kind], "nullable": name != primary_key}
         for name, kind in columns.items()
     }
     hints[primary_key]["primary_key"] = True
+    if cursor is not None:
+        hints[cursor]["dedup_sort"] = "desc"
     return hints
 
 

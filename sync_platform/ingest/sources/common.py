@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from sync_platform.core.errors import CrmRequestError, ErrorKind, RejectedRecord
+from sync_platform.core.sql import ident, join, placeholders, quoted, sql
 from sync_platform.ingest.sources.http import RequestStats
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -34,6 +35,47 @@ def by_id_tables(crm: str, ids: Mapping[str, Sequence[str]], known: Mapping[str,
     """The tables a by-id read covers (those given ids), failing on unknown names like the sources do."""
     require_known(crm, list(ids), known)
     return [table for table in known if ids.get(table)]
+
+
+def last_loaded(table: str, key: str, columns: Mapping[str, str], ids: Sequence[str]) -> dict[str, dict]:
+    """Rows ``ids`` of ``table`` as the running pipeline's destination holds them, by id, with the
+    source's field names (datetimes as ISO text, as ``to_arrow`` reads them).
+
+    A CRM that reports a delete by id only (Dataverse) needs them for its tombstone: dlt's merge
+    replaces whole rows, so a tombstone of id and ``deleted_at`` alone would null every other
+    column, where a Salesforce or HubSpot delete keeps the last values. Empty for ids never
+    loaded and before the table's first load.
+    """
+    import dlt
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+    pipeline = dlt.current.pipeline()
+    naming = pipeline.default_schema.naming
+    names = list(columns)
+    found: dict[str, dict] = {}
+    with pipeline.sql_client() as client:
+        for group in chunks(ids, 500):
+            statement = sql(
+                "SELECT {columns} FROM {table} WHERE {key} IN ({marks})",
+                columns=join([quoted(naming.normalize_path(n)) for n in names]),
+                table=ident(client.dataset_name, naming.normalize_table_identifier(table)),
+                key=quoted(naming.normalize_path(key)),
+                marks=placeholders(len(group), "%s"),  # dlt's SQL clients take %s on every destination
+            )
+            try:
+                rows = client.execute_sql(statement, *group) or []
+            except DatabaseUndefinedRelation:
+                return {}  # not loaded yet
+            for row in rows:
+                values = {name: _as_text(value) for name, value in zip(names, row, strict=True)}
+                found[str(values[key])] = values
+    return found
+
+
+def _as_text(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value
 
 
 @dataclass

@@ -20,6 +20,8 @@ CRM = {
     "hubspot": ("contacts", "contacts", "id", "jobtitle", "jobtitle", {"lastname": "Newman"}),
     "dynamics": ("contacts", "contacts", "contactid", "jobtitle", "jobtitle", {"lastname": "Newman"}),
 }
+# per CRM: columns a deleted record's raw row must keep (its last values, not nulls)
+KEPT = {"salesforce": "last_name, email", "hubspot": "lastname, email", "dynamics": "lastname, emailaddress1"}
 
 
 def write_config(path: Path, monkeypatch: pytest.MonkeyPatch, **per_crm: dict) -> None:
@@ -48,17 +50,21 @@ def test_incremental_picks_up_exactly_the_changes_and_a_replay_changes_nothing(h
         harness.admin.touch(crm, obj, 1, start=s, value=f"edited-{s}")["first_id"] for s in (5, 50, 120, 300)
     ]
     gone = [harness.admin.touch(crm, obj, 1, start=s)["first_id"] for s in (400, 401)]
+    dataset = f"raw_{crm}.{table}"
+    last_values = f"SELECT {pk}, {KEPT[crm]} FROM {dataset} WHERE {pk} IN (?, ?) ORDER BY {pk}"
+    kept = harness.rows(last_values, tuple(gone))
+    assert len(kept) == 2 and all(all(row) for row in kept)
     harness.admin.delete(crm, obj, gone)
 
     _, second = harness.run(crm)
     meta = second[table]
     assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_deleted"]) == (3, 4, 2)
     assert meta["rows_total"] == 503
-    dataset = f"raw_{crm}.{table}"
     values = dict(harness.rows(f"SELECT {pk}, {column} FROM {dataset} WHERE {column} LIKE 'edited-%'"))
     assert sorted(values) == sorted(edited) and all(v.startswith("edited-") for v in values.values())
     deleted = {r[0] for r in harness.rows(f"SELECT {pk} FROM {dataset} WHERE deleted_at IS NOT NULL")}
     assert deleted == set(gone)
+    assert harness.rows(last_values, tuple(gone)) == kept, "a delete keeps the row's last values"
     assert {
         r[0] for r in harness.rows(f"SELECT {pk} FROM {dataset} WHERE {pk} IN (?, ?, ?)", tuple(created))
     } == set(created)

@@ -284,3 +284,37 @@ def test_a_crm_hiccup_during_the_probe_never_fails_the_sync_that_landed(harness)
     )
     assert probe["status"].value == "failed" and probe["error_kind"].value == "client_error"
     assert meta["contacts"]["rows_total"] == 500
+
+
+# per CRM: the path its reconciliation listing reads, the cursor field it always lists, the raw key
+LISTING = {
+    "salesforce": ("/query", "SystemModstamp", "id"),
+    "hubspot": ("/objects/contacts", "lastmodifieddate", "id"),
+    "dynamics": ("/contacts", "modifiedon", "contactid"),
+}
+
+
+@pytest.mark.parametrize(("crm", "engine"), [*((crm, "polars") for crm in LISTING), ("salesforce", "sql")])
+def test_an_unreadable_listed_record_is_reported_and_its_row_left_alone(harness, sync_config, crm, engine):
+    """One unconvertible value in the listing failed the CRM's whole reconciliation; set aside
+    silently, the record would look gone from the CRM and remediation would delete its row."""
+    sync_config(auto_remediate=True, probe_sample=0, engine=engine)
+    path, cursor, key = LISTING[crm]
+    harness.run(crm)
+    harness.admin.inject("corrupt_records", crm=crm, path=path, field=cursor, count=1)
+
+    asset = f"reconcile/{crm}/contacts"
+    result, meta = harness.run_assets(asset, f"remediate/{crm}", "reconcile/report")
+
+    assert result.success
+    found = meta[asset]
+    assert found["unreadable"] == 1 and found["source_records"] == 499
+    assert {c: found[c] for c in ("missing", "extra", "stale", "diverged")} == dict.fromkeys(
+        ("missing", "extra", "stale", "diverged"), 0
+    )
+    [unreadable] = found["unreadable_ids"]
+    assert f"`{unreadable}`" in meta["reconcile/report"]["report"]
+    assert harness.rows(f"SELECT deleted_at FROM raw_{crm}.contacts WHERE {key} = ?", (unreadable,)) == [
+        (None,)
+    ], "not compared, so not deleted"
+    assert harness.rows(f"SELECT count(*) FROM raw_{crm}.contacts WHERE deleted_at IS NULL") == [(500,)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 
 from sync_platform.ingest.sources.dynamics import dynamics_source
 from sync_platform.ingest.sources.dynamics.listing import dynamics_listing
@@ -44,10 +45,38 @@ def test_dynamics_source_loads_every_contact_then_only_the_tracked_changes(duck,
     assert pipe.rows("SELECT contactid FROM contacts WHERE deleted_at IS NOT NULL") == [(deleted,)]
 
 
+@pytest.mark.parametrize("hard_delete", [False, True])
+def test_a_deletion_stamps_the_row_and_keeps_its_last_values(duck, settings_of, admin, hard_delete):
+    """Dataverse reports a delete with the id only: merged as it came, the tombstone nulled every
+    other column of the raw row, where Salesforce and HubSpot deletes keep the last values."""
+    pipe = duck("dynamics")
+    source = dynamics_source(objects=["contacts"], hard_delete=hard_delete, **settings_of("dynamics"))
+    pipe.run(source)
+    values = (
+        "SELECT contactid, lastname, emailaddress1, createdon, statecode FROM contacts WHERE contactid = ?"
+    )
+    [(gone,)] = pipe.rows("SELECT contactid FROM contacts ORDER BY contactid LIMIT 1")
+    [last] = pipe.rows(values, gone)
+    assert all(v is not None for v in last)
+    admin.delete("dynamics", "contacts", [gone])
+
+    pipe.run(dynamics_source(objects=["contacts"], hard_delete=hard_delete, **settings_of("dynamics")))
+
+    if hard_delete:
+        assert pipe.rows(values, gone) == []
+    else:
+        assert pipe.rows(values, gone) == [last]
+        [(deleted_at, modifiedon)] = pipe.rows(
+            "SELECT deleted_at, modifiedon FROM contacts WHERE contactid = ?", gone
+        )
+        assert deleted_at is not None and modifiedon == deleted_at, "stamped when the delete was learnt"
+    assert pipe.rows("SELECT count(*) FROM contacts") == [(499 if hard_delete else 500,)]
+
+
 def test_dynamics_listing_yields_the_id_and_cursor_of_every_contact(settings_of, admin):
     listing = dynamics_listing(fields={"contacts": ["jobtitle"]}, **settings_of("dynamics"))
     contacts = listed(listing, "contacts")
-    assert contacts.column_names == ["contactid", "modifiedon", "jobtitle"]
+    assert contacts.column_names == ["contactid", "modifiedon", "jobtitle", "unreadable"]
     assert contacts.num_rows == 500 and len(set(contacts.column("contactid").to_pylist())) == 500
     assert contacts.column("modifiedon").null_count == 0
     assert pa.types.is_timestamp(contacts.schema.field("modifiedon").type)

@@ -48,7 +48,7 @@ def test_hubspot_source_loads_every_contact_then_only_the_changes(duck, settings
 def test_hubspot_listing_yields_the_id_and_cursor_of_every_live_contact(settings_of, admin):
     listing = hubspot_listing(fields={"contacts": ["jobtitle"]}, **settings_of("hubspot"))
     contacts = listed(listing, "contacts")
-    assert contacts.column_names == ["id", "lastmodifieddate", "jobtitle"]
+    assert contacts.column_names == ["id", "lastmodifieddate", "jobtitle", "unreadable"]
     assert contacts.num_rows == 500 and len(set(contacts.column("id").to_pylist())) == 500
     assert contacts.column("lastmodifieddate").null_count == 0
     assert pa.types.is_timestamp(contacts.schema.field("lastmodifieddate").type)
@@ -87,6 +87,42 @@ def test_search_never_skips_a_record_when_another_is_edited_between_pages(settin
     assert len(ids) - len(set(ids)) <= 1, "only the edited record may be read twice"
     assert {str(i) for i in created} <= set(ids)
     assert [r["jobtitle"] for r in rest if r["id"] == first[0]["id"]] == ["edited mid-sync"]
+
+
+def test_an_incremental_sync_lands_every_change_made_between_its_pages(duck, settings_of, admin):
+    """The keyset case of an incremental run: with a saved cursor and its look-back window, edits,
+    creates and archives landing between search pages are all loaded, none skipped."""
+    pipe = duck("hubspot")
+    pipe.run(hubspot_source(objects=["contacts"], **settings_of("hubspot")))
+    assert pipe.resource_state("hubspot", "contacts")["incremental"]["lastmodifieddate"]["last_value"]
+    touched = admin.touch("hubspot", "contacts", 450, field="jobtitle", value="touched")["ids"]
+    untouched = sorted({r[0] for r in pipe.rows("SELECT id FROM contacts")} - set(touched))
+    mid_sync: dict[str, list[str]] = {}
+
+    def between_pages(page: pa.Table) -> pa.Table:
+        """After the first page: the CRM changes while the run reads the rest."""
+        if not mid_sync:
+            read = page.column("id").to_pylist()
+            mid_sync["edited"] = [read[0], untouched[0]]  # one already read, one not yet changed
+            admin.update("hubspot", "contacts", mid_sync["edited"], {"jobtitle": "edited mid-sync"})
+            mid_sync["created"] = [str(i) for i in admin.create("hubspot", "contacts", [{"lastname": "New"}])]
+            mid_sync["archived"] = [read[1], untouched[1]]
+            admin.delete("hubspot", "contacts", mid_sync["archived"])
+        mid_sync.setdefault("pages", []).append(str(page.num_rows))
+        return page
+
+    source = hubspot_source(objects=["contacts"], **settings_of("hubspot"))
+    source.resources["contacts"].add_map(between_pages)
+    pipe.run(source)
+
+    assert len(mid_sync["pages"]) >= 3, "the changes span several search pages"
+    titles = dict(pipe.rows("SELECT id, jobtitle FROM contacts WHERE deleted_at IS NULL"))
+    assert len(titles) == 499 and set(mid_sync["created"]) <= set(titles)
+    live_touched = set(touched) - set(mid_sync["archived"]) - set(mid_sync["edited"])
+    assert {titles[i] for i in live_touched} == {"touched"}, "no touched record skipped"
+    assert [titles[i] for i in mid_sync["edited"]] == ["edited mid-sync"] * 2
+    archived = pipe.rows("SELECT id FROM contacts WHERE deleted_at IS NOT NULL AND archived ORDER BY id")
+    assert [r[0] for r in archived] == sorted(mid_sync["archived"])
 
 
 class _Answer:

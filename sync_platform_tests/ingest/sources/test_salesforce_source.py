@@ -59,9 +59,11 @@ def test_salesforce_source_loads_every_contact_then_only_the_changes(duck, setti
 def test_salesforce_listing_yields_the_id_and_cursor_of_every_live_contact(settings_of, admin):
     listing = salesforce_listing(fields={"contacts": ["Title"]}, **settings_of("salesforce"))
     contacts = listed(listing, "contacts")
-    assert contacts.column_names == ["Id", "SystemModstamp", "Title"]
+    assert contacts.column_names == ["Id", "SystemModstamp", "Title", "unreadable"]
     assert contacts.num_rows == 500 and len(set(contacts.column("Id").to_pylist())) == 500
-    assert contacts.column("SystemModstamp").null_count == 0
+    assert (
+        contacts.column("SystemModstamp").null_count == 0 and contacts.column("unreadable").null_count == 500
+    )
     assert pa.types.is_timestamp(contacts.schema.field("SystemModstamp").type)
 
     gone = contacts.column("Id").to_pylist()[:2]

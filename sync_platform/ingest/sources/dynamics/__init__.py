@@ -33,7 +33,7 @@ from sync_platform.ingest.sources.common import DELETED_AT, SyncReport, by_id_ta
 from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
 
 from .helpers import by_id_pages, emit, guid, http_client, modified_since, tracked_changes
-from .settings import IDS_PER_QUERY, OBJECTS, PAGE_SIZE
+from .settings import CURSOR, IDS_PER_QUERY, OBJECTS, PAGE_SIZE
 
 
 @dlt.source(name="dynamics", max_table_nesting=0)
@@ -148,7 +148,7 @@ def dynamics_by_id_source(
 def _resource(pages, table: str, hard_delete: bool):
     """One table's dlt resource: the tracked and the by-id reads must declare it identically."""
     _, pk, columns = OBJECTS[table]
-    hints = columns_hint(columns, pk)
+    hints = columns_hint(columns, pk, CURSOR)
     hints[DELETED_AT] = {"data_type": "timestamp", "nullable": True}
     if hard_delete:
         hints["_deleted"] = {"data_type": "bool", "nullable": True, "hard_delete": True}

@@ -18,7 +18,14 @@ import pyarrow as pa
 from sync_platform.core.errors import CrmRequestError, ErrorKind
 from sync_platform.ingest.sources.arrow import to_arrow
 from sync_platform.ingest.sources.auth import OAuthToken, TokenProvider
-from sync_platform.ingest.sources.common import DELETED_AT, EPOCH, SyncReport, page_records, paging_link
+from sync_platform.ingest.sources.common import (
+    DELETED_AT,
+    EPOCH,
+    SyncReport,
+    last_loaded,
+    page_records,
+    paging_link,
+)
 from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
 
 from .settings import CURSOR, NOT_TRACKED
@@ -195,7 +202,7 @@ def emit(
     table: str,
     count_rereads: bool = False,
 ) -> Iterator[pa.Table]:
-    """Live rows as an Arrow page, then the deleted ones as tombstones (id, ``deleted_at`` = now)."""
+    """Live rows as an Arrow page, then the deleted ones as tombstones (``deleted_at`` = now)."""
     null_ts = pl.lit(None, pl.Datetime("us", "UTC"))
     extra_live = {DELETED_AT: null_ts, **({"_deleted": pl.lit(False)} if hard_delete else {})}
     if live:
@@ -208,9 +215,12 @@ def emit(
         if arrow.num_rows:
             yield arrow
     if gone:
-        # Dataverse tells only the id of a deleted row: a tombstone stamped with the time we learnt it
+        # Dataverse tells only the id of a deleted row: a tombstone of its last loaded values (a
+        # hard delete removes the row anyway), stamped with the time we learnt of the delete
         now = pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC"))
-        tombstones = [{pk: row["id"], CURSOR: None} for row in gone]
+        ids = [row.get("id") for row in gone]  # one without an id is rejected by to_arrow, as before
+        last = {} if hard_delete else last_loaded(table, pk, columns, [str(i) for i in ids if i])
+        tombstones = [last.get(str(i), {pk: i}) for i in ids]
         arrow = to_arrow(
             tombstones,
             columns,

@@ -12,11 +12,10 @@ from collections.abc import Iterator, Mapping, Sequence
 import dlt
 import pyarrow as pa
 
-from sync_platform.ingest.sources.arrow import to_arrow
 from sync_platform.ingest.sources.auth import TokenProvider
 from sync_platform.ingest.sources.common import SyncReport
 from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
-from sync_platform.ingest.sources.listing_common import listing_resource, pick_columns
+from sync_platform.ingest.sources.listing_common import listing_page, listing_resource, pick_columns
 
 from .helpers import http_client, odata_pages
 from .settings import CURSOR, OBJECTS, PAGE_SIZE
@@ -91,7 +90,6 @@ def _odata_pages(
     headers = {"Prefer": f"odata.maxpagesize={page_size}"}
     params = {"$select": ",".join(columns)}
     for rows in odata_pages(client, f"{api_url}/{entity_set}", params, headers):
-        arrow = to_arrow(rows, columns, primary_key=key)
-        report.resource(table).saw(arrow.num_rows, 0, None)
+        arrow = listing_page(rows, columns, key, report.resource(table))
         if arrow.num_rows:
             yield arrow

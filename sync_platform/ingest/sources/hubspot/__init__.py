@@ -142,8 +142,8 @@ def hubspot_by_id_source(
 
 def _resource(pages, table: str, hard_delete: bool):
     """One table's dlt resource: the incremental and the by-id reads must declare it identically."""
-    _, _, columns = OBJECTS[table]
-    hints = columns_hint({ID: "string", **columns, "archived": "bool"}, ID)
+    _, cursor, columns = OBJECTS[table]
+    hints = columns_hint({ID: "string", **columns, "archived": "bool"}, ID, cursor)
     hints[DELETED_AT] = {"data_type": "timestamp", "nullable": True}
     if hard_delete:
         hints["archived"]["hard_delete"] = True

@@ -12,11 +12,10 @@ from collections.abc import Iterator, Mapping, Sequence
 import dlt
 import pyarrow as pa
 
-from sync_platform.ingest.sources.arrow import to_arrow
 from sync_platform.ingest.sources.auth import TokenProvider
 from sync_platform.ingest.sources.common import SyncReport
 from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
-from sync_platform.ingest.sources.listing_common import listing_resource, pick_columns
+from sync_platform.ingest.sources.listing_common import listing_page, listing_resource, pick_columns
 
 from .helpers import http_clients, list_pages
 from .settings import LIST_PAGE, OBJECTS
@@ -88,7 +87,6 @@ def _list_pages(
     params: dict = {"limit": LIST_PAGE, "properties": ",".join(properties)}
     for results in list_pages(client, base, object_type, params):
         rows = [{**(r.get("properties") or {}), "id": r["id"]} for r in results]
-        arrow = to_arrow(rows, columns, primary_key="id")
-        report.resource(table).saw(arrow.num_rows, 0, None)
+        arrow = listing_page(rows, columns, "id", report.resource(table))
         if arrow.num_rows:
             yield arrow

@@ -146,7 +146,7 @@ def _resource(pages, table: str, hard_delete: bool):
 
 
 def _hints(columns: dict[str, str], hard_delete: bool) -> dict:
-    hints = columns_hint(columns, "Id")
+    hints = columns_hint(columns, "Id", CURSOR)
     hints[DELETED_AT] = {"data_type": "timestamp", "nullable": True}
     if hard_delete:
         hints["IsDeleted"]["hard_delete"] = True

@@ -12,11 +12,10 @@ from collections.abc import Iterator, Mapping, Sequence
 import dlt
 import pyarrow as pa
 
-from sync_platform.ingest.sources.arrow import to_arrow
 from sync_platform.ingest.sources.auth import TokenProvider
 from sync_platform.ingest.sources.common import SyncReport
 from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy
-from sync_platform.ingest.sources.listing_common import listing_resource, pick_columns
+from sync_platform.ingest.sources.listing_common import listing_page, listing_resource, pick_columns
 
 from .helpers import http_client, listing_soql, query_pages
 from .settings import CURSOR, OBJECTS, PAGE_SIZE
@@ -88,7 +87,6 @@ def _soql_pages(
     report.resource(table).start(None)
     soql = listing_soql(sobject, columns)
     for records in query_pages(client, base, soql, page_size, include_deleted=False):
-        arrow = to_arrow(records, columns, primary_key="Id")
-        report.resource(table).saw(arrow.num_rows, 0, None)
+        arrow = listing_page(records, columns, "Id", report.resource(table))
         if arrow.num_rows:
             yield arrow
