@@ -4,7 +4,8 @@ Every materialization reports rows extracted/inserted/updated/deleted (0 explici
 nothing changed), pages, requests, retries, 429s, elapsed time, records/s, the cursor
 high-water mark and the lag (now minus the newest source change seen). A request that fails
 for good becomes a dead letter and fails the run: the dlt load and its cursor never happen,
-so the next run starts from the same place. Every run, good or failed, writes one
+so the next run starts from the same place. A record stamped past the CRM's clock loads, but raises a
+``future_cursor`` alert and is kept out of the cursor. Every run, good or failed, writes one
 ``ops.audit_log`` entry per CRM object (step ``ingest``).
 """
 
@@ -23,12 +24,15 @@ from sync_platform.defs.resources import WAREHOUSE_POOL, SyncConfigResource, War
 from sync_platform.ingest.connections import build_source
 from sync_platform.ingest.load_report import (
     failed_load_audit_entries,
+    future_cursor_findings,
+    future_cursor_scope,
     load_audit_entry,
     load_metrics,
     table_counts,
 )
 from sync_platform.ingest.pipeline import build_pipeline, crm_error, reset_cursors
 from sync_platform.ingest.sources.common import SyncReport
+from sync_platform.ops.alerts import AlertBook
 from sync_platform.ops.audit import AuditLog
 from sync_platform.ops.dead_letters import DeadLetterQueue
 
@@ -100,6 +104,7 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
             entries.append(load_audit_entry(metadata, crm, table, context.run_id, started_at))
             yield dg.MaterializeResult(asset_key=result.asset_key, metadata=metadata)
         AuditLog(store).record(*entries)
+        _report_future_stamps(store, report, [entry.entity for entry in entries])
 
     return crm_raw_assets
 
@@ -122,6 +127,14 @@ def _audit_failure(
         context.log.warning(
             f"could not write the audit entry of the failed {crm} load: {type(audit_exc).__name__}"
         )
+
+
+def _report_future_stamps(warehouse: Warehouse, report: SyncReport, tables: list[str]) -> None:
+    """Raise (or, once no read sees one, resolve) the ``future_cursor`` alert of each object read;
+    scoped per object, so a run of some objects leaves the others' alerts alone."""
+    book = AlertBook(warehouse)
+    for table in tables:
+        book.report(future_cursor_scope(report.crm, table), future_cursor_findings(report, table))
 
 
 def _dead_letter_rejects(context: dg.AssetExecutionContext, warehouse: Warehouse, report: SyncReport) -> None:
