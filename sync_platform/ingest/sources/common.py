@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -100,9 +100,19 @@ class SyncReport:
     crm: str
     stats: RequestStats = field(default_factory=RequestStats)
     resources: dict[str, ResourceReport] = field(default_factory=dict)
+    # where a resource's rejected records go (table, rejects) when its read ends: the dead-letter queue
+    dead_letters: Callable[[str, list[RejectedRecord]], None] | None = None
 
     def resource(self, name: str) -> ResourceReport:
         return self.resources.setdefault(name, ResourceReport())
+
+    def finish(self, table: str) -> None:
+        """The end of one resource's read, called inside its generator: its rejects are handed to
+        ``dead_letters`` before dlt can load the page and commit the cursor past them. A sink that
+        fails fails the extraction, so the cursor stays and the next run reads the records again."""
+        rejects = self.resource(table).rejects
+        if rejects and self.dead_letters is not None:
+            self.dead_letters(table, rejects)
 
     def crm_now(self) -> datetime:
         """The CRM's clock as its latest response told it (HTTP ``Date``); ours if it told nothing."""

@@ -198,6 +198,7 @@ def _entity_by_id(
             seen.update(guid(str(row.get(pk) or "")) for row in rows)
             yield from emit(rows, [], pk, columns, hard_delete, report, table)
         resource.not_found.update(wanted[g] for g in group if g not in seen)
+    report.finish(table)
 
 
 def _entity_pages(
@@ -253,3 +254,4 @@ def _entity_pages(
         yield from modified_since(client, url, *by_modifiedon)
     else:
         yield from tracked_changes(client, url, *by_modifiedon, change_tracking)
+    report.finish(table)

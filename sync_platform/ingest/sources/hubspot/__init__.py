@@ -190,6 +190,7 @@ def _object_pages(
         if arrow.num_rows:
             yield arrow
     cap_cursor(updated, report, table)
+    report.finish(table)
 
 
 def _object_by_id(
@@ -230,3 +231,4 @@ def _object_by_id(
             if not missing:  # only ids HubSpot named as not found are asked again, archived
                 break
         resource.not_found.update(missing)
+    report.finish(table)

@@ -194,6 +194,7 @@ def _sobject_pages(
         if arrow.num_rows:
             yield arrow
     cap_cursor(updated, report, table)
+    report.finish(table)
 
 
 def _sobject_by_id(
@@ -234,3 +235,4 @@ def _sobject_by_id(
             if arrow.num_rows:
                 yield arrow
         resource.not_found.update(i for i in group if short_id(i) not in seen)
+    report.finish(table)
