@@ -30,6 +30,17 @@ class CrmSyncConfig(BaseModel):
     enabled: bool = True
     schedule_minutes: int = Field(15, description="Incremental sync interval, 1 minute .. 24 hours.")
     look_back_seconds: float = Field(300.0, ge=0, le=7 * 86_400)
+    future_tolerance_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description=(
+            "How far past the CRM's clock (its responses' Date) a record's cursor stamp may be; the "
+            "smaller of this and look_back_seconds counts. A later stamp (an admin script's, a clock gone "
+            "wrong) still loads, raises a future_cursor alert, and the saved cursor stops at the CRM's "
+            "now plus this, so it cannot skip the changes made until the clock catches up."
+        ),
+    )
     hard_delete: bool = False
     max_attempts: int = Field(6, ge=1, le=20)
     backoff_initial_seconds: float = Field(0.5, gt=0, le=60)

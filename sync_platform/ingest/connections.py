@@ -63,21 +63,21 @@ def build_source(crm: str, cfg: CrmSyncConfig, report: SyncReport | None = None,
 
     base = "http://placeholder.invalid" if placeholder else sandbox_url()
     kwargs: dict[str, Any] = _sandbox_kwargs(crm, base) if base else {}
-    common = {"policy": _policy(cfg), "report": report, "hard_delete": cfg.hard_delete}
+    common = {
+        "policy": _policy(cfg),
+        "report": report,
+        "hard_delete": cfg.hard_delete,
+        "look_back_seconds": cfg.look_back_seconds,
+        "future_tolerance_seconds": cfg.future_tolerance_seconds,
+    }
     pages = {"page_size": cfg.page_size} if cfg.page_size else {}
     if crm == "salesforce":
-        return salesforce_source(look_back_seconds=cfg.look_back_seconds, **pages, **common, **kwargs)
+        return salesforce_source(**pages, **common, **kwargs)
     if crm == "hubspot":
-        return hubspot_source(
-            look_back_seconds=cfg.look_back_seconds,
-            search_per_second=cfg.search_requests_per_second,
-            **common,
-            **kwargs,
-        )
+        return hubspot_source(search_per_second=cfg.search_requests_per_second, **common, **kwargs)
     if crm == "dynamics":
         return dynamics_source(
             change_tracking=cfg.change_tracking,
-            look_back_seconds=cfg.look_back_seconds,
             **pages,
             **common,
             **kwargs,

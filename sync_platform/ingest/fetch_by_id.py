@@ -47,14 +47,18 @@ def fetch_ids_into_warehouse(
     """Fetch ``{table: [id, ...]}`` of one CRM and merge them into ``raw_<crm>.<table>``.
 
     Raises the ``CrmRequestError`` that stopped it (nothing is loaded then). A fetched record
-    that cannot be loaded becomes a record-level dead letter (``rejected``). Only one process
-    holds a DuckDB warehouse at a time: the load waits for the warehouse's turn.
+    that cannot be loaded becomes a record-level dead letter (``rejected``), written as its table's
+    read ends, before the load: a failed write fails the fetch instead of losing the record. Only
+    one process holds a DuckDB warehouse at a time: the load waits for the warehouse's turn.
     """
     wanted = {table: list(ids) for table, ids in ids_by_table.items() if ids}
     result = RepairResult(crm)
     if not wanted:
         return result
-    report = SyncReport(crm)
+    queue = DeadLetterQueue(warehouse)
+    report = SyncReport(
+        crm, dead_letters=lambda table, rejects: queue.add_records(crm, table, rejects, run_id)
+    )
     source = build_by_id_source(crm, cfg, wanted, report=report)
     pipeline = build_pipeline(crm, warehouse)
     try:
@@ -67,11 +71,9 @@ def fetch_ids_into_warehouse(
         raise cause from None
     result.load_ids = list(info.loads_ids)
     result.requests = report.stats.requests
-    queue = DeadLetterQueue(warehouse)
     for table in wanted:
         resource = report.resource(table)
         result.fetched[table] = resource.rows
         result.not_found[table] = sorted(resource.not_found)
         result.rejected[table] = sorted({r.record_id or "" for r in resource.rejects} - {""})
-        queue.add_records(crm, table, resource.rejects, run_id)
     return result

@@ -22,8 +22,12 @@ from sync_platform.core.warehouse import Warehouse
 from sync_platform.ingest.pipeline import dataset
 from sync_platform.ingest.raw_schema import raw_table
 from sync_platform.ingest.sources.common import DELETED_AT, SyncReport
+from sync_platform.ops.alerts import Finding
 from sync_platform.ops.audit import AuditEntry
 from sync_platform.ops.dead_letters import DeadLetterQueue
+
+FUTURE_CURSOR = "future_cursor"
+FUTURE_EXAMPLES = 20  # records named in a future_cursor alert's details
 
 AUDITED_DETAILS = (
     "rows_reread_in_look_back",
@@ -121,6 +125,8 @@ def load_metrics(
         "rows_deleted": newly_deleted,
         "rows_reread_in_look_back": resource.reread,
         "rows_rejected": len(resource.rejects),
+        "future_stamped_rows": len(resource.future_stamped),
+        "cursor_clamped_to": resource.cursor_clamped_to.isoformat() if resource.cursor_clamped_to else "none",
         "read_mode": resource.read_mode,
         "deletes_visible": resource.deletes_visible,
         "rows_total": after.total,
@@ -134,6 +140,41 @@ def load_metrics(
         **{f"source_{k}": v for k, v in report.stats.as_metadata().items()},  # errors_by_kind: the taxonomy
         "dead_letters_pending": DeadLetterQueue(warehouse).depth(crm),
     }
+
+
+def future_cursor_scope(crm: str, table: str) -> str:
+    return f"{FUTURE_CURSOR}:{crm}:{table}:"
+
+
+def future_cursor_findings(report: SyncReport, table: str) -> list[Finding]:
+    """The records this read found stamped past the CRM's clock: loaded, kept out of the cursor, and
+    worth a person's look (their stamp is wrong at the source; the alert clears once no read sees one)."""
+    resource = report.resource(table)
+    if not resource.future_stamped:
+        return []
+    crm = report.crm
+    records = [
+        {"id": record_id, "stamp": stamp.isoformat()}
+        for record_id, stamp in sorted(resource.future_stamped.items(), key=lambda item: (item[1], item[0]))
+    ]
+    first = records[0]
+    held = resource.cursor_clamped_to.isoformat() if resource.cursor_clamped_to else None
+    cursor = (
+        f"the sync cursor was held at {held}" if held else "the sync cursor stayed within the CRM's clock"
+    )
+    return [
+        Finding(
+            key=f"{future_cursor_scope(crm, table)}stamps",
+            severity="warning",
+            finding=FUTURE_CURSOR,
+            message=f"{crm}.{table}: {len(records)} record(s) stamped after the CRM's clock "
+            f"(first: {first['id']} at {first['stamp']}). Loaded, and {cursor}, so later changes are still "
+            "read; correct the stamp at the source.",
+            crm=crm,
+            asset=f"raw/{crm}/{table}",
+            details={"count": len(records), "records": records[:FUTURE_EXAMPLES], "cursor_clamped_to": held},
+        )
+    ]
 
 
 def load_audit_entry(

@@ -63,6 +63,7 @@ class SandboxServer:
                 access_log=False,
                 timeout_graceful_shutdown=2,
                 lifespan="off",
+                date_header=False,  # the app stamps Date from the sandbox clock
                 **config_kwargs,
             )
         )

@@ -34,6 +34,14 @@ def test_clock_freeze_and_advance(admin):
     assert admin.advance(90)["now"] == "2026-06-01T00:01:30.000Z"
 
 
+def test_every_response_is_dated_by_the_sandbox_clock_as_a_crm_dates_by_its_own(sandbox, admin):
+    """Clients tell a future stamp by the CRM's ``Date``: it must follow a moved clock, once."""
+    admin.freeze("2030-01-02T03:04:05Z")
+    for path in ("/__sandbox/clock", "/services/data", "/no/such/path"):
+        response = httpx.get(f"{sandbox.base_url}{path}")
+        assert response.headers.get_list("date") == ["Wed, 02 Jan 2030 03:04:05 GMT"], path
+
+
 @pytest.mark.parametrize(
     "body, message",
     [

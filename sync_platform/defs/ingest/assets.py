@@ -4,7 +4,10 @@ Every materialization reports rows extracted/inserted/updated/deleted (0 explici
 nothing changed), pages, requests, retries, 429s, elapsed time, records/s, the cursor
 high-water mark and the lag (now minus the newest source change seen). A request that fails
 for good becomes a dead letter and fails the run: the dlt load and its cursor never happen,
-so the next run starts from the same place. Every run, good or failed, writes one
+so the next run starts from the same place. A record left out of its page becomes a dead letter
+as its object's read ends, before dlt loads and commits the cursor: if that write fails, so does
+the run, and the cursor stays. A record stamped past the CRM's clock loads, but raises a
+``future_cursor`` alert and is kept out of the cursor. Every run, good or failed, writes one
 ``ops.audit_log`` entry per CRM object (step ``ingest``).
 """
 
@@ -16,6 +19,7 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource, dlt_assets
 
 from sync_platform.core.config import CRMS, load_sync_config
+from sync_platform.core.errors import RejectedRecord
 from sync_platform.core.settings import load_settings
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.defs.ingest.translator import CrmTranslator
@@ -23,12 +27,15 @@ from sync_platform.defs.resources import WAREHOUSE_POOL, SyncConfigResource, War
 from sync_platform.ingest.connections import build_source
 from sync_platform.ingest.load_report import (
     failed_load_audit_entries,
+    future_cursor_findings,
+    future_cursor_scope,
     load_audit_entry,
     load_metrics,
     table_counts,
 )
 from sync_platform.ingest.pipeline import build_pipeline, crm_error, reset_cursors
 from sync_platform.ingest.sources.common import SyncReport
+from sync_platform.ops.alerts import AlertBook
 from sync_platform.ops.audit import AuditLog
 from sync_platform.ops.dead_letters import DeadLetterQueue
 
@@ -58,7 +65,7 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
         sync_config: SyncConfigResource,
     ) -> Iterator[dg.MaterializeResult]:
         store = warehouse.get()
-        report = SyncReport(crm)
+        report = SyncReport(crm, dead_letters=_dead_letter_sink(context, store, crm))
         source = build_source(crm, sync_config.load().crm(crm), report=report)
         tables = [key.path[-1] for key in context.selected_asset_keys]
         before = {t: table_counts(store, crm, t) for t in tables}
@@ -86,7 +93,6 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
                 },
             ) from None
         elapsed = time.monotonic() - started
-        _dead_letter_rejects(context, store, report)
         load_ids = list(pipeline.last_trace.last_load_info.loads_ids) if pipeline.last_trace else []
         entries = []
         for result in results:
@@ -100,6 +106,7 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
             entries.append(load_audit_entry(metadata, crm, table, context.run_id, started_at))
             yield dg.MaterializeResult(asset_key=result.asset_key, metadata=metadata)
         AuditLog(store).record(*entries)
+        _report_future_stamps(store, report, [entry.entity for entry in entries])
 
     return crm_raw_assets
 
@@ -124,17 +131,29 @@ def _audit_failure(
         )
 
 
-def _dead_letter_rejects(context: dg.AssetExecutionContext, warehouse: Warehouse, report: SyncReport) -> None:
-    """Records left out of their page become record-level dead letters; the rest of the run stands."""
+def _report_future_stamps(warehouse: Warehouse, report: SyncReport, tables: list[str]) -> None:
+    """Raise (or, once no read sees one, resolve) the ``future_cursor`` alert of each object read;
+    scoped per object, so a run of some objects leaves the others' alerts alone."""
+    book = AlertBook(warehouse)
+    for table in tables:
+        book.report(future_cursor_scope(report.crm, table), future_cursor_findings(report, table))
+
+
+def _dead_letter_sink(context: dg.AssetExecutionContext, warehouse: Warehouse, crm: str):
+    """Records left out of their page become record-level dead letters, written as their object's
+    read ends (inside dlt's extraction, in this step's warehouse turn): a failed write fails the
+    run before dlt can commit the cursor past them. The rest of the run stands."""
     queue = DeadLetterQueue(warehouse)
-    for table, resource in report.resources.items():
-        if resource.rejects:
-            queue.add_records(report.crm, table, resource.rejects, context.run_id)
-            kinds = sorted({r.kind for r in resource.rejects})
-            context.log.warning(
-                f"{report.crm} {table}: {len(resource.rejects)} record(s) not loaded "
-                f"({', '.join(kinds)}); kept as dead letters, replay with `sync-platform dlq replay`"
-            )
+
+    def sink(table: str, rejects: list[RejectedRecord]) -> None:
+        queue.add_records(crm, table, rejects, context.run_id)
+        kinds = sorted({r.kind for r in rejects})
+        context.log.warning(
+            f"{crm} {table}: {len(rejects)} record(s) not loaded ({', '.join(kinds)}); "
+            "kept as dead letters, replay with `sync-platform dlq replay`"
+        )
+
+    return sink
 
 
 raw_assets = [build_crm_assets(crm) for crm in CRMS if load_sync_config().crm(crm).enabled]

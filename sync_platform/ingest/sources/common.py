@@ -1,13 +1,16 @@
-"""Settings shared by the three sources: look-back, deletes, and the sync report."""
+"""Settings shared by the three sources: look-back, deletes, future stamps, and the sync report."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sync_platform.core.errors import CrmRequestError, ErrorKind, RejectedRecord
 from sync_platform.core.sql import ident, join, placeholders, quoted, sql
@@ -97,9 +100,22 @@ class ResourceReport:
     )  # records left out of their page (dead letters)
     read_mode: str = "cursor"  # Dynamics: "change_tracking", or "modifiedon" when the table is not tracked
     deletes_visible: bool = True
+    # a cursor read's allowance for stamps ahead of the CRM's clock; rows past it are "future-stamped"
+    future_tolerance: timedelta | None = None
+    future_stamped: dict[str, datetime] = field(default_factory=dict)  # record id -> its stamp
+    cursor_clamped_to: datetime | None = None  # where the saved cursor was held instead
 
-    def start(self, start: datetime | None, look_back_seconds: float = 0.0) -> None:
+    def start(
+        self,
+        start: datetime | None,
+        look_back_seconds: float = 0.0,
+        future_tolerance_seconds: float | None = None,
+    ) -> None:
         self.started_at = time.monotonic()
+        if future_tolerance_seconds is not None:
+            # never more than the look-back: the next read starts at the cursor less the look-back,
+            # and that start must not pass the CRM's now, or changes made after this read are skipped
+            self.future_tolerance = timedelta(seconds=min(future_tolerance_seconds, look_back_seconds))
         if start is None:
             return
         self.cursor_start = start
@@ -126,9 +142,46 @@ class SyncReport:
     crm: str
     stats: RequestStats = field(default_factory=RequestStats)
     resources: dict[str, ResourceReport] = field(default_factory=dict)
+    # where a resource's rejected records go (table, rejects) when its read ends: the dead-letter queue
+    dead_letters: Callable[[str, list[RejectedRecord]], None] | None = None
 
     def resource(self, name: str) -> ResourceReport:
         return self.resources.setdefault(name, ResourceReport())
+
+    def finish(self, table: str) -> None:
+        """The end of one resource's read, called inside its generator: its rejects are handed to
+        ``dead_letters`` before dlt can load the page and commit the cursor past them. A sink that
+        fails fails the extraction, so the cursor stays and the next run reads the records again."""
+        rejects = self.resource(table).rejects
+        if rejects and self.dead_letters is not None:
+            self.dead_letters(table, rejects)
+
+    def crm_now(self) -> datetime:
+        """The CRM's clock as its latest response told it (HTTP ``Date``); ours if it told nothing."""
+        return self.stats.server_time or datetime.now(UTC)
+
+    def _ceiling(self, table: str) -> datetime | None:
+        tolerance = self.resource(table).future_tolerance
+        return None if tolerance is None else self.crm_now() + tolerance
+
+    def watch_future(self, table: str, page: pa.Table, cursor: str, key: str) -> None:
+        """Note the rows of ``page`` stamped past the CRM's now plus the tolerance (an admin script's
+        stamp, a clock gone wrong). They load like any row; ``cap_cursor`` keeps them out of the cursor."""
+        ceiling = self._ceiling(table)
+        if ceiling is None or not page.num_rows:
+            return
+        late = page.filter(pc.greater(page[cursor], pa.scalar(ceiling, page.schema.field(cursor).type)))
+        found = self.resource(table).future_stamped
+        for record_id, stamp in zip(late[key].to_pylist(), late[cursor].to_pylist(), strict=True):
+            found[str(record_id)] = stamp
+
+    def capped(self, table: str, value: datetime) -> datetime:
+        """``value``, or the CRM's now plus the tolerance if it is later (noted as the clamp)."""
+        ceiling = self._ceiling(table)
+        if ceiling is None or value <= ceiling:
+            return value
+        self.resource(table).cursor_clamped_to = ceiling
+        return ceiling
 
     def records_per_second(self) -> float:
         """Throughput of the whole extraction (dlt interleaves resources, so per-object time overlaps)."""
@@ -150,6 +203,20 @@ class SyncReport:
             "cursor_start": r.cursor_start.isoformat() if r.cursor_start else None,
             "newest_change": r.newest_change.isoformat() if r.newest_change else None,
         }
+
+
+def cap_cursor(updated: Any, report: SyncReport, table: str) -> None:
+    """At the end of a read, hold dlt's cursor (``dlt.sources.incremental``) at the CRM's now plus the
+    tolerance: one future-stamped record would otherwise carry it, and every later run's start,
+    past every real change until the clock caught up. A cursor saved that far ahead earlier is
+    pulled back too. ``advance`` pins the value dlt commits with the load (our reads already
+    filter by the start, so dlt's own filter has nothing left to do)."""
+    last = updated.get_state().get("last_value")
+    if last is None:
+        return
+    held = report.capped(table, last)
+    if held != last:
+        updated.advance(held)
 
 
 def page_records(page: Any, key: str, crm: str, url: str, method: str = "GET") -> list[dict]:

@@ -7,7 +7,8 @@
 - one token refresh and re-try on 401;
 - Salesforce's ``Sforce-Limit-Info`` budget: stop (loudly) before the daily budget falls under
   a reserve;
-- counters for every request, retry and 429, read by the assets' metadata.
+- counters for every request, retry and 429, read by the assets' metadata;
+- the CRM's own clock (each response's ``Date``), against which a record's stamp is "in the future".
 
 Failures surface as ``CrmRequestError`` with an ``ErrorKind``; URLs in messages never carry
 query strings (they may hold ids or emails) and no header is ever logged.
@@ -21,6 +22,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -76,6 +79,7 @@ class RequestStats:
     errors: collections.Counter = field(default_factory=collections.Counter)
     budget_used: int | None = None
     budget_limit: int | None = None
+    server_time: datetime | None = None  # the CRM's clock at its latest response (``Date``), not ours
 
     def as_metadata(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -259,6 +263,7 @@ class CrmHttpClient:
                     attempts=attempt,
                 ) from None
             self._read_budget(response)
+            self._read_server_time(response)
             if (
                 response.status_code == 401
                 and self.auth is not None
@@ -350,6 +355,19 @@ class CrmHttpClient:
                 self.stats.budget_used, self.stats.budget_limit = int(used), int(limit)
             except ValueError:
                 log.warning("%s: unreadable Sforce-Limit-Info header", self.crm)
+
+    def _read_server_time(self, response: requests.Response) -> None:
+        """The CRM's clock from ``Date``, in whole seconds rounded down: its "now" is up to a second later."""
+        value = response.headers.get("Date")
+        if not value:
+            return
+        try:
+            stamp = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            log.warning("%s: unreadable Date header", self.crm)
+            return
+        utc = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+        self.stats.server_time = utc + timedelta(seconds=1)
 
     def _check_budget(self, method: str, path: str) -> None:
         reserve = self.policy.budget_reserve

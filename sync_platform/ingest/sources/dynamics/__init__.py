@@ -51,6 +51,7 @@ def dynamics_source(
     auth: TokenProvider | None = None,
     change_tracking: str = "auto",
     look_back_seconds: float = 300.0,
+    future_tolerance_seconds: float = 300.0,
 ) -> Iterator:
     """Contacts, accounts and incidents of one Dataverse environment.
 
@@ -69,6 +70,8 @@ def dynamics_source(
         change_tracking: ``auto`` (tracked, falling back to ``modifiedon`` for an untracked
             table), ``on`` (an untracked table fails the run) or ``off`` (always ``modifiedon``).
         look_back_seconds: ``modifiedon`` reads start this far before the saved cursor.
+        future_tolerance_seconds: how far past the environment's clock a ``modifiedon`` read takes a
+            stamp (at most ``look_back_seconds``); a later one is reported and kept out of the cursor.
 
     Yields:
         One merge resource per table, keyed by the entity's primary key; its delta token (or
@@ -95,6 +98,7 @@ def dynamics_source(
             table,
             change_tracking,
             look_back_seconds,
+            future_tolerance_seconds,
         )
 
 
@@ -194,6 +198,7 @@ def _entity_by_id(
             seen.update(guid(str(row.get(pk) or "")) for row in rows)
             yield from emit(rows, [], pk, columns, hard_delete, report, table)
         resource.not_found.update(wanted[g] for g in group if g not in seen)
+    report.finish(table)
 
 
 def _entity_pages(
@@ -208,6 +213,7 @@ def _entity_pages(
     table: str,
     change_tracking: str = "on",
     look_back_seconds: float = 300.0,
+    future_tolerance_seconds: float = 300.0,
 ) -> Iterator[pa.Table]:
     """Rows of one entity set changed since the last run: tracked, or by ``modifiedon`` when untracked.
 
@@ -226,14 +232,26 @@ def _entity_pages(
         table: the resource's table name (``contacts``).
         change_tracking: ``on``, ``off`` or ``auto`` (see ``dynamics_source``).
         look_back_seconds: how far before the saved ``modifiedon`` cursor an untracked read starts.
+        future_tolerance_seconds: how far past the environment's clock a ``modifiedon`` read takes a stamp.
 
     Yields:
         One Arrow table per non-empty page, then tombstones for deleted rows.
     """
     state = dlt.current.resource_state()
     url = f"{api_url}/{entity_set}"
-    by_modifiedon = (pk, columns, page_size, hard_delete, report, table, state, look_back_seconds)
+    by_modifiedon = (
+        pk,
+        columns,
+        page_size,
+        hard_delete,
+        report,
+        table,
+        state,
+        look_back_seconds,
+        future_tolerance_seconds,
+    )
     if change_tracking == "off" or (change_tracking == "auto" and state.get("tracking") == "off"):
         yield from modified_since(client, url, *by_modifiedon)
-        return
-    yield from tracked_changes(client, url, *by_modifiedon, change_tracking)
+    else:
+        yield from tracked_changes(client, url, *by_modifiedon, change_tracking)
+    report.finish(table)

@@ -93,6 +93,7 @@ def tracked_changes(
     table: str,
     state: dict,
     look_back_seconds: float,
+    future_tolerance_seconds: float,
     change_tracking: str,
 ) -> Iterator[pa.Table]:
     """Rows changed since the delta token in ``state`` (all rows on a first read), deletions as tombstones.
@@ -101,7 +102,17 @@ def tracked_changes(
     back to a full re-read; an untracked table, with ``change_tracking="auto"``, to
     ``modified_since`` for good (noted in ``state``).
     """
-    by_modifiedon = (pk, columns, page_size, hard_delete, report, table, state, look_back_seconds)
+    by_modifiedon = (
+        pk,
+        columns,
+        page_size,
+        hard_delete,
+        report,
+        table,
+        state,
+        look_back_seconds,
+        future_tolerance_seconds,
+    )
     report.resource(table).start(None)
     report.resource(table).read_mode = "change_tracking"
     headers = {"Prefer": f"odata.track-changes,odata.maxpagesize={page_size}"}
@@ -162,12 +173,14 @@ def modified_since(
     table: str,
     state: dict,
     look_back_seconds: float,
+    future_tolerance_seconds: float,
 ) -> Iterator[pa.Table]:
     """Rows with ``modifiedon`` at or after the saved cursor minus the look-back, by (modifiedon, id).
 
     ``ge`` plus the id tie-break never loses rows sharing a (whole-second) stamp; the cursor is
     saved in the resource state, which dlt commits with the load, so it only moves once the data
-    landed. Deletions do not show up here at all.
+    landed, and never past the environment's now plus the tolerance (a future-stamped row loads,
+    but must not carry the cursor past every real change). Deletions do not show up here at all.
     """
     resource = report.resource(table)
     resource.read_mode, resource.deletes_visible = "modifiedon", False
@@ -179,7 +192,7 @@ def modified_since(
     saved = state.get("modifiedon_cursor")
     cursor = datetime.fromisoformat(saved) if saved else EPOCH
     start = max(cursor - timedelta(seconds=look_back_seconds), EPOCH) if saved else EPOCH
-    resource.start(start, look_back_seconds)
+    resource.start(start, look_back_seconds, future_tolerance_seconds)
     params = {
         "$select": ",".join(columns),
         "$filter": f"{CURSOR} ge {start.strftime('%Y-%m-%dT%H:%M:%SZ')}",
@@ -187,9 +200,12 @@ def modified_since(
     }
     headers = {"Prefer": f"odata.maxpagesize={page_size}"}
     for rows in odata_pages(client, url, params, headers):
-        yield from emit(rows, [], pk, columns, hard_delete, report, table, count_rereads=True)
-    if resource.newest_change is not None and resource.newest_change > cursor:
-        state["modifiedon_cursor"] = resource.newest_change.isoformat()
+        for page in emit(rows, [], pk, columns, hard_delete, report, table, count_rereads=True):
+            report.watch_future(table, page, CURSOR, pk)
+            yield page
+    held = report.capped(table, max(cursor, resource.newest_change or cursor))
+    if held != cursor:
+        state["modifiedon_cursor"] = held.isoformat()
 
 
 def emit(

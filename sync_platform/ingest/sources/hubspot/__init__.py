@@ -27,6 +27,7 @@ from sync_platform.ingest.sources.common import (
     EPOCH,
     SyncReport,
     by_id_tables,
+    cap_cursor,
     chunks,
     require_known,
 )
@@ -44,6 +45,7 @@ def hubspot_source(
     client_secret: str | None = None,
     refresh_token: str | None = None,
     look_back_seconds: float = 300.0,
+    future_tolerance_seconds: float = 300.0,
     requests_per_10s: int | None = 100,
     search_per_second: int = 5,
     hard_delete: bool = False,
@@ -59,6 +61,8 @@ def hubspot_source(
         access_token: private-app token (``SOURCES__HUBSPOT__ACCESS_TOKEN``); or give
             ``client_id``/``client_secret``/``refresh_token`` for OAuth.
         look_back_seconds: how far before the saved cursor each run starts re-reading.
+        future_tolerance_seconds: how far past the portal's clock a last-modified stamp may be (at
+            most ``look_back_seconds``); a later one is reported and kept out of the cursor.
         requests_per_10s: client-side ceiling, set just under the portal's limit (100 on
             Free/Starter, 190 on Pro/Enterprise).
         search_per_second: the search API's ceiling (HubSpot allows about 5/s), paced with headroom.
@@ -96,6 +100,7 @@ def hubspot_source(
             columns,
             report,
             table,
+            future_tolerance_seconds,
             dlt.sources.incremental(cursor, initial_value=EPOCH, lag=look_back_seconds, range_start="closed"),
         )
 
@@ -158,6 +163,7 @@ def _object_pages(
     columns: dict[str, str],
     report: SyncReport,
     table: str,
+    future_tolerance_seconds: float,
     updated: dlt.sources.incremental,
 ) -> Iterator[pa.Table]:
     """Records of one object type changed since the saved cursor (minus the look-back), then archived ones.
@@ -170,17 +176,21 @@ def _object_pages(
         columns: the properties to read and their declared types.
         report: collects what the read saw.
         table: the resource's table name (``contacts``).
+        future_tolerance_seconds: how far past the portal's clock a stamp may be.
         updated: dlt's incremental on ``cursor``; its start value is where the read begins.
 
     Yields:
         One Arrow table per non-empty page: live changes in cursor order, then archived records.
     """
     start: datetime = updated.start_value or EPOCH
-    report.resource(table).start(start, updated.lag or 0.0)
+    report.resource(table).start(start, updated.lag or 0.0, future_tolerance_seconds)
     for rows, deleted in changed_since(clients, base, object_type, cursor, list(columns), start):
         arrow = records_page(rows, deleted, cursor, columns, report, table)
+        report.watch_future(table, arrow, cursor, ID)
         if arrow.num_rows:
             yield arrow
+    cap_cursor(updated, report, table)
+    report.finish(table)
 
 
 def _object_by_id(
@@ -221,3 +231,4 @@ def _object_by_id(
             if not missing:  # only ids HubSpot named as not found are asked again, archived
                 break
         resource.not_found.update(missing)
+    report.finish(table)

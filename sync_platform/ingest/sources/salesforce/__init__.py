@@ -26,6 +26,7 @@ from sync_platform.ingest.sources.common import (
     EPOCH,
     SyncReport,
     by_id_tables,
+    cap_cursor,
     chunks,
     require_known,
 )
@@ -51,6 +52,7 @@ def salesforce_source(
     token_url: str | None = None,
     ca_file: str | None = None,
     look_back_seconds: float = 300.0,
+    future_tolerance_seconds: float = 300.0,
     page_size: int = PAGE_SIZE,
     hard_delete: bool = False,
     objects: Sequence[str] = tuple(OBJECTS),
@@ -67,6 +69,8 @@ def salesforce_source(
         token_url: the OAuth token endpoint, when not ``<instance_url>/services/oauth2/token``.
         ca_file: a CA bundle to verify the org's (or the sandbox's) TLS certificate with.
         look_back_seconds: how far before the saved cursor each run starts re-reading.
+        future_tolerance_seconds: how far past the org's clock a ``SystemModstamp`` may be (at
+            most ``look_back_seconds``); a later one is reported and kept out of the cursor.
         page_size: records per ``queryAll`` page (2,000 at most).
         hard_delete: delete rows removed at the source instead of stamping ``deleted_at``.
         objects: the tables to read, of ``settings.OBJECTS``.
@@ -91,6 +95,7 @@ def salesforce_source(
             page_size,
             report,
             table,
+            future_tolerance_seconds,
             dlt.sources.incremental(CURSOR, initial_value=EPOCH, lag=look_back_seconds, range_start="closed"),
         )
 
@@ -161,6 +166,7 @@ def _sobject_pages(
     page_size: int,
     report: SyncReport,
     table: str,
+    future_tolerance_seconds: float,
     updated: dlt.sources.incremental,
 ) -> Iterator[pa.Table]:
     """Rows of one sObject changed since the saved cursor (minus the look-back), deleted ones included.
@@ -173,18 +179,22 @@ def _sobject_pages(
         page_size: records per ``queryAll`` page.
         report: collects what the read saw.
         table: the resource's table name (``contacts``).
+        future_tolerance_seconds: how far past the org's clock a stamp may be.
         updated: dlt's incremental on ``SystemModstamp``; its start value is where the read begins.
 
     Yields:
         One Arrow table per non-empty page, in (``SystemModstamp``, ``Id``) order.
     """
     start: datetime = updated.start_value or EPOCH
-    report.resource(table).start(start, updated.lag or 0.0)
+    report.resource(table).start(start, updated.lag or 0.0, future_tolerance_seconds)
     soql = incremental_soql(sobject, columns, start)
     for records in query_pages(client, base, soql, page_size):
         arrow = records_page(records, columns, report, table)
+        report.watch_future(table, arrow, CURSOR, "Id")
         if arrow.num_rows:
             yield arrow
+    cap_cursor(updated, report, table)
+    report.finish(table)
 
 
 def _sobject_by_id(
@@ -225,3 +235,4 @@ def _sobject_by_id(
             if arrow.num_rows:
                 yield arrow
         resource.not_found.update(i for i in group if short_id(i) not in seen)
+    report.finish(table)
