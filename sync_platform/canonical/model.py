@@ -17,7 +17,9 @@ Enums, and what each CRM value becomes (the per-CRM tables live in the mapping f
 
 Every canonical row also carries the system columns ``source_system``, ``source_id`` (the CRM's
 immutable id: the key is the pair), ``deleted_at`` (soft delete, carried from the raw row) and
-``mapping_version`` (the version of the mapping file that produced the row).
+``mapping_version`` (the version of the mapping file that produced the row) and ``source_load_id``
+(the dlt load that last wrote the raw row: unchanged means the CRM did not touch the record, so the
+change-impact gate can tell a change the configuration made from one the CRM made).
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ class Entity:
     @property
     def columns(self) -> tuple[str, ...]:
         """Column order of the canonical frame: key, entity fields, system columns."""
-        return ("source_system", "source_id", *self.field_names, "deleted_at", "mapping_version")
+        return ("source_system", "source_id", *self.field_names, *SYSTEM_COLUMNS[2:])
 
     @property
     def schema(self) -> dict[str, pl.DataType]:
@@ -91,10 +93,11 @@ class Entity:
             **{f.name: f.dtype for f in self.fields},
             "deleted_at": pl.Datetime("us", "UTC"),
             "mapping_version": pl.Int64(),
+            "source_load_id": pl.String(),
         }
 
 
-SYSTEM_COLUMNS = ("source_system", "source_id", "deleted_at", "mapping_version")
+SYSTEM_COLUMNS = ("source_system", "source_id", "deleted_at", "mapping_version", "source_load_id")
 
 CONTACT = Entity(
     "contact",

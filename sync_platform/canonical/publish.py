@@ -2,9 +2,16 @@
 
 Reads every CRM's raw table (and the parent entity's canonical table), builds the entity
 (:func:`~sync_platform.canonical.build.build_entity`), quarantines the rejected rows, and replaces
-``canonical.<table>`` only when the rejected share is within the threshold: the blast-radius
-gate. Above it the previous table stays published. Either way the decision is written to the
-audit log (step ``canonical``), with per-column change counts against the previous table.
+``canonical.<table>`` only when both gates pass:
+
+- the **quality gate** (blast radius): the rejected share is within ``quality.max_rejected_share``;
+- the **change-impact gate** (:mod:`~sync_platform.canonical.impact`): the build does not move a
+  field, a null rate, a distribution or a CRM's row count beyond ``quality.change_impact``, unless
+  a person approved this entity's next build (``sync-platform canonical approve``).
+
+Blocked, the previous table stays published. Published, the table is also kept in the build
+history (:mod:`~sync_platform.canonical.history`) for restore. Either way the decision is written to
+the audit log (step ``canonical``), with per-column change counts and the impact figures.
 """
 
 from __future__ import annotations
@@ -18,12 +25,17 @@ import polars as pl
 from sync_platform.canonical.build import EntityBuild, build_entity
 from sync_platform.canonical.changes import KEY, ChangeSummary, pii_columns, summarize_changes
 from sync_platform.canonical.erasure import ErasureList
+from sync_platform.canonical.history import Build, BuildHistory
+from sync_platform.canonical.impact import IMPACT_ALERT, ImpactReport, measure_impact
 from sync_platform.canonical.mapping.loader import Mapping
 from sync_platform.canonical.model import ENTITY_TABLES
 from sync_platform.canonical.protection import protect, sensitive_columns
 from sync_platform.canonical.quality.validate import ValidationOutcome
+from sync_platform.core.config import QualityConfig
 from sync_platform.core.sql import ident, sql
 from sync_platform.core.warehouse import Warehouse
+from sync_platform.ops.alerts import Finding
+from sync_platform.ops.approvals import Approval, Approvals
 from sync_platform.ops.audit import AuditEntry, AuditLog
 from sync_platform.ops.quarantine import keys_of_latest_run, quarantine_rows, record
 from sync_platform.security.encryption import decrypt_frame
@@ -31,6 +43,12 @@ from sync_platform.security.redaction import mask_value
 
 BLAST_RADIUS_ALERT = "canonical_blast_radius_exceeded"
 SAMPLE_ROWS = 20
+IMPACT_SCOPE = "change_impact:"
+
+
+def approval_scope(entity: str) -> str:
+    """What ``sync-platform canonical approve <entity>`` grants: the entity's next blocked build."""
+    return f"canonical:{entity}"
 
 
 @dataclass
@@ -44,14 +62,54 @@ class Publication:
     sources: list[str]
     quarantined: int = 0
     changes: ChangeSummary = field(default_factory=ChangeSummary)
+    impact: ImpactReport | None = None
+    approval: Approval | None = None  # the person's approval that let an impact-blocked build through
+    published: Build | None = None
 
     @property
     def outcome(self) -> ValidationOutcome:
         return self.build.outcome
 
     @property
-    def blocked(self) -> bool:
+    def quality_blocked(self) -> bool:
         return self.outcome.rejected_share > self.threshold
+
+    @property
+    def impact_blocked(self) -> bool:
+        return self.impact is not None and self.impact.blocked and self.approval is None
+
+    @property
+    def blocked(self) -> bool:
+        return self.quality_blocked or self.impact_blocked
+
+    @property
+    def gate(self) -> str:
+        if self.quality_blocked:
+            return "blocked: quality (previous table kept)"
+        if self.impact_blocked:
+            return "blocked: change impact (previous table kept)"
+        if self.approval is not None:
+            return f"passed: change impact approved ({self.approval.id})"
+        return "passed"
+
+    def impact_findings(self) -> list[Finding]:
+        """One alert per limit exceeded, while this entity's builds stay blocked (none once one passes)."""
+        if not self.impact_blocked or self.impact is None:
+            return []
+        asset = f"canonical/{self.table}"
+        return [
+            Finding(
+                key=f"{IMPACT_SCOPE}{self.entity}:{b.crm}:{b.field or '*'}:{b.metric}",
+                severity="error",
+                finding=IMPACT_ALERT,
+                message=f"{b.message}; canonical.{self.table} kept as it was, downstream stopped "
+                f"(approve with `sync-platform canonical approve {self.entity} --reason ...`)",
+                crm=b.crm,
+                asset=asset,
+                details=b.as_dict(),
+            )
+            for b in self.impact.breaches
+        ]
 
     def alert_message(self) -> str:
         o = self.outcome
@@ -72,7 +130,9 @@ class Publication:
     def metadata(self) -> dict[str, Any]:
         o, mapped = self.outcome, self.build.mapped
         return {
-            "gate": "blocked: previous table kept" if self.blocked else "passed",
+            "gate": self.gate,
+            "build_id": self.published.build_id if self.published else None,
+            "change_impact": self.impact.metadata() if self.impact else {},
             "rows_inserted": self.changes.inserted,
             "rows_updated": self.changes.updated,
             "rows_deleted": self.changes.deleted,
@@ -116,8 +176,18 @@ class Publication:
             rejected=o.rejected.height,
             changed_fields=self.changes.changed_fields,
             status="blocked" if self.blocked else "success",
-            error_class=BLAST_RADIUS_ALERT if self.blocked else None,
+            error_class=BLAST_RADIUS_ALERT
+            if self.quality_blocked
+            else (IMPACT_ALERT if self.impact_blocked else None),
             details={
+                "gate": self.gate,
+                "build_id": self.published.build_id if self.published else None,
+                "approval": (
+                    {"id": self.approval.id, "by": self.approval.approved_by, "reason": self.approval.reason}
+                    if self.approval
+                    else None
+                ),
+                "change_impact": self.impact.metadata() if self.impact else {},
                 "rejected_share": round(o.rejected_share, 5),
                 "threshold": self.threshold,
                 "rule_counts": o.rule_counts(),
@@ -139,9 +209,14 @@ def read_raw(warehouse: Warehouse, entity: str, mappings: dict[str, Mapping]) ->
 
 
 def publish_entity(
-    warehouse: Warehouse, entity: str, mappings: dict[str, Mapping], threshold: float, run_id: str
+    warehouse: Warehouse,
+    entity: str,
+    mappings: dict[str, Mapping],
+    quality: QualityConfig,
+    run_id: str,
+    keep_builds: int = 5,
 ) -> Publication:
-    """Build ``entity``, quarantine rejected rows, publish unless the gate blocks, audit the decision."""
+    """Build ``entity``, quarantine rejected rows, publish unless a gate blocks, keep the build, audit."""
     table, link = ENTITY_TABLES[entity]
     started_at = datetime.now(UTC)
     raw = read_raw(warehouse, entity, mappings)
@@ -154,14 +229,26 @@ def publish_entity(
     erased = ErasureList.load(warehouse)  # PII: erased people never re-enter canonical data
     build = build_entity(entity, raw, mappings, parent, parent_quarantined, erased)
     erased.remember_caught(warehouse)
-    result = Publication(entity, table, build, threshold, sorted(raw))
+    result = Publication(entity, table, build, quality.max_rejected_share, sorted(raw))
     result.quarantined = record(
         warehouse, quarantine_rows(build.outcome.failures, entity, build.versions, run_id)
     )
-    if not result.blocked:
-        result.changes = _changes(warehouse, entity, table, mappings, build.outcome)
-        # PII: sensitive columns are encrypted after validation, just before the write
-        warehouse.write_frame(protect(build.outcome.good, entity, mappings), "canonical", table)
+    if not result.quality_blocked:
+        previous = _previous(warehouse, entity, table, mappings)
+        pii = _pii(entity, mappings)
+        result.impact = measure_impact(entity, previous, build.outcome.good, quality.change_impact, pii)
+        if result.impact.blocked:
+            approvals = Approvals(warehouse)
+            granted = approvals.open(approval_scope(entity))
+            result.approval = approvals.use(granted, run_id) if granted else None
+        if not result.blocked:
+            result.changes = _changes(previous, build.outcome, pii)
+            # PII: sensitive columns are encrypted after validation, just before the write
+            published = protect(build.outcome.good, entity, mappings)
+            warehouse.write_frame(published, "canonical", table)
+            result.published = BuildHistory(warehouse, keep_builds).record(
+                entity, published, run_id, build.versions
+            )
     AuditLog(warehouse).record(result.audit_entry(run_id, started_at))
     return result
 
@@ -177,22 +264,27 @@ def failure_sample(failures: pl.DataFrame, limit: int = SAMPLE_ROWS) -> str:
     return "\n".join(lines)
 
 
-def _changes(
-    warehouse: Warehouse, entity: str, table: str, mappings: dict[str, Mapping], outcome: ValidationOutcome
-) -> ChangeSummary:
+def _previous(
+    warehouse: Warehouse, entity: str, table: str, mappings: dict[str, Mapping]
+) -> pl.DataFrame | None:
+    """The published table in clear: it holds ciphertext (a fresh nonce per write), so comparing
+    stored values would make every sensitive value look changed on every run."""
+    if not warehouse.table_exists("canonical", table):
+        return None
+    stored = warehouse.read_frame(sql("SELECT * FROM {table}", table=ident("canonical", table)))
+    return decrypt_frame(stored, sensitive_columns(entity, mappings))
+
+
+def _pii(entity: str, mappings: dict[str, Mapping]) -> frozenset[str]:
+    """Columns shown only as hashes in audit entries, metadata and alerts."""
+    return pii_columns(entity, {f for m in mappings.values() for f in m.sensitive_fields(entity)})
+
+
+def _changes(previous: pl.DataFrame | None, outcome: ValidationOutcome, pii: frozenset[str]) -> ChangeSummary:
     """What replacing ``canonical.<table>`` with the good rows changes (PII and sensitive fields hashed)."""
-    # the stored table holds ciphertext (a fresh nonce per write): compare in clear, or every
-    # sensitive value would look changed on every run
-    stored = sql("SELECT * FROM {table}", table=ident("canonical", table))
-    previous = (
-        decrypt_frame(warehouse.read_frame(stored), sensitive_columns(entity, mappings))
-        if warehouse.table_exists("canonical", table)
-        else None
-    )
-    sensitive = {f for m in mappings.values() for f in m.sensitive_fields(entity)}
     return summarize_changes(
         previous,
         outcome.good,
-        pii=pii_columns(entity, sensitive),
+        pii=pii,
         rejected=outcome.rejected.select(KEY) if outcome.rejected.height else None,
     )

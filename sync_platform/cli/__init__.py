@@ -358,50 +358,9 @@ def audit_list(
 
 
 # ---------------------------------------------------------------- PII: encrypted fields, keys, erasure
-canonical_cli = typer.Typer(help="The canonical model's tables.", no_args_is_help=True)
+from sync_platform.cli.canonical import canonical_cli  # noqa: E402 - the commands' own module
+
 app.add_typer(canonical_cli, name="canonical")
-_TABLES = {
-    "contact": "contacts",
-    "account": "accounts",
-    "interaction": "interactions",
-    "shareable": "contacts_shareable",
-}
-
-
-@canonical_cli.command("show")
-def canonical_show(
-    entity: Annotated[
-        str, typer.Option(help="contact, account, interaction or shareable (shareable contacts).")
-    ] = "contact",
-    decrypt: Annotated[
-        bool,
-        typer.Option(
-            "--decrypt",
-            help="Show sensitive columns in clear (needs the field key; for authorized use only).",
-        ),
-    ] = False,
-    limit: Annotated[int, typer.Option(min=1, help="How many rows.")] = 20,
-) -> None:
-    """Print canonical rows; sensitive columns stay encrypted unless --decrypt."""
-    import polars as pl
-
-    from sync_platform.canonical.protection import read_table
-    from sync_platform.core.warehouse import Warehouse
-    from sync_platform.security.encryption import EncryptionError
-
-    if entity not in _TABLES:
-        raise typer.BadParameter(f"choose from {', '.join(_TABLES)}", param_hint="--entity")
-    warehouse = Warehouse.from_env()
-    if not warehouse.table_exists("canonical", _TABLES[entity]):
-        typer.echo(f"canonical.{_TABLES[entity]} does not exist yet: run the canonical_build job", err=True)
-        raise typer.Exit(code=1)
-    try:
-        frame = read_table(warehouse, _TABLES[entity], decrypt=decrypt, limit=limit)
-    except EncryptionError as exc:
-        typer.echo(f"cannot decrypt: {exc}", err=True)
-        raise typer.Exit(code=1) from None
-    with pl.Config(tbl_rows=limit, tbl_cols=-1, fmt_str_lengths=40, tbl_width_chars=240):
-        typer.echo(frame.drop([c for c in frame.columns if c.startswith("_dlt_")]))
 
 
 keys_cli = typer.Typer(help="Field-encryption keys (see README: key rotation).", no_args_is_help=True)

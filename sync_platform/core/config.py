@@ -87,6 +87,84 @@ class CrmSyncConfig(BaseModel):
         return "0 0 * * *" if hours == 24 else ("0 * * * *" if hours == 1 else f"0 */{hours} * * *")
 
 
+ImpactMetric = Literal[
+    "max_config_changed_share", "max_null_rate_increase", "max_distribution_shift", "max_row_loss_share"
+]
+IMPACT_METRICS: tuple[str, ...] = ImpactMetric.__args__  # type: ignore[attr-defined]
+
+
+class ImpactOverride(BaseModel):
+    """Limits for one CRM, entity or field (any of the three may be left out to mean "every")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    crm: CrmName | None = None
+    entity: Literal["contact", "account", "interaction"] | None = None
+    field: str | None = None
+    max_config_changed_share: float | None = Field(None, ge=0, le=1)
+    max_null_rate_increase: float | None = Field(None, ge=0, le=1)
+    max_distribution_shift: float | None = Field(None, ge=0)
+    max_row_loss_share: float | None = Field(None, ge=0, le=1)
+
+    def matches(self, crm: str, entity: str, field: str | None) -> bool:
+        return (
+            (self.crm is None or self.crm == crm)
+            and (self.entity is None or self.entity == entity)
+            and (self.field is None or self.field == field)
+        )
+
+    @property
+    def specificity(self) -> int:
+        return sum(x is not None for x in (self.crm, self.entity, self.field))
+
+
+class ChangeImpactConfig(BaseModel):
+    """The change-impact gate: how far one canonical build may move from the one published before it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_config_changed_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Share of a CRM's rows whose value of a field changed while their raw row did not "
+        "(a change made by the configuration, not by the CRM).",
+    )
+    max_null_rate_increase: float = Field(
+        0.10,
+        ge=0,
+        le=1,
+        description="Rise of a field's null rate among a CRM's live rows (0.10 = 10 points).",
+    )
+    max_distribution_shift: float = Field(
+        0.25,
+        ge=0,
+        description="Population stability index of a categorical field's values (0.25: a major shift).",
+    )
+    max_row_loss_share: float = Field(
+        0.20, ge=0, le=1, description="Share of a CRM's live rows of an entity gone since the last build."
+    )
+    min_rows: int = Field(
+        50, ge=1, description="Shares of a CRM with fewer rows in the last build are reported, not judged."
+    )
+    overrides: list[ImpactOverride] = Field(
+        default_factory=list,
+        description="Per CRM / entity / field limits, e.g. {crm: hubspot, entity: contact, field: title, "
+        "max_config_changed_share: 0.5}; the most specific match wins.",
+    )
+
+    def limit(self, metric: str, crm: str, entity: str, field: str | None = None) -> float:
+        """The limit of ``metric`` for one CRM, entity and (optionally) field."""
+        if metric not in IMPACT_METRICS:
+            raise ValueError(f"unknown change-impact metric {metric!r}")
+        matching = [
+            o for o in self.overrides if o.matches(crm, entity, field) and getattr(o, metric) is not None
+        ]
+        if matching:
+            return float(getattr(max(matching, key=lambda o: o.specificity), metric))
+        return float(getattr(self, metric))
+
+
 class QualityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -99,6 +177,7 @@ class QualityConfig(BaseModel):
             "replaced and downstream assets stop."
         ),
     )
+    change_impact: ChangeImpactConfig = Field(default_factory=ChangeImpactConfig)
 
 
 class ReconcileConfig(BaseModel):
@@ -250,6 +329,17 @@ class AuditConfig(BaseModel):
     )
 
 
+class HistoryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    canonical_builds: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Published canonical builds kept whole per entity (`sync-platform canonical restore`).",
+    )
+
+
 class SyncConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -258,6 +348,7 @@ class SyncConfig(BaseModel):
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
 
     def crm(self, name: str) -> CrmSyncConfig:
         return self.crms.get(name) or CrmSyncConfig()  # type: ignore[call-arg]

@@ -16,7 +16,8 @@ from sync_platform.ingest.sources.dynamics import settings as dynamics_settings
 from sync_platform.ingest.sources.hubspot import settings as hubspot_settings
 from sync_platform.ingest.sources.salesforce import settings as salesforce_settings
 
-DLT_SYSTEM_COLUMNS = frozenset({"_dlt_load_id", "_dlt_id"})
+LOAD_ID = "_dlt_load_id"  # the load that last wrote a raw row
+DLT_SYSTEM_COLUMNS = frozenset({LOAD_ID, "_dlt_id"})
 """Columns dlt may add to any table: bookkeeping, never CRM fields (not counted as ignored)."""
 
 # columns a source adds beyond the CRM fields it reads (see each source's __init__)

@@ -21,7 +21,8 @@ def blast_radius_findings(latest: Mapping[tuple[str, ...], Mapping[str, Any]]) -
     """``latest``: newest materialization metadata (plain values) per canonical asset path."""
     findings = []
     for path, meta in sorted(latest.items()):
-        if not str(meta.get("gate", "")).startswith("blocked"):
+        gate = str(meta.get("gate", ""))
+        if not gate.startswith("blocked") or "change impact" in gate:  # the asset alerts on impact itself
             continue
         asset = "/".join(path)
         share, threshold = float(meta.get("rejected_share", 0)), float(meta.get("threshold", 0))

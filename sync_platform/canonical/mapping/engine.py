@@ -18,7 +18,7 @@ import polars as pl
 from sync_platform.canonical.mapping.loader import EPOCH_FORMATS, FieldMapping, Mapping, MappingError
 from sync_platform.canonical.mapping.normalizers import BLANK_NULLING, NORMALIZERS
 from sync_platform.canonical.model import ENTITIES, Field
-from sync_platform.ingest.raw_schema import DLT_SYSTEM_COLUMNS
+from sync_platform.ingest.raw_schema import DLT_SYSTEM_COLUMNS, LOAD_ID
 
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
@@ -97,6 +97,7 @@ def apply_mapping(mapping: Mapping, entity: str, raw: pl.DataFrame | pl.LazyFram
         _to_utc(pl.col(spec.deleted_at), schema[spec.deleted_at]).alias("deleted_at"),
         *converted,
         *flags,
+        (pl.col(LOAD_ID) if LOAD_ID in schema else pl.lit(None)).cast(pl.String).alias("source_load_id"),
     ).collect(engine="in-memory")  # one pass over an in-memory table: faster than streaming morsels
     failures = _failures(keyed, spec.fields, model.field_names)
     frame = keyed.select(
@@ -105,6 +106,7 @@ def apply_mapping(mapping: Mapping, entity: str, raw: pl.DataFrame | pl.LazyFram
         "source_id",
         "deleted_at",
         pl.lit(mapping.version, pl.Int64).alias("mapping_version"),
+        "source_load_id",
     ).select(model.columns)
     ignored = sorted(set(schema.names()) - spec.source_columns - DLT_SYSTEM_COLUMNS)
     return MappedResult(entity, mapping.crm, mapping.version, frame, tuple(ignored), failures)

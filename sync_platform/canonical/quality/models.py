@@ -33,6 +33,7 @@ class TombstoneModel(pa.DataFrameModel):
     source_id: str = pa.Field(str_length={"min_value": 1})
     deleted_at: UtcDatetime | None = pa.Field(nullable=True)
     mapping_version: pl.Int64 = pa.Field(ge=1)
+    source_load_id: str | None = pa.Field(nullable=True)  # lineage only: no rule
 
     class Config:
         unique = ["source_system", "source_id"]

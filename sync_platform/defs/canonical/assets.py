@@ -7,19 +7,29 @@ canonical table is *not* replaced (the previous good one stays), the check fails
 downstream assets do not run, and a ``canonical_blast_radius_exceeded`` alert event is emitted.
 Below the threshold the good rows replace the table and the check warns.
 
+The ``change_impact`` check is blocking too: a build that moves a field, a null rate, a value
+distribution or a CRM's row count beyond ``quality.change_impact`` (sync.yaml) against the
+published table is not published either, and raises a ``canonical_change_impact_exceeded`` alert
+per limit exceeded (resolved by the next build that passes), unless a person approved the entity's
+next build (``sync-platform canonical approve``). Each published build is kept for
+``sync-platform canonical restore`` (the ``canonical_restore`` job does the same from the UI).
+
 Every run writes one ``ops.audit_log`` entry per entity (step ``canonical``): rows read, inserted,
-updated and deleted against the previous table, rejected, and per column how many rows changed.
+updated and deleted against the previous table, rejected, per column how many rows changed, and
+the change impact.
 """
 
 import dagster as dg
 import polars as pl
 
+from sync_platform.canonical.history import BuildHistory, UnknownBuild
 from sync_platform.canonical.identity import duplicate_report
 from sync_platform.canonical.mapping.loader import load_mappings
 from sync_platform.canonical.model import ENTITY_TABLES
-from sync_platform.canonical.publish import failure_sample, publish_entity
+from sync_platform.canonical.publish import IMPACT_SCOPE, failure_sample, publish_entity
 from sync_platform.core.sql import ident, sql
 from sync_platform.defs.resources import WAREHOUSE_POOL, SyncConfigResource, WarehouseResource
+from sync_platform.ops.alerts import AlertBook
 
 
 def _key(entity: str) -> dg.AssetKey:
@@ -51,26 +61,55 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
                 blocking=True,
                 description="Rejected share above quality.max_rejected_share blocks downstream and keeps the "
                 "previous table; any rejected row warns.",
-            )
+            ),
+            dg.AssetCheckSpec(
+                "change_impact",
+                asset=key,
+                blocking=True,
+                description="A build changing more than quality.change_impact allows against the published "
+                "table (values the raw data did not change, null rates, distributions, row counts) is not "
+                "published and blocks downstream, unless approved.",
+            ),
         ],
     )
     def canonical_entity(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, sync_config: SyncConfigResource
     ):
-        threshold = sync_config.load().quality.max_rejected_share
-        result = publish_entity(warehouse.get(), entity, load_mappings(), threshold, context.run_id)
-        if result.blocked:
+        config = sync_config.load()
+        store = warehouse.get()
+        result = publish_entity(
+            store, entity, load_mappings(), config.quality, context.run_id, config.history.canonical_builds
+        )
+        if result.quality_blocked:
             context.log.error(result.alert_message())
             yield dg.AssetObservation(asset_key=key, metadata=result.alert_details())
+        findings = result.impact_findings()
+        for finding in findings:
+            context.log.error(f"ALERT {finding.finding}: {finding.message}")
+        if result.impact is not None:  # measured: raise what is over the limits, resolve what is not
+            AlertBook(store).report(f"{IMPACT_SCOPE}{entity}:", findings)
         yield dg.MaterializeResult(asset_key=key, metadata=result.metadata())
         yield dg.AssetCheckResult(
             asset_key=key,
             check_name="quality_gate",
             passed=result.outcome.rejected.height == 0,
-            severity=dg.AssetCheckSeverity.ERROR if result.blocked else dg.AssetCheckSeverity.WARN,
+            severity=dg.AssetCheckSeverity.ERROR if result.quality_blocked else dg.AssetCheckSeverity.WARN,
             metadata={
                 **result.check_metadata(),
                 "failure_cases": dg.MetadataValue.md(failure_sample(result.outcome.failures)),
+            },
+        )
+        impact = result.impact
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name="change_impact",
+            passed=not result.impact_blocked,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "gate": result.gate,
+                "breaches": [b.as_dict() for b in impact.breaches] if impact else [],
+                "measured": impact is not None,  # not measured when the quality gate already blocked
+                "impact": dg.MetadataValue.md(impact.markdown() if impact else "not measured"),
             },
         )
 
@@ -137,6 +176,44 @@ def canonical_duplicates(
     )
 
 
+class RestoreConfig(dg.Config):
+    build_id: str
+    """The kept build to put back (``sync-platform canonical builds`` lists them)."""
+
+
+@dg.op(pool=WAREHOUSE_POOL, tags={"layer": "canonical"})
+def restore_canonical_build(
+    context: dg.OpExecutionContext,
+    config: RestoreConfig,
+    warehouse: WarehouseResource,
+    sync_config: SyncConfigResource,
+) -> dg.Output[str]:
+    """Put a kept canonical build back as the published table: a materialization of that table."""
+    history = BuildHistory(warehouse.get(), sync_config.load().history.canonical_builds)
+    try:
+        restored = history.restore(config.build_id, context.run_id, by=f"dagster run {context.run_id}")
+    except UnknownBuild as exc:
+        raise dg.Failure(description=str(exc)) from None
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=["canonical", restored.table_name],
+            metadata={
+                "gate": f"restored from {config.build_id}",
+                "build_id": restored.build_id,
+                "restored_from": config.build_id,
+                "rows": restored.row_count,
+                "mapping_versions": restored.mapping_versions,
+            },
+        )
+    )
+    return dg.Output(restored.build_id)
+
+
+@dg.job(description="Put a kept canonical build back (config: build_id); audited.")
+def canonical_restore() -> None:
+    restore_canonical_build()
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
     assets = [*(build_canonical_asset(entity) for entity in ENTITY_TABLES), canonical_duplicates]
@@ -145,4 +222,4 @@ def defs() -> dg.Definitions:
         selection=dg.AssetSelection.groups("canonical"),
         description="Rebuild the canonical model from the raw tables.",
     )
-    return dg.Definitions(assets=assets, jobs=[job])
+    return dg.Definitions(assets=assets, jobs=[job, canonical_restore])
