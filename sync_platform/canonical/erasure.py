@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from sync_platform.canonical.history import HISTORY
 from sync_platform.canonical.mapping.loader import load_mappings
 from sync_platform.canonical.mapping.normalizers import NORMALIZERS
 from sync_platform.canonical.protection import SHAREABLE_TABLE, read_table
@@ -340,13 +341,19 @@ def _raw_values(warehouse: Warehouse, keys: list[tuple[str, str]]) -> set[str]:
 def _remove_from_canonical(
     warehouse: Warehouse, keys: list[tuple[str, str]], golden: list[str]
 ) -> tuple[int, int]:
+    """Delete the person's rows from the canonical tables and the kept builds (a restore must not
+    bring them back), and unlink the cases that named them."""
     erased = unlinked = 0
     p = placeholders(1, warehouse.placeholder)
     with warehouse.connect() as conn:
         cur = conn.cursor()
-        for table in ("contacts", SHAREABLE_TABLE):
-            if _exists(cur, p, "canonical", table) and keys:
-                target = ident("canonical", table)
+        for schema, table in (
+            ("canonical", "contacts"),
+            ("canonical", SHAREABLE_TABLE),
+            (HISTORY, "contacts"),
+        ):
+            if _exists(cur, p, schema, table) and keys:
+                target = ident(schema, table)
                 before = _count(cur, target)
                 cur.executemany(
                     sql(
@@ -355,22 +362,28 @@ def _remove_from_canonical(
                     keys,
                 )
                 removed = before - _count(cur, target)
-                erased = removed if table == "contacts" else erased
-        if _exists(cur, p, "canonical", "interactions") and keys:
-            for system, source_id in keys:
-                cur.execute(
-                    sql(
-                        "SELECT count(*) FROM canonical.interactions WHERE source_system = {p} "
-                        "AND contact_source_id = {p}",
-                        p=p,
-                    ),
-                    (system, source_id),
-                )
-                unlinked += cur.fetchone()[0]
+                erased = removed if (schema, table) == ("canonical", "contacts") else erased
+        for schema in ("canonical", HISTORY):
+            if not (_exists(cur, p, schema, "interactions") and keys):
+                continue
+            target = ident(schema, "interactions")
+            if schema == "canonical":
+                for system, source_id in keys:
+                    cur.execute(
+                        sql(
+                            "SELECT count(*) FROM {table} WHERE source_system = {p} "
+                            "AND contact_source_id = {p}",
+                            table=target,
+                            p=p,
+                        ),
+                        (system, source_id),
+                    )
+                    unlinked += cur.fetchone()[0]
             cur.executemany(
                 sql(
-                    "UPDATE canonical.interactions SET contact_source_id = NULL, "
+                    "UPDATE {table} SET contact_source_id = NULL, "
                     "customer_id = NULL WHERE source_system = {p} AND contact_source_id = {p}",
+                    table=target,
                     p=p,
                 ),
                 keys,

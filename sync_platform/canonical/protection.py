@@ -13,6 +13,7 @@ from collections.abc import Mapping as MappingOf
 
 import polars as pl
 
+from sync_platform.canonical.history import HISTORY
 from sync_platform.canonical.mapping.loader import Mapping, load_mappings
 from sync_platform.canonical.model import ENTITIES as MODEL
 from sync_platform.canonical.model import ENTITY_TABLES
@@ -74,7 +75,8 @@ def read_table(
 
 
 def rotate_tables(warehouse: Warehouse, cipher: FieldCipher | None = None) -> dict[str, int]:
-    """Re-encrypt every canonical table's sensitive values under the newest key.
+    """Re-encrypt every canonical table's sensitive values under the newest key, kept builds included
+    (a restore must not bring back values only a retired key opens).
 
     Values already under it are left as they are. Returns rows rewritten per table. Run it while no
     canonical build runs (both replace whole tables).
@@ -82,16 +84,17 @@ def rotate_tables(warehouse: Warehouse, cipher: FieldCipher | None = None) -> di
     cipher = cipher or field_cipher()
     mappings = load_mappings()
     rewritten: dict[str, int] = {}
-    for table, entity in TABLE_ENTITIES.items():
-        columns = sensitive_columns(entity, mappings)
-        if not columns or not warehouse.table_exists(DATASET, table):
-            continue
-        frame = warehouse.read_frame(sql("SELECT * FROM {table}", table=ident(DATASET, table)))
-        rotated = rotate_frame(frame, columns, cipher)
-        changed = sum(
-            int((frame[c] != rotated[c]).fill_null(False).sum()) for c in columns if c in frame.columns
-        )
-        if changed:
-            warehouse.write_frame(rotated.select(frame.columns), DATASET, table)
-        rewritten[table] = changed
+    for schema in (DATASET, HISTORY):
+        for table, entity in TABLE_ENTITIES.items():
+            columns = sensitive_columns(entity, mappings)
+            if not columns or not warehouse.table_exists(schema, table):
+                continue
+            frame = warehouse.read_frame(sql("SELECT * FROM {table}", table=ident(schema, table)))
+            rotated = rotate_frame(frame, columns, cipher)
+            changed = sum(
+                int((frame[c] != rotated[c]).fill_null(False).sum()) for c in columns if c in frame.columns
+            )
+            if changed:
+                warehouse.write_frame(rotated.select(frame.columns), schema, table)
+            rewritten[table if schema == DATASET else f"{schema}.{table}"] = changed
     return rewritten

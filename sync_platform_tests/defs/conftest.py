@@ -50,14 +50,17 @@ class SyncHarness:
         return self.run_job(f"{crm}_full_refresh" if full_refresh else f"{crm}_sync", raise_on_error)
 
     def run_job(
-        self, name: str, raise_on_error: bool = True
+        self, name: str, raise_on_error: bool = True, run_config: dict | None = None
     ) -> tuple[dg.ExecuteInProcessResult, dict[str, dict]]:
         """Run any job of the project; metadata values keyed by the asset key's last part."""
         from sync_platform.definitions import defs
 
         job = defs().resolve_job_def(name)
         result = job.execute_in_process(
-            instance=self.instance, raise_on_error=raise_on_error, resources=self.resources
+            instance=self.instance,
+            raise_on_error=raise_on_error,
+            resources=self.resources,
+            run_config=run_config,
         )
         return result, self._metadata(result)
 

@@ -83,6 +83,10 @@ def test_key_rotation_re_encrypts_the_tables_and_the_old_key_can_then_go(built, 
     assert changed == [], "every value decrypts as before"
     again = runner.invoke(app, ["keys", "rotate"])
     assert again.exit_code == 0 and "canonical.contacts: 0 value(s)" in again.output
+    kept = built.warehouse.read_frame("SELECT * FROM canonical_history.contacts")
+    assert kept.height and decrypt_frame(kept, ["email"])["email"].drop_nulls().len(), (
+        "kept builds were re-encrypted too: the new key alone opens them"
+    )
 
 
 def test_opted_out_people_are_not_shareable_in_any_crm(harness):
@@ -181,6 +185,11 @@ def test_erasure_removes_the_person_masks_them_and_survives_rebuilds(built):
         built.rows("SELECT count(*) FROM canonical.interactions WHERE contact_source_id IS NULL")[0][0]
         >= linked_cases
     )
+    for table, column in (("contacts", "source_id"), ("interactions", "contact_source_id")):
+        kept = built.rows(f"SELECT count(*) FROM canonical_history.{table} WHERE {column} = ?", (sf_id,))
+        assert kept == [(0,)], (
+            f"the kept builds of {table} forgot the person too: a restore cannot bring them back"
+        )
 
     details = [
         d for (d,) in built.rows("SELECT details FROM ops.audit_log WHERE id IN ('a1', 'a2') ORDER BY id")
