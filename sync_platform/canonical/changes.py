@@ -23,6 +23,11 @@ KEY = ("source_system", "source_id")
 SAMPLE_PER_FIELD = 3
 MAX_SHOWN_CHARS = 80
 _OLD, _NEW = "__in_previous", "__in_current"
+LINEAGE = frozenset({"source_load_id"})  # which load wrote the raw row: bookkeeping, not content
+
+
+def _compared(column: str) -> bool:
+    return column not in KEY and column not in LINEAGE and not column.startswith("_dlt")
 
 
 def pii_columns(entity: str | None = None, sensitive: Collection[str] = ()) -> frozenset[str]:
@@ -78,17 +83,13 @@ def summarize_changes(
     - updated: keys in both, not newly deleted, with at least one compared column different
       (null-aware); ``changed_fields`` counts those rows per column, and ``samples`` shows a few per
       column, hashed for the ``pii`` columns.
-    Columns starting with ``_dlt`` (load bookkeeping) are not compared.
+    Columns starting with ``_dlt`` and ``source_load_id`` (load bookkeeping) are not compared.
     """
     if previous is None or previous.is_empty() or not set(KEY) <= set(previous.columns):
         return ChangeSummary(inserted=current.height, by_source=_by_source(current, "inserted"))
-    compared = [
-        c for c in current.columns if c in previous.columns and c not in KEY and not c.startswith("_dlt")
-    ]
-    own = [c for c in current.columns if c not in KEY and not c.startswith("_dlt")]
-    gone = [
-        c for c in previous.columns if c not in KEY and not c.startswith("_dlt") and c not in current.columns
-    ]
+    compared = [c for c in current.columns if c in previous.columns and _compared(c)]
+    own = [c for c in current.columns if _compared(c)]
+    gone = [c for c in previous.columns if _compared(c) and c not in current.columns]
     old = previous.select(
         *KEY, *(pl.col(c).cast(current.schema[c], strict=False).alias(f"{c}__old") for c in compared)
     ).with_columns(pl.lit(True).alias(_OLD))

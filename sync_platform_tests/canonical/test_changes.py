@@ -98,3 +98,11 @@ def test_types_read_back_from_the_warehouse_are_aligned_before_comparing():
     new_column = PREVIOUS.with_columns(pl.lit("x").alias("phone"))
     summary = summarize_changes(PREVIOUS, new_column)
     assert summary.unchanged == 6 and summary.columns_added == ("phone",)
+
+
+def test_a_new_raw_load_alone_is_not_a_change() -> None:
+    """A look-back re-read rewrites the raw row under a new load id: lineage, not content."""
+    previous = PREVIOUS.with_columns(pl.lit("1").alias("source_load_id"))
+    current = PREVIOUS.with_columns(pl.lit("2").alias("source_load_id"))
+    summary = summarize_changes(previous, current)
+    assert (summary.updated, summary.unchanged, summary.changed_fields) == (0, 6, {})
