@@ -359,8 +359,10 @@ def audit_list(
 
 # ---------------------------------------------------------------- PII: encrypted fields, keys, erasure
 from sync_platform.cli.canonical import canonical_cli  # noqa: E402 - the commands' own module
+from sync_platform.cli.history import history  # noqa: E402
 
 app.add_typer(canonical_cli, name="canonical")
+app.command("history")(history)
 
 
 keys_cli = typer.Typer(help="Field-encryption keys (see README: key rotation).", no_args_is_help=True)

@@ -338,6 +338,13 @@ class HistoryConfig(BaseModel):
         le=100,
         description="Published canonical builds kept whole per entity (`sync-platform canonical restore`).",
     )
+    raw_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="Prior versions of raw records stay this many days after a newer one arrived "
+        "(`sync-platform history`); a record's newest version is always kept.",
+    )
 
 
 class SyncConfig(BaseModel):

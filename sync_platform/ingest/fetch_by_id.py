@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sync_platform.core.config import CrmSyncConfig
 from sync_platform.core.warehouse import Warehouse, run_pipeline
 from sync_platform.ingest.connections import build_by_id_source
+from sync_platform.ingest.history import RawHistory
 from sync_platform.ingest.pipeline import build_pipeline, crm_error
 from sync_platform.ingest.sources.common import SyncReport
 from sync_platform.ops.dead_letters import DeadLetterQueue
@@ -70,6 +71,7 @@ def fetch_ids_into_warehouse(
             raise
         raise cause from None
     result.load_ids = list(info.loads_ids)
+    RawHistory(warehouse).record(crm, list(wanted))  # a repair is a new version too
     result.requests = report.stats.requests
     for table in wanted:
         resource = report.resource(table)

@@ -35,6 +35,11 @@ class RawTable:
     crm_object: str  # the sObject, HubSpot object type or Dataverse entity set
     fields: dict[str, str]  # CRM field name -> declared kind (sources.arrow: string/bool/int/datetime)
     cursor_field: str  # the CRM field incremental reads order by
+    key_field: str  # the CRM's record id, the merge key
+
+    @property
+    def key_column(self) -> str:
+        return raw_column(self.key_field)
 
     @property
     def cursor_column(self) -> str:
@@ -58,16 +63,16 @@ def raw_column(crm_field: str) -> str:
 def _tables() -> dict[str, dict[str, RawTable]]:
     return {
         "salesforce": {
-            t: RawTable("salesforce", t, sobject, fields, salesforce_settings.CURSOR)
+            t: RawTable("salesforce", t, sobject, fields, salesforce_settings.CURSOR, "Id")
             for t, (sobject, fields) in salesforce_settings.OBJECTS.items()
         },
         "hubspot": {
-            t: RawTable("hubspot", t, object_type, fields, cursor)
+            t: RawTable("hubspot", t, object_type, fields, cursor, hubspot_settings.ID)
             for t, (object_type, cursor, fields) in hubspot_settings.OBJECTS.items()
         },
         "dynamics": {
-            t: RawTable("dynamics", t, entity_set, fields, dynamics_settings.CURSOR)
-            for t, (entity_set, _pk, fields) in dynamics_settings.OBJECTS.items()
+            t: RawTable("dynamics", t, entity_set, fields, dynamics_settings.CURSOR, pk)
+            for t, (entity_set, pk, fields) in dynamics_settings.OBJECTS.items()
         },
     }
 

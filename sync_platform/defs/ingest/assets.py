@@ -25,6 +25,7 @@ from sync_platform.core.warehouse import Warehouse
 from sync_platform.defs.ingest.translator import CrmTranslator
 from sync_platform.defs.resources import WAREHOUSE_POOL, SyncConfigResource, WarehouseResource
 from sync_platform.ingest.connections import build_source
+from sync_platform.ingest.history import RawHistory
 from sync_platform.ingest.load_report import (
     failed_load_audit_entries,
     future_cursor_findings,
@@ -93,6 +94,7 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
                 },
             ) from None
         elapsed = time.monotonic() - started
+        kept = _record_history(context, store, crm, tables)
         load_ids = list(pipeline.last_trace.last_load_info.loads_ids) if pipeline.last_trace else []
         entries = []
         for result in results:
@@ -102,6 +104,7 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
                 **load_metrics(store, report, table, before[table], elapsed, load_ids, started_at),
                 "full_refresh": config.full_refresh,  # re-read whole, cursor reset; rows and tombstones kept
                 "cursor_reset": table in refreshed,
+                "history_versions": kept.get(table),  # prior versions kept (None: not recorded this run)
             }
             entries.append(load_audit_entry(metadata, crm, table, context.run_id, started_at))
             yield dg.MaterializeResult(asset_key=result.asset_key, metadata=metadata)
@@ -129,6 +132,18 @@ def _audit_failure(
         context.log.warning(
             f"could not write the audit entry of the failed {crm} load: {type(audit_exc).__name__}"
         )
+
+
+def _record_history(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, crm: str, tables: list[str]
+) -> dict[str, int]:
+    """Keep the versions this load wrote. The data has landed: a failure here is told, and the next
+    run's catch-up records what this one could not."""
+    try:
+        return {r.table: r.versions for r in RawHistory(warehouse).record(crm, tables)}
+    except Exception as exc:  # noqa: BLE001 - the load stands; the history catches up next run
+        context.log.warning(f"{crm}: prior versions not recorded this run ({type(exc).__name__}: {exc})")
+        return {}
 
 
 def _report_future_stamps(warehouse: Warehouse, report: SyncReport, tables: list[str]) -> None:

@@ -1,15 +1,17 @@
-"""Housekeeping of the platform's own tables: audit-log retention, run daily.
+"""Housekeeping of the platform's own tables: audit-log and raw-history retention, run daily.
 
 ``audit.retention_days`` in ``data/sync.yaml`` (default 400) says how long the audit trail is
-kept; the asset deletes older entries and audits its own run (step ``retention``), so even the
-purge leaves a trace.
+kept, and ``history.raw_days`` (default 30) how long a superseded raw version is; the asset deletes
+what is older and audits its own run (step ``retention``), so even the purge leaves a trace.
 """
 
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from sync_platform.core.config import CRMS
 from sync_platform.defs.resources import WAREHOUSE_POOL, SyncConfigResource, WarehouseResource
+from sync_platform.ingest.history import RawHistory
 from sync_platform.ops.audit import AuditEntry, AuditLog
 
 RETENTION_CRON = "30 3 * * *"  # daily, 03:30 UTC: away from the quarter-hour syncs
@@ -28,10 +30,14 @@ def audit_retention(
 ) -> dg.MaterializeResult:
     """Delete audit-log entries older than ``audit.retention_days``: the trail is kept as long as the
     policy says, and no longer."""
-    days = sync_config.load().audit.retention_days
+    config = sync_config.load()
+    days = config.audit.retention_days
     started_at = datetime.now(UTC)
-    log = AuditLog(warehouse.get())
+    store = warehouse.get()
+    log = AuditLog(store)
     purged = log.purge_older_than(days, now=started_at)
+    history = RawHistory(store)
+    versions = {crm: history.purge(crm, config.history.raw_days, now=started_at) for crm in CRMS}
     cutoff = started_at - timedelta(days=days)
     log.record(
         AuditEntry(
@@ -42,11 +48,22 @@ def audit_retention(
             started_at=started_at,
             ended_at=datetime.now(UTC),
             deleted=purged,
-            details={"retention_days": days, "cutoff": cutoff.isoformat()},
+            details={
+                "retention_days": days,
+                "cutoff": cutoff.isoformat(),
+                "raw_versions_purged": versions,
+                "raw_days": config.history.raw_days,
+            },
         )
     )
     return dg.MaterializeResult(
-        metadata={"rows_purged": purged, "retention_days": days, "cutoff": cutoff.isoformat()}
+        metadata={
+            "rows_purged": purged,
+            "retention_days": days,
+            "cutoff": cutoff.isoformat(),
+            "raw_versions_purged": versions,
+            "raw_days": config.history.raw_days,
+        }
     )
 
 
