@@ -50,11 +50,12 @@ class RawHistory:
     def record(self, crm: str, tables: Sequence[str] | None = None) -> list[Recorded]:
         """Keep the versions written by every load not yet recorded, for ``tables`` of ``crm`` (all)."""
         done = []
-        for name, raw in RAW_TABLES[crm].items():
-            if tables is not None and name not in tables:
-                continue
-            if self.warehouse.table_exists(f"raw_{crm}", name):
-                done.append(self._record(raw))
+        with self.warehouse.session():  # a handful of small statements per table: one connection
+            for name, raw in RAW_TABLES[crm].items():
+                if tables is not None and name not in tables:
+                    continue
+                if self.warehouse.table_exists(f"raw_{crm}", name):
+                    done.append(self._record(raw))
         return done
 
     def _record(self, raw: RawTable) -> Recorded:
@@ -87,16 +88,14 @@ class RawHistory:
         """Drop rows equal to their record's newest kept version (a re-read, a replay)."""
         key = raw.key_column
         ids = versions[key].cast(pl.String).to_list()
-        newest = []
+        found = []
         for start in range(0, len(ids), 1000):
             group = ids[start : start + 1000]
-            newest.append(
+            found.append(
                 self.warehouse.read_frame(
                     sql(
-                        "SELECT CAST({key} AS VARCHAR) AS __id, {hash} AS __hash FROM ("
-                        "SELECT {key}, {hash}, row_number() OVER (PARTITION BY {key} ORDER BY {at} DESC, "
-                        "{load} DESC) AS n FROM {table} WHERE CAST({key} AS VARCHAR) IN ({marks})) AS v "
-                        "WHERE n = 1",
+                        "SELECT {key} AS __id, {hash} AS __hash, {at} AS __at, {load} AS __load FROM {table} "
+                        "WHERE {key} IN ({marks})",
                         key=quoted(key),
                         hash=quoted(VERSION_HASH),
                         at=quoted(RECORDED_AT),
@@ -107,7 +106,15 @@ class RawHistory:
                     group,
                 )
             )
-        kept = pl.concat(newest) if newest else pl.DataFrame(schema={"__id": pl.String, "__hash": pl.Int64})
+        kept = (
+            pl.concat(found)
+            .sort("__at", "__load")
+            .group_by("__id")
+            .agg(pl.col("__hash").last())  # each record's newest kept version
+            .with_columns(pl.col("__id").cast(pl.String))
+            if found
+            else pl.DataFrame(schema={"__id": pl.String, "__hash": pl.Int64})
+        )
         return (
             versions.with_columns(pl.col(key).cast(pl.String).alias("__id"))
             .join(kept, on="__id", how="left")

@@ -1,0 +1,106 @@
+"""Raw-history figures: what keeping prior versions adds to an incremental load into a large table.
+
+    .venv/bin/python benchmarks/raw_history.py [--rows 1000000] [--changes 300]
+
+A DuckDB warehouse holds ``raw_salesforce.contacts`` with ``--rows`` records (loaded by dlt, merge
+on ``id``, as ingestion does) and its history. Each round, ``--changes`` records change: the
+baseline is dlt's merge load of those rows (what an incremental sync writes today); the measured
+figure adds ``RawHistory.record`` (the catch-up copy of that load's rows, duplicates skipped). Five
+rounds; median and best. The goal is the load with history at most 1.2x the load without. The
+one-off first copy of the whole table (an existing install's first run) is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+from _common import in_child
+
+
+def run(rows: int, changes: int, directory: str, rounds: int = 5) -> dict:
+    import os
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    os.environ["SYNC_PLATFORM_DATA_DIR"] = directory
+    os.environ.pop("SYNC_PLATFORM_WAREHOUSE", None)
+    from sync_platform.core.settings import load_settings
+    from sync_platform.core.warehouse import Warehouse, apply_dlt_defaults, run_pipeline
+    from sync_platform.ingest.history import RawHistory
+
+    apply_dlt_defaults()
+    warehouse = Warehouse.from_settings(load_settings())
+    pipeline = warehouse.pipeline("bench_history", "raw_salesforce")
+
+    def contacts(ids: pl.Series, title: str) -> pl.DataFrame:
+        return pl.DataFrame({"i": ids}).select(
+            pl.format("003{}", pl.col("i").cast(pl.String).str.zfill(12)).alias("id"),
+            pl.format("person{}@example.com", "i").alias("email"),
+            pl.format("First{}", pl.col("i") % 5000).alias("first_name"),
+            pl.format("Last{}", pl.col("i") % 20000).alias("last_name"),
+            pl.format("+1415{}", (pl.col("i") % 10_000_000).cast(pl.String).str.zfill(7)).alias("phone"),
+            pl.lit(title).alias("title"),
+            pl.lit(datetime.now(UTC)).alias("system_modstamp"),
+            pl.lit(None, pl.Datetime("us", "UTC")).alias("deleted_at"),
+        )
+
+    def load(frame: pl.DataFrame) -> float:
+        started = time.perf_counter()
+        with warehouse.turn():
+            run_pipeline(
+                pipeline, frame.to_arrow(), table_name="contacts", write_disposition="merge", primary_key="id"
+            )
+        return time.perf_counter() - started
+
+    initial_load = load(contacts(pl.int_range(0, rows, eager=True), "CTO"))
+    history = RawHistory(warehouse)
+    started = time.perf_counter()
+    first = history.record("salesforce", ["contacts"])[0]
+    first_copy = time.perf_counter() - started
+    plain, with_history, kept = [], [], 0
+    for n in range(rounds):
+        changed = contacts(pl.int_range(n * changes, (n + 1) * changes, eager=True), f"Title {n}")
+        merge = load(changed)
+        started = time.perf_counter()
+        kept += history.record("salesforce", ["contacts"])[0].versions
+        copy = time.perf_counter() - started
+        plain.append(merge)
+        with_history.append(merge + copy)
+    return {
+        "initial_load": initial_load,
+        "first_copy": first_copy,
+        "first_versions": first.versions,
+        "plain": plain,
+        "with_history": with_history,
+        "kept": kept,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--changes", type=int, default=300)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="history-bench-") as tmp:
+        r = in_child(run, args.rows, args.changes, tmp)
+    print(
+        f"{args.rows:,} raw contacts loaded by dlt in {r['initial_load']:.1f} s; first history copy "
+        f"(every first version, once per install) {r['first_copy']:.2f} s for {r['first_versions']:,}"
+    )
+    med_plain, med_hist = statistics.median(r["plain"]), statistics.median(r["with_history"])
+    best_plain, best_hist = min(r["plain"]), min(r["with_history"])
+    print(f"\nincremental load of {args.changes} changes into {args.rows:,} rows, 5 rounds:")
+    print(f"  dlt merge alone (baseline):   median {med_plain:.3f} s, best {best_plain:.3f} s")
+    print(f"  merge + history copy:         median {med_hist:.3f} s, best {best_hist:.3f} s")
+    print(
+        f"  ratio: {med_hist / med_plain:.2f}x median, {best_hist / best_plain:.2f}x best (goal <= 1.2x); "
+        f"versions kept {r['kept']:,} of {5 * args.changes:,}; peak RSS {r['peak_rss_mb']:,.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
