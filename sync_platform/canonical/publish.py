@@ -34,9 +34,10 @@ from sync_platform.canonical.quality.validate import ValidationOutcome
 from sync_platform.core.config import QualityConfig
 from sync_platform.core.sql import ident, sql
 from sync_platform.core.warehouse import Warehouse
-from sync_platform.ops.alerts import Finding
+from sync_platform.ops.alerts import AlertBook, Finding
 from sync_platform.ops.approvals import Approval, Approvals
 from sync_platform.ops.audit import AuditEntry, AuditLog
+from sync_platform.ops.holds import Hold, Holds
 from sync_platform.ops.quarantine import keys_of_latest_run, quarantine_rows, record
 from sync_platform.security.encryption import decrypt_frame
 from sync_platform.security.redaction import mask_value
@@ -44,6 +45,7 @@ from sync_platform.security.redaction import mask_value
 BLAST_RADIUS_ALERT = "canonical_blast_radius_exceeded"
 SAMPLE_ROWS = 20
 IMPACT_SCOPE = "change_impact:"
+HELD = "canonical_held"
 
 
 def approval_scope(entity: str) -> str:
@@ -65,6 +67,7 @@ class Publication:
     impact: ImpactReport | None = None
     approval: Approval | None = None  # the person's approval that let an impact-blocked build through
     published: Build | None = None
+    hold: Hold | None = None  # an open hold on the entity (a CRM-side mass change): nothing publishes
 
     @property
     def outcome(self) -> ValidationOutcome:
@@ -79,13 +82,19 @@ class Publication:
         return self.impact is not None and self.impact.blocked and self.approval is None
 
     @property
+    def held(self) -> bool:
+        return self.hold is not None
+
+    @property
     def blocked(self) -> bool:
-        return self.quality_blocked or self.impact_blocked
+        return self.quality_blocked or self.impact_blocked or self.held
 
     @property
     def gate(self) -> str:
         if self.quality_blocked:
             return "blocked: quality (previous table kept)"
+        if self.hold is not None:
+            return f"blocked: held by {self.hold.id} ({self.hold.reason}; previous table kept)"
         if self.impact_blocked:
             return "blocked: change impact (previous table kept)"
         if self.approval is not None:
@@ -178,7 +187,7 @@ class Publication:
             status="blocked" if self.blocked else "success",
             error_class=BLAST_RADIUS_ALERT
             if self.quality_blocked
-            else (IMPACT_ALERT if self.impact_blocked else None),
+            else (HELD if self.held else (IMPACT_ALERT if self.impact_blocked else None)),
             details={
                 "gate": self.gate,
                 "build_id": self.published.build_id if self.published else None,
@@ -233,7 +242,9 @@ def publish_entity(
     result.quarantined = record(
         warehouse, quarantine_rows(build.outcome.failures, entity, build.versions, run_id)
     )
-    if not result.quality_blocked:
+    held = Holds(warehouse).open(entity)
+    result.hold = held[0] if held else None
+    if not result.quality_blocked and not result.held:
         previous = _previous(warehouse, entity, table, mappings)
         pii = _pii(entity, mappings)
         result.impact = measure_impact(entity, previous, build.outcome.good, quality.change_impact, pii)
@@ -288,3 +299,35 @@ def _changes(previous: pl.DataFrame | None, outcome: ValidationOutcome, pii: fro
         pii=pii,
         rejected=outcome.rejected.select(KEY) if outcome.rejected.height else None,
     )
+
+
+def release_hold(warehouse: Warehouse, hold_id: str, reason: str) -> Hold:
+    """A person releases a hold: the entity's next build publishes (its change impact approved
+    once, as the mass change is now known), the hold's alerts resolve, and the audit log says who
+    and why. Raises ``UnknownHold``."""
+    started_at = datetime.now(UTC)
+    hold = Holds(warehouse).release(hold_id, reason)
+    approval = Approvals(warehouse).grant(
+        approval_scope(hold.entity), f"hold {hold.id} released: {hold.release_reason}", hold.released_by
+    )
+    book = AlertBook(warehouse, sinks=None)
+    for key in hold.details.get("alerts", []):
+        book.resolve(key)
+    AuditLog(warehouse).record(
+        AuditEntry(
+            run_id=None,
+            step="hold_release",
+            crm=None,
+            entity=hold.entity,
+            started_at=started_at,
+            ended_at=datetime.now(UTC),
+            details={
+                "hold": hold.id,
+                "hold_reason": hold.reason,
+                "released_by": hold.released_by,
+                "reason": hold.release_reason,
+                "approval": approval.id,
+            },
+        )
+    )
+    return hold

@@ -358,10 +358,11 @@ def audit_list(
 
 
 # ---------------------------------------------------------------- PII: encrypted fields, keys, erasure
-from sync_platform.cli.canonical import canonical_cli  # noqa: E402 - the commands' own module
+from sync_platform.cli.canonical import canonical_cli, hold_cli  # noqa: E402 - the commands' own module
 from sync_platform.cli.history import history  # noqa: E402
 
 app.add_typer(canonical_cli, name="canonical")
+app.add_typer(hold_cli, name="hold")
 app.command("history")(history)
 
 

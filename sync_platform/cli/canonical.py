@@ -129,3 +129,54 @@ def canonical_approve(
         f"approval {approval.id} by {approval.approved_by}: the next {entity} build publishes even beyond "
         "the change-impact limits; run the canonical_build job"
     )
+
+
+hold_cli = typer.Typer(
+    help="Holds on canonical entities (placed by a CRM-side mass change): list, release.",
+    no_args_is_help=True,
+)
+
+
+@hold_cli.command("list")
+def hold_list(
+    all_holds: Annotated[bool, typer.Option("--all", help="Released holds too.")] = False,
+) -> None:
+    """Open holds (newest first): while one is open, its entity's canonical builds publish nothing."""
+    from sync_platform.core.warehouse import Warehouse
+    from sync_platform.ops.holds import Holds
+
+    holds = Holds(Warehouse.from_env())
+    shown = holds.list() if all_holds else holds.open()
+    if not shown:
+        typer.echo("no open hold" if not all_holds else "no hold")
+        return
+    for h in shown:
+        state = "open" if h.is_open else f"released by {h.released_by}: {h.release_reason}"
+        typer.echo(f"{h.id}  {h.entity:<11} {h.placed_at:%Y-%m-%d %H:%M:%S}  {state}\n    {h.reason}")
+        for change in h.details.get("changes", []):
+            typer.echo(
+                f"    {change['crm']} {change['object']}.{change['field']}: {change['changed']} of "
+                f"{change['live_rows']} records, e.g. {', '.join(change['example_ids'])}"
+            )
+
+
+@hold_cli.command("release")
+def hold_release(
+    hold_id: Annotated[str, typer.Argument(metavar="ID", help="The hold (see `sync-platform hold list`).")],
+    reason: Annotated[str, typer.Option(help="Why the change is right after all (kept in the audit trail).")],
+) -> None:
+    """Release a hold: the entity's next canonical build publishes (audited)."""
+    from sync_platform.canonical.publish import release_hold
+    from sync_platform.core.warehouse import Warehouse
+    from sync_platform.ops.holds import UnknownHold
+
+    try:
+        hold = release_hold(Warehouse.from_env(), hold_id, reason)
+    except UnknownHold as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=1) from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--reason") from None
+    typer.echo(
+        f"hold {hold.id} released: the next {hold.entity} build publishes; run the canonical_build job"
+    )

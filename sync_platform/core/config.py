@@ -329,6 +329,27 @@ class AuditConfig(BaseModel):
     )
 
 
+class MassChangeConfig(BaseModel):
+    """A CRM-side mass change: one sync changing one field in an implausible share of an object's records."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_changed_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Share of an object's live records whose field changed in one sync above which the "
+        "canonical entity it feeds is held and a mass_change alert raised.",
+    )
+    min_rows: int = Field(100, ge=1, description="Objects with fewer live records are not judged.")
+    thresholds: dict[CrmName, dict[str, float]] = Field(
+        default_factory=dict, description="Per CRM and raw table overrides, e.g. {hubspot: {contacts: 0.5}}."
+    )
+
+    def limit(self, crm: str, table: str) -> float:
+        return self.thresholds.get(crm, {}).get(table, self.max_changed_share)  # type: ignore[call-overload]
+
+
 class HistoryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -356,6 +377,7 @@ class SyncConfig(BaseModel):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
+    mass_change: MassChangeConfig = Field(default_factory=MassChangeConfig)
 
     def crm(self, name: str) -> CrmSyncConfig:
         return self.crms.get(name) or CrmSyncConfig()  # type: ignore[call-arg]

@@ -18,7 +18,7 @@ longer than that; a record's newest version is always kept.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -41,6 +41,9 @@ class Recorded:
     table: str
     versions: int  # new versions kept
     rows_seen: int  # rows the new loads wrote
+    changed_fields: dict[str, int] = field(default_factory=dict)  # CRM field -> records that changed it
+    examples: dict[str, list[str]] = field(default_factory=dict)  # CRM field -> a few of those ids
+    live_rows: int = 0  # the raw table's live records after the load
 
 
 class RawHistory:
@@ -78,49 +81,42 @@ class RawHistory:
             rows.select(fields).hash_rows(seed=0).reinterpret(signed=True).alias(VERSION_HASH),
             pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC")).alias(RECORDED_AT),
         )
+        changed: dict[str, int] = {}
+        examples: dict[str, list[str]] = {}
         if exists:
-            versions = self._new_versions(raw, target, versions)
+            previous = self._previous(raw, target, versions[raw.key_column].cast(pl.String).to_list())
+            versions, changed, examples = _compare(raw, versions, previous)
         if versions.height:
             self.warehouse.write_frame(versions, SCHEMA, target, disposition="append")
-        return Recorded(raw.crm, raw.table, versions.height, rows.height)
+        live = self.warehouse.query(
+            sql(
+                "SELECT count(*) FROM {table} WHERE {deleted} IS NULL",
+                table=source,
+                deleted=quoted("deleted_at"),
+            )
+        )[0][0]
+        return Recorded(raw.crm, raw.table, versions.height, rows.height, changed, examples, int(live))
 
-    def _new_versions(self, raw: RawTable, target: str, versions: pl.DataFrame) -> pl.DataFrame:
-        """Drop rows equal to their record's newest kept version (a re-read, a replay)."""
-        key = raw.key_column
-        ids = versions[key].cast(pl.String).to_list()
+    def _previous(self, raw: RawTable, target: str, ids: list[str]) -> pl.DataFrame:
+        """Each record's newest kept version, of ``ids`` (records never seen have none)."""
         found = []
         for start in range(0, len(ids), 1000):
             group = ids[start : start + 1000]
             found.append(
                 self.warehouse.read_frame(
                     sql(
-                        "SELECT {key} AS __id, {hash} AS __hash, {at} AS __at, {load} AS __load FROM {table} "
-                        "WHERE {key} IN ({marks})",
-                        key=quoted(key),
-                        hash=quoted(VERSION_HASH),
-                        at=quoted(RECORDED_AT),
-                        load=quoted(LOAD_ID),
+                        "SELECT * FROM {table} WHERE {key} IN ({marks})",
+                        key=quoted(raw.key_column),
                         table=ident(SCHEMA, target),
                         marks=placeholders(len(group)),
                     ),
                     group,
                 )
             )
-        kept = (
-            pl.concat(found)
-            .sort("__at", "__load")
-            .group_by("__id")
-            .agg(pl.col("__hash").last())  # each record's newest kept version
-            .with_columns(pl.col("__id").cast(pl.String))
-            if found
-            else pl.DataFrame(schema={"__id": pl.String, "__hash": pl.Int64})
-        )
-        return (
-            versions.with_columns(pl.col(key).cast(pl.String).alias("__id"))
-            .join(kept, on="__id", how="left")
-            .filter(pl.col("__hash").is_null() | (pl.col("__hash") != pl.col(VERSION_HASH)))
-            .drop("__id", "__hash")
-        )
+        kept = pl.concat(found, how="diagonal_relaxed") if found else pl.DataFrame()
+        if kept.is_empty():
+            return kept
+        return kept.sort(RECORDED_AT, LOAD_ID).group_by(raw.key_column, maintain_order=True).last()
 
     def versions(self, crm: str, table: str, record_id: str) -> pl.DataFrame:
         """Every kept version of one record, oldest first."""
@@ -194,3 +190,48 @@ class RawHistory:
             ]
             removed += before - after
         return removed
+
+
+def _compare(
+    raw: RawTable, versions: pl.DataFrame, previous: pl.DataFrame
+) -> tuple[pl.DataFrame, dict[str, int], dict[str, list[str]]]:
+    """The new versions worth keeping (not equal to the newest kept one), and per CRM field how many
+    records changed it since their previous version, with a few example ids."""
+    key = raw.key_column
+    if previous.is_empty():
+        return versions, {}, {}
+    before = previous.select(
+        pl.col(key).cast(pl.String).alias("__id"),
+        *(pl.col(c).alias(f"{c}__prev") for c in previous.columns if c != key),
+    )
+    joined = versions.with_columns(pl.col(key).cast(pl.String).alias("__id")).join(
+        before, on="__id", how="left"
+    )
+    new = joined.filter(
+        pl.col(f"{VERSION_HASH}__prev").is_null() | (pl.col(f"{VERSION_HASH}__prev") != pl.col(VERSION_HASH))
+    )
+    seen_before = new.filter(pl.col(f"{VERSION_HASH}__prev").is_not_null())
+    compared = [c for c in versions.columns if _is_content(raw, c) and f"{c}__prev" in joined.columns]
+    changed, examples = {}, {}
+    if seen_before.height and compared:
+        flags = seen_before.select(
+            "__id", *(pl.col(c).ne_missing(pl.col(f"{c}__prev")).alias(c) for c in compared)
+        )
+        counts = flags.select(pl.col(c).sum() for c in compared).row(0, named=True)
+        for column, n in counts.items():
+            if n:
+                changed[column] = int(n)
+                examples[column] = flags.filter(pl.col(column)).sort("__id")["__id"].head(5).to_list()
+    return new.select(versions.columns), changed, examples
+
+
+def _is_content(raw: RawTable, column: str) -> bool:
+    """A CRM field a person or an import edits: not dlt's, not ours, not a stamp that moves on every edit."""
+    if column in DLT_SYSTEM_COLUMNS or column in (
+        RECORDED_AT,
+        VERSION_HASH,
+        raw.key_column,
+        raw.cursor_column,
+    ):
+        return False
+    return not any(part in column for part in ("modif", "modstamp"))

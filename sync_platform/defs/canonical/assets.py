@@ -103,7 +103,7 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
         yield dg.AssetCheckResult(
             asset_key=key,
             check_name="change_impact",
-            passed=not result.impact_blocked,
+            passed=not (result.impact_blocked or result.held),
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={
                 "gate": result.gate,

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 import dagster as dg
 from dagster_dlt import DagsterDltResource, dlt_assets
 
-from sync_platform.core.config import CRMS, load_sync_config
+from sync_platform.canonical.mapping.loader import load_mappings
+from sync_platform.core.config import CRMS, SyncConfig, load_sync_config
 from sync_platform.core.errors import RejectedRecord
 from sync_platform.core.settings import load_settings
 from sync_platform.core.warehouse import Warehouse
@@ -34,11 +35,13 @@ from sync_platform.ingest.load_report import (
     load_metrics,
     table_counts,
 )
+from sync_platform.ingest.mass_change import MassChange, mass_changes
 from sync_platform.ingest.pipeline import build_pipeline, crm_error, reset_cursors
 from sync_platform.ingest.sources.common import SyncReport
 from sync_platform.ops.alerts import AlertBook
 from sync_platform.ops.audit import AuditLog
 from sync_platform.ops.dead_letters import DeadLetterQueue
+from sync_platform.ops.holds import Holds
 
 
 class IngestConfig(dg.Config):
@@ -94,7 +97,7 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
                 },
             ) from None
         elapsed = time.monotonic() - started
-        kept = _record_history(context, store, crm, tables)
+        kept = _record_history(context, store, crm, tables, sync_config.load())
         load_ids = list(pipeline.last_trace.last_load_info.loads_ids) if pipeline.last_trace else []
         entries = []
         for result in results:
@@ -135,15 +138,53 @@ def _audit_failure(
 
 
 def _record_history(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, crm: str, tables: list[str]
+    context: dg.AssetExecutionContext, warehouse: Warehouse, crm: str, tables: list[str], config: SyncConfig
 ) -> dict[str, int]:
-    """Keep the versions this load wrote. The data has landed: a failure here is told, and the next
-    run's catch-up records what this one could not."""
+    """Keep the versions this load wrote, and hold what a CRM-side mass change would corrupt.
+
+    The data has landed: a failure here is told, and the next run's catch-up records what this one
+    could not."""
     try:
-        return {r.table: r.versions for r in RawHistory(warehouse).record(crm, tables)}
+        recorded = RawHistory(warehouse).record(crm, tables)
     except Exception as exc:  # noqa: BLE001 - the load stands; the history catches up next run
         context.log.warning(f"{crm}: prior versions not recorded this run ({type(exc).__name__}: {exc})")
         return {}
+    for changes in (mass_changes(r, config.mass_change) for r in recorded):
+        if changes:
+            _hold_mass_change(context, warehouse, changes)
+    return {r.table: r.versions for r in recorded}
+
+
+def _hold_mass_change(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, changes: list[MassChange]
+) -> None:
+    """Hold the canonical entity the object feeds, and raise one ``mass_change`` alert per field."""
+    first = changes[0]
+    entity = _entity_of(first.crm, first.table)
+    hold = None
+    if entity is not None:
+        hold = Holds(warehouse).place(
+            entity,
+            f"mass change in {first.crm} {first.table}: " + ", ".join(c.field for c in changes),
+            {
+                "alerts": [c.alert_key for c in changes],
+                "changes": [c.finding(entity, None).details for c in changes],
+            },
+            context.run_id,
+        )
+    book = AlertBook(warehouse)
+    for change in changes:
+        finding = change.finding(entity, hold.id if hold else None)
+        context.log.error(f"ALERT {finding.finding}: {finding.message}")
+        book.report(change.alert_key, [finding])
+
+
+def _entity_of(crm: str, table: str) -> str | None:
+    """The canonical entity a raw table feeds, per the CRM's mapping."""
+    mapping = load_mappings().get(crm)
+    if mapping is None:
+        return None
+    return next((e for e, spec in mapping.entities.items() if spec.table == table), None)
 
 
 def _report_future_stamps(warehouse: Warehouse, report: SyncReport, tables: list[str]) -> None:
