@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -26,11 +27,12 @@ from sync_platform.canonical.build import EntityBuild, build_entity
 from sync_platform.canonical.changes import KEY, ChangeSummary, pii_columns, summarize_changes
 from sync_platform.canonical.erasure import ErasureList
 from sync_platform.canonical.history import Build, BuildHistory
-from sync_platform.canonical.impact import IMPACT_ALERT, ImpactReport, measure_impact
+from sync_platform.canonical.impact import IMPACT_ALERT, Breach, ImpactReport, measure_impact
 from sync_platform.canonical.mapping.loader import Mapping
 from sync_platform.canonical.model import ENTITY_TABLES
 from sync_platform.canonical.protection import protect, sensitive_columns
 from sync_platform.canonical.quality.validate import ValidationOutcome
+from sync_platform.canonical.shadow_report import SHADOW, write_shadow_report
 from sync_platform.core.config import QualityConfig
 from sync_platform.core.sql import ident, sql
 from sync_platform.core.warehouse import Warehouse
@@ -68,6 +70,12 @@ class Publication:
     approval: Approval | None = None  # the person's approval that let an impact-blocked build through
     published: Build | None = None
     hold: Hold | None = None  # an open hold on the entity (a CRM-side mass change): nothing publishes
+    previous: pl.DataFrame | None = field(default=None, repr=False)  # the published table, in clear
+    rollouts: dict[str, int] = field(default_factory=dict)  # CRM -> mapping version rolled out (shadow)
+    shadow_pending: list[str] = field(default_factory=list)  # rollouts waiting for `mapping approve`
+    mapping_approvals: list[Approval] = field(default_factory=list)  # used by this build
+    waived: set[str] = field(default_factory=set)  # CRMs whose breaches an approved mapping version covers
+    shadow_report: Path | None = None
 
     @property
     def outcome(self) -> ValidationOutcome:
@@ -78,8 +86,13 @@ class Publication:
         return self.outcome.rejected_share > self.threshold
 
     @property
+    def breaches(self) -> list[Breach]:
+        """The impact limits exceeded, but for CRMs whose approved mapping version explains them."""
+        return [b for b in self.impact.breaches if b.crm not in self.waived] if self.impact else []
+
+    @property
     def impact_blocked(self) -> bool:
-        return self.impact is not None and self.impact.blocked and self.approval is None
+        return bool(self.breaches) and self.approval is None and not self.shadow_pending
 
     @property
     def held(self) -> bool:
@@ -87,7 +100,7 @@ class Publication:
 
     @property
     def blocked(self) -> bool:
-        return self.quality_blocked or self.impact_blocked or self.held
+        return self.quality_blocked or self.impact_blocked or self.held or bool(self.shadow_pending)
 
     @property
     def gate(self) -> str:
@@ -95,15 +108,22 @@ class Publication:
             return "blocked: quality (previous table kept)"
         if self.hold is not None:
             return f"blocked: held by {self.hold.id} ({self.hold.reason}; previous table kept)"
+        if self.shadow_pending:
+            waiting = ", ".join(f"{crm} v{self.rollouts[crm]}" for crm in self.shadow_pending)
+            return f"blocked: shadow build of {waiting} awaits approval (previous table kept)"
         if self.impact_blocked:
             return "blocked: change impact (previous table kept)"
         if self.approval is not None:
             return f"passed: change impact approved ({self.approval.id})"
+        if self.mapping_approvals:
+            return "passed: mapping approved (" + ", ".join(a.scope for a in self.mapping_approvals) + ")"
+        if self.rollouts:
+            return "passed: mapping rolled out within the change-impact limits"
         return "passed"
 
     def impact_findings(self) -> list[Finding]:
         """One alert per limit exceeded, while this entity's builds stay blocked (none once one passes)."""
-        if not self.impact_blocked or self.impact is None:
+        if not (self.impact_blocked or self.shadow_pending) or self.impact is None:
             return []
         asset = f"canonical/{self.table}"
         return [
@@ -117,7 +137,7 @@ class Publication:
                 asset=asset,
                 details=b.as_dict(),
             )
-            for b in self.impact.breaches
+            for b in self.breaches
         ]
 
     def alert_message(self) -> str:
@@ -142,6 +162,8 @@ class Publication:
             "gate": self.gate,
             "build_id": self.published.build_id if self.published else None,
             "change_impact": self.impact.metadata() if self.impact else {},
+            "rollouts": self.rollouts,
+            "shadow_report": str(self.shadow_report) if self.shadow_report else None,
             "rows_inserted": self.changes.inserted,
             "rows_updated": self.changes.updated,
             "rows_deleted": self.changes.deleted,
@@ -187,7 +209,9 @@ class Publication:
             status="blocked" if self.blocked else "success",
             error_class=BLAST_RADIUS_ALERT
             if self.quality_blocked
-            else (HELD if self.held else (IMPACT_ALERT if self.impact_blocked else None)),
+            else (
+                HELD if self.held else (IMPACT_ALERT if self.impact_blocked or self.shadow_pending else None)
+            ),
             details={
                 "gate": self.gate,
                 "build_id": self.published.build_id if self.published else None,
@@ -197,6 +221,11 @@ class Publication:
                     else None
                 ),
                 "change_impact": self.impact.metadata() if self.impact else {},
+                "rollouts": self.rollouts,
+                "mapping_approvals": [
+                    {"scope": a.scope, "id": a.id, "by": a.approved_by, "reason": a.reason}
+                    for a in self.mapping_approvals
+                ],
                 "rejected_share": round(o.rejected_share, 5),
                 "threshold": self.threshold,
                 "rule_counts": o.rule_counts(),
@@ -217,17 +246,18 @@ def read_raw(warehouse: Warehouse, entity: str, mappings: dict[str, Mapping]) ->
     return raw
 
 
-def publish_entity(
+def evaluate(
     warehouse: Warehouse,
     entity: str,
     mappings: dict[str, Mapping],
     quality: QualityConfig,
-    run_id: str,
-    keep_builds: int = 5,
+    *,
+    dry_run: bool = False,
 ) -> Publication:
-    """Build ``entity``, quarantine rejected rows, publish unless a gate blocks, keep the build, audit."""
+    """Build ``entity`` and measure it against the published table, without publishing anything.
+
+    ``dry_run`` writes nothing at all (``sync-platform mapping check --impact``)."""
     table, link = ENTITY_TABLES[entity]
-    started_at = datetime.now(UTC)
     raw = read_raw(warehouse, entity, mappings)
     parent = parent_quarantined = None
     if link is not None and warehouse.table_exists("canonical", ENTITY_TABLES[link[0]][0]):
@@ -237,31 +267,108 @@ def publish_entity(
         parent_quarantined = keys_of_latest_run(warehouse, link[0])
     erased = ErasureList.load(warehouse)  # PII: erased people never re-enter canonical data
     build = build_entity(entity, raw, mappings, parent, parent_quarantined, erased)
-    erased.remember_caught(warehouse)
+    if not dry_run:
+        erased.remember_caught(warehouse)
     result = Publication(entity, table, build, quality.max_rejected_share, sorted(raw))
+    if not result.quality_blocked:
+        result.previous = _previous(warehouse, entity, table, mappings)
+        pii = _pii(entity, mappings)
+        result.impact = measure_impact(
+            entity, result.previous, build.outcome.good, quality.change_impact, pii
+        )
+        result.rollouts = rollouts(warehouse, result.previous, build, mappings)
+    return result
+
+
+def rollouts(
+    warehouse: Warehouse, previous: pl.DataFrame | None, build: EntityBuild, mappings: dict[str, Mapping]
+) -> dict[str, int]:
+    """CRMs whose mapping is being rolled out: its version differs from the one the published rows
+    carry, or its file says ``rollout: shadow`` and that version was never approved."""
+    if previous is None or previous.is_empty() or "mapping_version" not in previous.columns:
+        return {}
+    live = dict(previous.group_by("source_system").agg(pl.col("mapping_version").max()).iter_rows())
+    approvals = Approvals(warehouse)
+    out = {}
+    for crm, version in build.versions.items():
+        if crm not in live:
+            continue
+        changed = live[crm] != version
+        flagged = mappings[crm].rollout == "shadow" and not approvals.ever(mapping_scope(crm, version))
+        if changed or flagged:
+            out[crm] = version
+    return out
+
+
+def mapping_scope(crm: str, version: int) -> str:
+    """What ``sync-platform mapping approve <crm> <version>`` grants."""
+    return f"mapping:{crm}:{version}"
+
+
+def publish_entity(
+    warehouse: Warehouse,
+    entity: str,
+    mappings: dict[str, Mapping],
+    quality: QualityConfig,
+    run_id: str,
+    keep_builds: int = 5,
+) -> Publication:
+    """Build ``entity``, quarantine rejected rows, publish unless a gate blocks, keep the build, audit.
+
+    A mapping being rolled out is built in shadow (``canonical_shadow.<table>``, with a diff report
+    under ``data/reports/``) and goes live by itself when its change impact is within the limits,
+    else once its version is approved."""
+    started_at = datetime.now(UTC)
+    result = evaluate(warehouse, entity, mappings, quality)
+    build = result.build
     result.quarantined = record(
         warehouse, quarantine_rows(build.outcome.failures, entity, build.versions, run_id)
     )
     held = Holds(warehouse).open(entity)
     result.hold = held[0] if held else None
-    if not result.quality_blocked and not result.held:
-        previous = _previous(warehouse, entity, table, mappings)
-        pii = _pii(entity, mappings)
-        result.impact = measure_impact(entity, previous, build.outcome.good, quality.change_impact, pii)
-        if result.impact.blocked:
-            approvals = Approvals(warehouse)
-            granted = approvals.open(approval_scope(entity))
-            result.approval = approvals.use(granted, run_id) if granted else None
+    if result.impact is not None and not result.held:
+        _decide(warehouse, result, mappings, run_id)
+        if result.rollouts:
+            shadow = protect(build.outcome.good, entity, mappings)
+            warehouse.write_frame(shadow, SHADOW, result.table)
+            result.shadow_report = write_shadow_report(
+                entity, result.table, result.rollouts, result.impact, result.shadow_pending
+            )
         if not result.blocked:
-            result.changes = _changes(previous, build.outcome, pii)
+            pii = _pii(entity, mappings)
+            result.changes = _changes(result.previous, build.outcome, pii)
             # PII: sensitive columns are encrypted after validation, just before the write
             published = protect(build.outcome.good, entity, mappings)
-            warehouse.write_frame(published, "canonical", table)
+            warehouse.write_frame(published, "canonical", result.table)
             result.published = BuildHistory(warehouse, keep_builds).record(
                 entity, published, run_id, build.versions
             )
     AuditLog(warehouse).record(result.audit_entry(run_id, started_at))
     return result
+
+
+def _decide(warehouse: Warehouse, result: Publication, mappings: dict[str, Mapping], run_id: str) -> None:
+    """Which rollouts wait for approval, which breaches a mapping approval waives, and whether a
+    person's one-shot approval lets the rest through. Approvals are used only when they decide."""
+    assert result.impact is not None
+    approvals = Approvals(warehouse)
+    breached = {b.crm for b in result.impact.breaches}
+    for crm, version in sorted(result.rollouts.items()):
+        needs = crm in breached or mappings[crm].rollout == "shadow"
+        if not needs:
+            continue  # within the limits: goes live by itself
+        granted = approvals.open(mapping_scope(crm, version))
+        if granted is None:
+            result.shadow_pending.append(crm)
+        else:
+            result.mapping_approvals.append(approvals.use(granted, run_id))
+    if result.shadow_pending:
+        return
+    waived = {a.scope.split(":")[1] for a in result.mapping_approvals}
+    result.waived = waived
+    if result.impact_blocked:
+        granted = approvals.open(approval_scope(result.entity))
+        result.approval = approvals.use(granted, run_id) if granted else None
 
 
 def failure_sample(failures: pl.DataFrame, limit: int = SAMPLE_ROWS) -> str:

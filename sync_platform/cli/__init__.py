@@ -239,8 +239,18 @@ def mapping_check(
             "EntityDefinitions). Default: whenever the sandbox URL or CRM credentials are configured.",
         ),
     ] = None,
+    impact: Annotated[
+        bool,
+        typer.Option(
+            "--impact",
+            help="Also build every entity with these files against the warehouse's raw data (nothing is "
+            "written) and show what would change against the published tables.",
+        ),
+    ] = False,
 ) -> None:
-    """Validate every mapping file; exit 1 naming the file, key and problem of the first bad one."""
+    """Validate every mapping file; exit 1 naming the file, key and problem of the first bad one.
+
+    With --impact, exit 2 when a build with these files would exceed the change-impact limits."""
     from sync_platform.canonical.mapping.loader import MappingError, load_mappings
 
     try:
@@ -255,6 +265,10 @@ def mapping_check(
         typer.echo(f"ok  {mapping.file}  (crm {crm}, version {mapping.version})")
     if live is not False:
         _mapping_check_live(mappings, required=live is True)
+    if impact:
+        from sync_platform.cli.canonical import print_impact
+
+        print_impact(mappings)
 
 
 def _mapping_check_live(mappings: dict, required: bool) -> None:
@@ -358,11 +372,12 @@ def audit_list(
 
 
 # ---------------------------------------------------------------- PII: encrypted fields, keys, erasure
-from sync_platform.cli.canonical import canonical_cli, hold_cli  # noqa: E402 - the commands' own module
+from sync_platform.cli.canonical import canonical_cli, hold_cli, mapping_approve  # noqa: E402
 from sync_platform.cli.history import history  # noqa: E402
 
 app.add_typer(canonical_cli, name="canonical")
 app.add_typer(hold_cli, name="hold")
+mapping_cli.command("approve")(mapping_approve)
 app.command("history")(history)
 
 

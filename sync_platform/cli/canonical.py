@@ -180,3 +180,61 @@ def hold_release(
     typer.echo(
         f"hold {hold.id} released: the next {hold.entity} build publishes; run the canonical_build job"
     )
+
+
+def mapping_approve(
+    crm: Annotated[str, typer.Argument(help="salesforce, hubspot or dynamics.")],
+    version: Annotated[int, typer.Argument(help="The mapping file's version to let go live.")],
+    reason: Annotated[str, typer.Option(help="Why its changes are intended (kept in the audit trail).")],
+) -> None:
+    """Let a mapping version built in shadow go live on the next canonical build (audited)."""
+    from sync_platform.canonical.mapping.loader import load_mappings
+    from sync_platform.canonical.publish import mapping_scope
+    from sync_platform.core.warehouse import Warehouse
+    from sync_platform.ops.approvals import Approvals
+
+    mapping = load_mappings().get(crm)
+    if mapping is None or mapping.version != version:
+        have = f"version {mapping.version}" if mapping else "no mapping"
+        raise typer.BadParameter(f"{crm} has {have} in its mapping file, not {version}", param_hint="VERSION")
+    try:
+        approval = Approvals(Warehouse.from_env()).grant(mapping_scope(crm, version), reason)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--reason") from None
+    typer.echo(
+        f"approval {approval.id} by {approval.approved_by}: {crm} mapping v{version} goes live on the next "
+        "canonical build; run the canonical_build job"
+    )
+
+
+def print_impact(mappings: dict) -> None:
+    """Each entity built with ``mappings`` against the warehouse, measured, nothing written; exit 2
+    when a limit would be exceeded."""
+    from sync_platform.canonical.model import ENTITY_TABLES
+    from sync_platform.canonical.publish import evaluate
+    from sync_platform.core.config import load_sync_config
+    from sync_platform.core.warehouse import Warehouse
+
+    warehouse, quality = Warehouse.from_env(), load_sync_config().quality
+    exceeded = 0
+    for entity in ENTITY_TABLES:
+        result = evaluate(warehouse, entity, mappings, quality, dry_run=True)
+        if result.impact is None:
+            typer.echo(f"impact: {entity}: not measured ({result.gate})")
+            continue
+        if result.impact.first_build:
+            typer.echo(f"impact: {entity}: nothing published yet to compare with")
+            continue
+        moved = [f for f in result.impact.fields if f.config_changed or abs(f.null_rate_increase) > 1e-9]
+        limits = len(result.impact.breaches)
+        typer.echo(f"impact: {entity}: {len(moved)} field(s) would change, {limits} limit(s) exceeded")
+        for f in moved:
+            typer.echo(
+                f"    {f.crm} {f.field}: {f.config_changed} of {f.compared} rows changed by the mapping "
+                f"({f.config_changed_share:.1%}); null {f.null_before:.1%} -> {f.null_after:.1%}"
+            )
+        for breach in result.impact.breaches:
+            typer.echo(f"    EXCEEDED {breach.message}", err=True)
+        exceeded += len(result.impact.breaches)
+    if exceeded:
+        raise typer.Exit(code=2)

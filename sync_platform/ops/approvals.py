@@ -78,6 +78,15 @@ class Approvals:
         )
         return Approval(*rows[0]) if rows else None
 
+    def ever(self, scope: str) -> bool:
+        """Whether ``scope`` was ever approved (used or not)."""
+        if not self.warehouse.table_exists("ops", "approvals"):
+            return False
+        rows = self.warehouse.query(
+            sql("SELECT count(*) FROM {table} WHERE scope = ?", table=_TABLE), (scope,)
+        )
+        return bool(rows[0][0])
+
     def use(self, approval: Approval, run_id: str) -> Approval:
         """Mark ``approval`` used by ``run_id``; it lets no other run through."""
         now = datetime.now(UTC)

@@ -120,6 +120,10 @@ class Mapping(BaseModel):
     version: int = Field(ge=1, strict=True)
     crm: Literal["salesforce", "hubspot", "dynamics"]
     phone_region: str = "US"
+    rollout: Literal["live", "shadow"] = "live"
+    """``shadow``: this version is built next to the live tables only, until approved
+    (``sync-platform mapping approve``); ``live``: a new version goes live by itself when its change
+    impact is within the limits."""
     entities: dict[EntityName, EntityMapping]
 
     _file: str = PrivateAttr(default="<mapping>")

@@ -27,6 +27,7 @@ from sync_platform.canonical.identity import duplicate_report
 from sync_platform.canonical.mapping.loader import load_mappings
 from sync_platform.canonical.model import ENTITY_TABLES
 from sync_platform.canonical.publish import IMPACT_SCOPE, failure_sample, publish_entity
+from sync_platform.canonical.shadow_report import shadow_markdown
 from sync_platform.core.sql import ident, sql
 from sync_platform.defs.resources import WAREHOUSE_POOL, SyncConfigResource, WarehouseResource
 from sync_platform.ops.alerts import AlertBook
@@ -88,7 +89,13 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
             context.log.error(f"ALERT {finding.finding}: {finding.message}")
         if result.impact is not None:  # measured: raise what is over the limits, resolve what is not
             AlertBook(store).report(f"{IMPACT_SCOPE}{entity}:", findings)
-        yield dg.MaterializeResult(asset_key=key, metadata=result.metadata())
+        metadata = result.metadata()
+        if result.rollouts and result.impact is not None:
+            metadata["shadow"] = dg.MetadataValue.md(
+                shadow_markdown(result.rollouts, result.impact, result.shadow_pending)
+            )
+            metadata["shadow_report"] = dg.MetadataValue.path(str(result.shadow_report))
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata)
         yield dg.AssetCheckResult(
             asset_key=key,
             check_name="quality_gate",
@@ -103,7 +110,7 @@ def build_canonical_asset(entity: str) -> dg.AssetsDefinition:
         yield dg.AssetCheckResult(
             asset_key=key,
             check_name="change_impact",
-            passed=not (result.impact_blocked or result.held),
+            passed=not (result.impact_blocked or result.held or result.shadow_pending),
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={
                 "gate": result.gate,

@@ -59,20 +59,36 @@ def cli(*args: str) -> str:
     return result.output
 
 
-def test_a_value_map_rewriting_valid_values_is_held_until_approved_and_restore_brings_it_back(
+def test_a_value_map_rewriting_valid_values_stays_in_shadow_until_approved_and_restore_brings_it_back(
     published, tmp_path: Path, monkeypatch
 ) -> None:
-    """Incident 1: HubSpot's ``customer`` now maps to the valid but wrong ``churned``."""
+    """Incident 1: HubSpot's ``customer`` now maps to the valid but wrong ``churned`` (version 2)."""
     before = contacts(published)
     edit_mapping(tmp_path, monkeypatch, "hubspot", "customer: customer", "customer: churned")
 
+    checked = CliRunner().invoke(app, ["mapping", "check", "--no-live", "--impact"])
+    assert checked.exit_code == 2, "the impact is shown before anything is built"
+    assert "hubspot lifecycle_stage" in checked.output and "EXCEEDED" in checked.output
+    assert contacts(published).equals(before)
+
     result, meta = published.run_job("canonical_build", raise_on_error=False)
     assert not result.success
-    assert meta["contacts"]["gate"] == "blocked: change impact (previous table kept)"
+    assert (
+        meta["contacts"]["gate"]
+        == "blocked: shadow build of hubspot v2 awaits approval (previous table kept)"
+    )
     assert "interactions" not in meta and "contacts_shareable" not in meta, "downstream stopped"
     check = published.checks(result)["canonical/contacts:change_impact"]
     assert not check.passed and check.severity.value == "ERROR"
     assert contacts(published).equals(before), "nothing published"
+    shadow = decrypt_frame(
+        published.warehouse.read_frame("SELECT * FROM canonical_shadow.contacts"), SENSITIVE
+    )
+    assert shadow.filter(source_system="hubspot", mapping_version=2).height > 0, (
+        "built next to the live table"
+    )
+    report = Path(meta["contacts"]["shadow_report"]).read_text()
+    assert "awaits approval" in report and "data:image/png;base64," in report and "lifecycle_stage" in report
     (alert,) = [a for a in impact_alerts(published) if a.details["metric"] == "max_config_changed_share"]
     assert alert.crm == "hubspot" and "hubspot contact.lifecycle_stage" in alert.message
     assert alert.details["field"] == "lifecycle_stage" and alert.details["rows_changed"] > 0
@@ -82,14 +98,14 @@ def test_a_value_map_rewriting_valid_values_is_held_until_approved_and_restore_b
     )
     assert audit == [("blocked", IMPACT_ALERT)]
 
-    assert "approval" in cli("canonical", "approve", "contact", "--reason", "customers are churned now")
+    assert "approval" in cli("mapping", "approve", "hubspot", "2", "--reason", "customers are churned now")
     approved, meta = published.run_job("canonical_build")
-    assert meta["contacts"]["gate"].startswith("passed: change impact approved")
+    assert meta["contacts"]["gate"] == "passed: mapping approved (mapping:hubspot:2)"
     churned = contacts(published).filter(source_system="hubspot", lifecycle_stage="churned").height
     assert churned > before.filter(source_system="hubspot", lifecycle_stage="churned").height
     assert impact_alerts(published) == [], "the passing build resolved the alert"
     again, meta = published.run_job("canonical_build")
-    assert meta["contacts"]["gate"] == "passed", "the approval was used once; this build changes nothing"
+    assert meta["contacts"]["gate"] == "passed", "version 2 is live now; this build changes nothing"
 
     kept = BuildHistory(published.warehouse).builds("contact")
     first = kept[-1].build_id  # the build published before the edit
@@ -98,6 +114,35 @@ def test_a_value_map_rewriting_valid_values_is_held_until_approved_and_restore_b
     assert contacts(published).equals(before), "the exact previous values are back"
     restores = published.rows("SELECT details FROM ops.audit_log WHERE step = 'canonical_restore'")
     assert len(restores) == 1 and first in restores[0][0]
+
+
+def test_a_new_mapping_version_within_the_limits_goes_live_by_itself_and_a_shadow_flag_waits(
+    published, tmp_path: Path, monkeypatch
+) -> None:
+    before = contacts(published)
+    edit_mapping(tmp_path, monkeypatch, "dynamics", "jobtitle, normalize: name", "jobtitle, normalize: trim")
+    result, meta = published.run_job("canonical_build")
+    assert meta["contacts"]["gate"] == "passed: mapping rolled out within the change-impact limits"
+    assert (
+        meta["contacts"]["rollouts"] == {"dynamics": 2} and Path(meta["contacts"]["shadow_report"]).exists()
+    )
+    assert contacts(published).filter(source_system="dynamics")["mapping_version"].unique().to_list() == [2]
+
+    flagged = tmp_path / "edited_mappings" / "salesforce.yaml"
+    flagged.write_text(flagged.read_text().replace("version: 1\n", "version: 2\nrollout: shadow\n", 1))
+    monkeypatch.setenv("SYNC_PLATFORM_MAPPINGS_DIR", str(flagged.parent))
+    result, meta = published.run_job("canonical_build", raise_on_error=False)
+    assert (
+        meta["contacts"]["gate"]
+        == "blocked: shadow build of salesforce v2 awaits approval (previous table kept)"
+    )
+    assert contacts(published).filter(source_system="salesforce")["mapping_version"].unique().to_list() == [1]
+    cli("mapping", "approve", "salesforce", "2", "--reason", "reviewed the shadow report")
+    result, meta = published.run_job("canonical_build")
+    assert meta["contacts"]["gate"] == "passed: mapping approved (mapping:salesforce:2)"
+    result, meta = published.run_job("canonical_build")
+    assert meta["contacts"]["gate"] == "passed", "an approved shadow version stays live"
+    assert contacts(published).height == before.height
 
 
 def test_a_field_read_from_the_wrong_column_and_a_vanished_crm_are_held(
@@ -113,7 +158,9 @@ def test_a_field_read_from_the_wrong_column_and_a_vanished_crm_are_held(
         "phone: {source: title, normalize: phone_e164}",
     )
     result, meta = published.run_job("canonical_build", raise_on_error=False)
-    assert not result.success and meta["contacts"]["gate"].startswith("blocked: change impact")
+    assert not result.success and meta["contacts"]["gate"].startswith(
+        "blocked: shadow build of salesforce v2"
+    )
     metrics = {(a.crm, a.details["field"], a.details["metric"]) for a in impact_alerts(published)}
     assert ("salesforce", "phone", "max_null_rate_increase") in metrics
     assert ("salesforce", "phone", "max_config_changed_share") in metrics
@@ -129,6 +176,10 @@ def test_a_field_read_from_the_wrong_column_and_a_vanished_crm_are_held(
     assert vanished.crm == "dynamics" and vanished.details["metric"] == "max_row_loss_share"
     assert vanished.details["rows_after"] == 0 and "every one" in vanished.message
     assert contacts(published).equals(before)
+    cli("canonical", "approve", "contact", "--reason", "dynamics is being retired")
+    result, meta = published.run_job("canonical_build")
+    assert meta["contacts"]["gate"].startswith("passed: change impact approved")
+    assert contacts(published).filter(source_system="dynamics").is_empty()
 
 
 def test_a_kept_build_is_restored_through_the_dagster_job(published) -> None:

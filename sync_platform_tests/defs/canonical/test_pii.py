@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -264,13 +265,7 @@ def test_live_mapping_check_passes_against_the_sandbox_and_names_a_missing_field
     from sync_platform.ingest import raw_schema
 
     contacts = raw_schema.RAW_TABLES["salesforce"]["contacts"]
-    patched = raw_schema.RawTable(
-        "salesforce",
-        "contacts",
-        "Contact",
-        {**contacts.fields, "Job_Level__c": "string"},
-        contacts.cursor_field,
-    )
+    patched = dataclasses.replace(contacts, fields={**contacts.fields, "Job_Level__c": "string"})
     monkeypatch.setitem(raw_schema.RAW_TABLES["salesforce"], "contacts", patched)
     broken = tmp_path / "mappings"
     shutil.copytree(PROJECT_ROOT / "data" / "mappings", broken)
