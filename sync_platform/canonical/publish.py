@@ -357,11 +357,14 @@ def _decide(warehouse: Warehouse, result: Publication, mappings: dict[str, Mappi
         needs = crm in breached or mappings[crm].rollout == "shadow"
         if not needs:
             continue  # within the limits: goes live by itself
-        granted = approvals.open(mapping_scope(crm, version))
+        # a mapping version's approval stands for every entity and build of that version
+        granted = approvals.latest(mapping_scope(crm, version))
         if granted is None:
             result.shadow_pending.append(crm)
         else:
-            result.mapping_approvals.append(approvals.use(granted, run_id))
+            result.mapping_approvals.append(
+                granted if granted.used_by_run else approvals.use(granted, run_id)
+            )
     if result.shadow_pending:
         return
     waived = {a.scope.split(":")[1] for a in result.mapping_approvals}

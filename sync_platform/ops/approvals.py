@@ -78,6 +78,20 @@ class Approvals:
         )
         return Approval(*rows[0]) if rows else None
 
+    def latest(self, scope: str) -> Approval | None:
+        """The newest approval of ``scope``, used or not (one that stands, like a mapping version's)."""
+        if not self.warehouse.table_exists("ops", "approvals"):
+            return None
+        rows = self.warehouse.query(
+            sql(
+                "SELECT {columns} FROM {table} WHERE scope = ? ORDER BY approved_at DESC LIMIT 1",
+                table=_TABLE,
+                columns=_COLUMNS,
+            ),
+            (scope,),
+        )
+        return Approval(*rows[0]) if rows else None
+
     def ever(self, scope: str) -> bool:
         """Whether ``scope`` was ever approved (used or not)."""
         if not self.warehouse.table_exists("ops", "approvals"):

@@ -132,14 +132,15 @@ def test_a_new_mapping_version_within_the_limits_goes_live_by_itself_and_a_shado
     flagged.write_text(flagged.read_text().replace("version: 1\n", "version: 2\nrollout: shadow\n", 1))
     monkeypatch.setenv("SYNC_PLATFORM_MAPPINGS_DIR", str(flagged.parent))
     result, meta = published.run_job("canonical_build", raise_on_error=False)
-    assert (
-        meta["contacts"]["gate"]
-        == "blocked: shadow build of salesforce v2 awaits approval (previous table kept)"
-    )
+    waiting = "blocked: shadow build of salesforce v2 awaits approval (previous table kept)"
+    assert meta["accounts"]["gate"] == waiting and "contacts" not in meta, "accounts first; downstream waits"
     assert contacts(published).filter(source_system="salesforce")["mapping_version"].unique().to_list() == [1]
     cli("mapping", "approve", "salesforce", "2", "--reason", "reviewed the shadow report")
     result, meta = published.run_job("canonical_build")
-    assert meta["contacts"]["gate"] == "passed: mapping approved (mapping:salesforce:2)"
+    approved = "passed: mapping approved (mapping:salesforce:2)"
+    assert meta["accounts"]["gate"] == approved and meta["contacts"]["gate"] == approved, (
+        "one approval per version"
+    )
     result, meta = published.run_job("canonical_build")
     assert meta["contacts"]["gate"] == "passed", "an approved shadow version stays live"
     assert contacts(published).height == before.height
@@ -177,9 +178,10 @@ def test_a_field_read_from_the_wrong_column_and_a_vanished_crm_are_held(
     assert vanished.details["rows_after"] == 0 and "every one" in vanished.message
     assert contacts(published).equals(before)
     cli("canonical", "approve", "contact", "--reason", "dynamics is being retired")
-    result, meta = published.run_job("canonical_build")
+    result, meta = published.run_job("canonical_build", raise_on_error=False)
     assert meta["contacts"]["gate"].startswith("passed: change impact approved")
     assert contacts(published).filter(source_system="dynamics").is_empty()
+    assert meta["interactions"]["gate"].startswith("blocked: quality"), "its cases now point at no contact"
 
 
 def test_a_kept_build_is_restored_through_the_dagster_job(published) -> None:
