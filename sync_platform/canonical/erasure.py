@@ -33,8 +33,11 @@ from sync_platform.canonical.history import HISTORY
 from sync_platform.canonical.mapping.loader import load_mappings
 from sync_platform.canonical.mapping.normalizers import NORMALIZERS
 from sync_platform.canonical.protection import SHAREABLE_TABLE, read_table
-from sync_platform.core.sql import Fragment, ident, idents, join, placeholders, sql
+from sync_platform.core.sql import Fragment, ident, idents, join, placeholders, quoted, sql
 from sync_platform.core.warehouse import Warehouse
+from sync_platform.ingest.history import SCHEMA as HISTORY_SCHEMA
+from sync_platform.ingest.history import history_table
+from sync_platform.ingest.raw_schema import RAW_TABLES
 from sync_platform.security.encryption import FieldCipher, field_cipher, lookup_hash, lookup_key
 
 log = logging.getLogger(__name__)
@@ -206,6 +209,7 @@ def erase(
         ]
         cur.executemany(_insert_subjects(warehouse), subjects)
     erased, unlinked = _remove_from_canonical(warehouse, keys, golden)
+    _forget_raw_history(warehouse, keys)
     audit_masked = mask_audit_log(warehouse, values)
     quarantined = _scrub_quarantine(warehouse, keys, values)
     dead = _mask_columns(
@@ -397,6 +401,30 @@ def _remove_from_canonical(
                 [(g,) for g in golden],
             )
     return erased, unlinked
+
+
+def _forget_raw_history(warehouse: Warehouse, keys: list[tuple[str, str]]) -> int:
+    """Drop the person's prior raw versions: the raw table mirrors the CRM (its owner erases there),
+    but the versions kept beside it are ours to forget. Returns rows deleted."""
+    removed = 0
+    mappings = load_mappings()
+    for crm, source_id in keys:
+        table = mappings[crm].entity("contact").table if crm in mappings else ""
+        raw = RAW_TABLES.get(crm, {}).get(table)
+        if raw is None or not warehouse.table_exists(HISTORY_SCHEMA, history_table(crm, raw.table)):
+            continue
+        target = ident(HISTORY_SCHEMA, history_table(crm, raw.table))
+        before = warehouse.query(sql("SELECT count(*) FROM {table}", table=target))[0][0]
+        warehouse.query(
+            sql(
+                "DELETE FROM {table} WHERE CAST({key} AS VARCHAR) = ?",
+                table=target,
+                key=quoted(raw.key_column),
+            ),
+            (source_id,),
+        )
+        removed += before - warehouse.query(sql("SELECT count(*) FROM {table}", table=target))[0][0]
+    return removed
 
 
 def mask_audit_log(warehouse: Warehouse, values: MaskValues) -> int:

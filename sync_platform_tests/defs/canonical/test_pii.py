@@ -191,6 +191,8 @@ def test_erasure_removes_the_person_masks_them_and_survives_rebuilds(built):
         assert kept == [(0,)], (
             f"the kept builds of {table} forgot the person too: a restore cannot bring them back"
         )
+    versions = built.rows("SELECT count(*) FROM raw_history.salesforce_contacts WHERE id = ?", (sf_id,))
+    assert versions == [(0,)], "the prior raw versions are forgotten (the raw row mirrors the CRM)"
 
     details = [
         d for (d,) in built.rows("SELECT details FROM ops.audit_log WHERE id IN ('a1', 'a2') ORDER BY id")
