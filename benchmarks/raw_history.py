@@ -1,8 +1,14 @@
 """Raw-history figures: what keeping prior versions adds to an incremental load into a large table.
 
-    .venv/bin/python benchmarks/raw_history.py [--rows 1000000] [--changes 300]
+    .venv/bin/python benchmarks/raw_history.py [--rows 1000000] [--changes 300] [--sync-contacts 1000000]
 
-A DuckDB warehouse holds ``raw_salesforce.contacts`` with ``--rows`` records (loaded by dlt, merge
+Two baselines, both measured in the same run:
+
+- **the incremental sync** (the issue's yardstick): the Salesforce source reads ``--changes`` edited
+  contacts from the sandbox (``--sync-contacts`` records, loaded whole first) and dlt merges them;
+- **the merge alone**, without HTTP:
+
+  a DuckDB warehouse holds ``raw_salesforce.contacts`` with ``--rows`` records (loaded by dlt, merge
 on ``id``, as ingestion does) and its history. Each round, ``--changes`` records change: the
 baseline is dlt's merge load of those rows (what an incremental sync writes today); the measured
 figure adds ``RawHistory.record`` (the catch-up copy of that load's rows, duplicates skipped). Five
@@ -17,7 +23,7 @@ import statistics
 import tempfile
 import time
 
-from _common import in_child
+from _common import in_child, sandbox_process
 
 
 def run(rows: int, changes: int, directory: str, rounds: int = 5) -> dict:
@@ -80,13 +86,74 @@ def run(rows: int, changes: int, directory: str, rounds: int = 5) -> dict:
     }
 
 
+def run_sync(base_url: str, changes: int, directory: str, rounds: int = 5) -> dict:
+    """Incremental syncs of ``changes`` edits against the sandbox, each followed by the history copy."""
+    import os
+    from pathlib import Path
+
+    os.environ["SYNC_PLATFORM_DATA_DIR"] = directory
+    os.environ.pop("SYNC_PLATFORM_WAREHOUSE", None)
+    from sync_platform.core.warehouse import DUCKDB, Warehouse, apply_dlt_defaults, run_pipeline
+    from sync_platform.ingest.history import RawHistory
+    from sync_platform.ingest.pipeline import build_pipeline
+    from sync_platform.ingest.sources.salesforce import salesforce_source
+    from sync_platform.sandbox.client import SandboxAdminClient
+
+    apply_dlt_defaults()
+    warehouse = Warehouse(DUCKDB, path=Path(directory) / "sync.duckdb")
+    pipeline = build_pipeline("salesforce", warehouse)
+    admin = SandboxAdminClient(base_url)
+
+    def sync() -> float:
+        started = time.perf_counter()
+        source = salesforce_source(
+            instance_url=base_url,
+            client_id="sandbox-client",
+            client_secret="sandbox-secret",
+            objects=["contacts"],
+        )
+        with warehouse.turn():
+            run_pipeline(pipeline, source)
+        return time.perf_counter() - started
+
+    initial = sync()
+    history = RawHistory(warehouse)
+    history.record("salesforce", ["contacts"])
+    ids = [
+        r[0]
+        for r in warehouse.query(
+            "SELECT id FROM raw_salesforce.contacts ORDER BY id LIMIT ?", (rounds * changes,)
+        )
+    ]
+    plain, with_history = [], []
+    for n in range(rounds):
+        admin.update("salesforce", "Contact", ids[n * changes : (n + 1) * changes], {"Title": f"Title {n}"})
+        seconds = sync()
+        started = time.perf_counter()
+        history.record("salesforce", ["contacts"])
+        plain.append(seconds)
+        with_history.append(seconds + time.perf_counter() - started)
+    return {"initial": initial, "plain": plain, "with_history": with_history}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--changes", type=int, default=300)
+    parser.add_argument("--sync-contacts", type=int, default=1_000_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="history-bench-") as tmp:
+        with sandbox_process(args.sync_contacts) as (details, _):
+            s = in_child(run_sync, details["base_url"], args.changes, tmp)
         r = in_child(run, args.rows, args.changes, tmp)
+    sync_plain, sync_hist = statistics.median(s["plain"]), statistics.median(s["with_history"])
+    print(
+        f"incremental Salesforce sync of {args.changes} edits, sandbox of {args.sync_contacts:,} contacts "
+        f"(first full sync {s['initial']:.1f} s), 5 rounds:"
+    )
+    print(f"  sync alone (baseline):        median {sync_plain:.3f} s, best {min(s['plain']):.3f} s")
+    print(f"  sync + history copy:          median {sync_hist:.3f} s, best {min(s['with_history']):.3f} s")
+    print(f"  ratio: {sync_hist / sync_plain:.2f}x median (goal <= 1.2x)\n")
     print(
         f"{args.rows:,} raw contacts loaded by dlt in {r['initial_load']:.1f} s; first history copy "
         f"(every first version, once per install) {r['first_copy']:.2f} s for {r['first_versions']:,}"

@@ -57,3 +57,18 @@ def test_audit_list_shows_the_newest_entries_filtered(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["audit", "list", "--limit", "2", "--details"])
     assert "changed title=3" in result.output and "error=server_error" in result.output
     assert "hubspot" not in result.output, "--limit keeps the newest"
+
+
+def test_the_package_runs_as_a_module_as_the_benchmarks_start_it() -> None:
+    """``python -m sync_platform.cli`` broke when the CLI became a package; the benchmarks hung on it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "sync_platform.cli", "sandbox", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--contacts" in done.stdout
