@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from sync_platform.core.sql import ident, placeholders, quoted, sql
+from sync_platform.core.sql import Fragment, ident, placeholders, quoted, sql
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.ingest.raw_schema import DLT_SYSTEM_COLUMNS, LOAD_ID, RAW_TABLES, RawTable
 
@@ -50,18 +50,25 @@ class RawHistory:
     def __init__(self, warehouse: Warehouse) -> None:
         self.warehouse = warehouse
 
-    def record(self, crm: str, tables: Sequence[str] | None = None) -> list[Recorded]:
-        """Keep the versions written by every load not yet recorded, for ``tables`` of ``crm`` (all)."""
+    def record(
+        self, crm: str, tables: Sequence[str] | None = None, diff_above: float = 0.0
+    ) -> list[Recorded]:
+        """Keep the versions written by every load not yet recorded, for ``tables`` of ``crm`` (all).
+
+        Per-field change counts (``Recorded.changed_fields``) are computed when more than
+        ``diff_above`` of the object's live records changed: a share no field can exceed unless
+        that many records changed (the mass-change limit) needs no field-level comparison.
+        """
         done = []
         with self.warehouse.session():  # a handful of small statements per table: one connection
             for name, raw in RAW_TABLES[crm].items():
                 if tables is not None and name not in tables:
                     continue
                 if self.warehouse.table_exists(f"raw_{crm}", name):
-                    done.append(self._record(raw))
+                    done.append(self._record(raw, diff_above))
         return done
 
-    def _record(self, raw: RawTable) -> Recorded:
+    def _record(self, raw: RawTable, diff_above: float) -> Recorded:
         target = history_table(raw.crm, raw.table)
         source = ident(f"raw_{raw.crm}", raw.table)
         exists = self.warehouse.table_exists(SCHEMA, target)
@@ -81,13 +88,6 @@ class RawHistory:
             rows.select(fields).hash_rows(seed=0).reinterpret(signed=True).alias(VERSION_HASH),
             pl.lit(datetime.now(UTC), pl.Datetime("us", "UTC")).alias(RECORDED_AT),
         )
-        changed: dict[str, int] = {}
-        examples: dict[str, list[str]] = {}
-        if exists:
-            previous = self._previous(raw, target, versions[raw.key_column].cast(pl.String).to_list())
-            versions, changed, examples = _compare(raw, versions, previous)
-        if versions.height:
-            self.warehouse.write_frame(versions, SCHEMA, target, disposition="append")
         live = self.warehouse.query(
             sql(
                 "SELECT count(*) FROM {table} WHERE {deleted} IS NULL",
@@ -95,17 +95,40 @@ class RawHistory:
                 deleted=quoted("deleted_at"),
             )
         )[0][0]
+        changed: dict[str, int] = {}
+        examples: dict[str, list[str]] = {}
+        if exists:
+            ids = versions[raw.key_column].cast(pl.String).to_list()
+            # the hashes first (two narrow columns); whole previous rows only when a mass change is possible
+            whole = len(ids) > diff_above * live
+            previous = self._previous(raw, target, ids, whole)
+            versions, changed, examples = _compare(raw, versions, previous)
+        if versions.height:
+            self.warehouse.write_frame(versions, SCHEMA, target, disposition="append")
         return Recorded(raw.crm, raw.table, versions.height, rows.height, changed, examples, int(live))
 
-    def _previous(self, raw: RawTable, target: str, ids: list[str]) -> pl.DataFrame:
-        """Each record's newest kept version, of ``ids`` (records never seen have none)."""
+    def _previous(self, raw: RawTable, target: str, ids: list[str], whole: bool = True) -> pl.DataFrame:
+        """Each record's newest kept version, of ``ids`` (records never seen have none); without
+        ``whole``, only its key and version hash."""
+        columns = (
+            Fragment("*")
+            if whole
+            else sql(
+                "{key}, {hash}, {at}, {load}",
+                key=quoted(raw.key_column),
+                hash=quoted(VERSION_HASH),
+                at=quoted(RECORDED_AT),
+                load=quoted(LOAD_ID),
+            )
+        )
         found = []
         for start in range(0, len(ids), 1000):
             group = ids[start : start + 1000]
             found.append(
                 self.warehouse.read_frame(
                     sql(
-                        "SELECT * FROM {table} WHERE {key} IN ({marks})",
+                        "SELECT {columns} FROM {table} WHERE {key} IN ({marks})",
+                        columns=columns,
                         key=quoted(raw.key_column),
                         table=ident(SCHEMA, target),
                         marks=placeholders(len(group)),

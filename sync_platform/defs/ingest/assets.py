@@ -145,7 +145,9 @@ def _record_history(
     The data has landed: a failure here is told, and the next run's catch-up records what this one
     could not."""
     try:
-        recorded = RawHistory(warehouse).record(crm, tables)
+        limits = config.mass_change
+        lowest = min([limits.max_changed_share, *limits.thresholds.get(crm, {}).values()])  # type: ignore[call-overload]
+        recorded = RawHistory(warehouse).record(crm, tables, diff_above=lowest)
     except Exception as exc:  # noqa: BLE001 - the load stands; the history catches up next run
         context.log.warning(f"{crm}: prior versions not recorded this run ({type(exc).__name__}: {exc})")
         return {}
