@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -130,8 +131,7 @@ class Warehouse:
         apply_dlt_defaults()  # every dlt load (syncs, listings, repairs) runs with the same memory cap
         if self.kind == DUCKDB:
             assert self.path is not None
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            return dlt.destinations.duckdb(str(self.path))
+            return dlt.destinations.duckdb(str(self.path))  # a description: nothing opened or created
         from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
         credentials = PostgresCredentials(self.dsn)
@@ -147,12 +147,13 @@ class Warehouse:
     def pipeline(self, name: str, dataset: str) -> dlt.Pipeline:
         """A dlt pipeline into this warehouse, working under ``<data>/dlt_pipelines/<name>``.
 
-        Creating a pipeline creates its folder, and processes that did it at once (test workers,
-        the processes ``dagster dev`` loads the definitions in) failed with ``FileExistsError``:
-        creation is serialized across processes.
+        Creating a pipeline creates its folder, and processes that did it at once (test workers, the
+        parallel steps of a run) failed with ``FileExistsError``: creation is serialized across processes.
         """
         pipelines_dir = load_settings().data_dir / "dlt_pipelines"
         pipelines_dir.mkdir(parents=True, exist_ok=True)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
         with FileLock(str(pipelines_dir / ".create.lock")):
             return dlt.pipeline(
                 pipeline_name=name,
@@ -160,6 +161,23 @@ class Warehouse:
                 dataset_name=dataset,
                 pipelines_dir=str(pipelines_dir),
             )
+
+    def described_pipeline(self, name: str, dataset: str) -> dlt.Pipeline:
+        """The pipeline ``name`` as a description (its name, destination and dataset), for asset specs.
+
+        Every process that loads the definitions (webserver, daemon, each run and step) builds one per
+        CRM. dlt creates a working folder for any pipeline, so this one is made in a scratch folder,
+        removed at once: loading the definitions writes nothing in the data directory. Never run it.
+        """
+        with tempfile.TemporaryDirectory(prefix="sync_platform_described_") as scratch:
+            described = dlt.pipeline(
+                pipeline_name=name,
+                destination=self.destination(),
+                dataset_name=dataset,
+                pipelines_dir=scratch,
+            )
+        described.deactivate()  # dlt made it the current pipeline; its folder is gone
+        return described
 
     @contextlib.contextmanager
     def turn(self, *, wait: bool = True, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:

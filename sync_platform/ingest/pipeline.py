@@ -24,6 +24,11 @@ def build_pipeline(crm: str, warehouse: Warehouse) -> dlt.Pipeline:
     return warehouse.pipeline(f"sync_{crm}", dataset(crm))
 
 
+def described_pipeline(crm: str, warehouse: Warehouse) -> dlt.Pipeline:
+    """The same pipeline, for the raw assets' specs only: built without touching the data dir."""
+    return warehouse.described_pipeline(f"sync_{crm}", dataset(crm))
+
+
 def reset_cursors(pipeline: dlt.Pipeline, tables: Sequence[str]) -> list[str]:
     """Forget the saved cursors (incremental state, delta tokens) of ``tables`` only, in the
     destination, so the next run re-reads them whole; the tables and their rows stay.

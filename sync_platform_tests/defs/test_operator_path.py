@@ -115,3 +115,25 @@ def test_several_processes_load_the_definitions_at_once_on_a_fresh_data_dir(tmp_
     for loader in loaders:
         out, err = loader.communicate(timeout=300)
         assert loader.returncode == 0 and out.strip() == "loaded", err[-2000:]
+
+
+DEFINITIONS_ONLY = """
+import sync_platform.definitions as module
+repository = module.defs().get_repository_def()  # every asset, check, job, schedule and sensor
+repository.get_all_jobs()  # the UI's "Materialize all" job among them
+"""
+
+
+def test_loading_the_definitions_writes_nothing_in_the_data_dir(tmp_path):
+    """Every process that loads the code (the webserver, the daemon, each run and step) built the
+    raw assets' dlt pipelines, and with them their working folders in the data dir, for specs only."""
+    data = tmp_path / "data"  # not created: whatever appears, loading made it
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "SYNC_PLATFORM_", "DAGSTER_"))
+    }
+    env["SYNC_PLATFORM_DATA_DIR"] = str(data)
+    loaded = subprocess.run(
+        [sys.executable, "-c", DEFINITIONS_ONLY], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert not data.exists(), sorted(str(path.relative_to(data)) for path in data.rglob("*"))

@@ -36,7 +36,7 @@ from sync_platform.ingest.load_report import (
     table_counts,
 )
 from sync_platform.ingest.mass_change import MassChange, mass_changes
-from sync_platform.ingest.pipeline import build_pipeline, crm_error, reset_cursors
+from sync_platform.ingest.pipeline import build_pipeline, crm_error, described_pipeline, reset_cursors
 from sync_platform.ingest.sources.common import SyncReport
 from sync_platform.ops.alerts import AlertBook
 from sync_platform.ops.audit import AuditLog
@@ -56,7 +56,9 @@ def build_crm_assets(crm: str) -> dg.AssetsDefinition:
 
     @dlt_assets(
         dlt_source=build_source(crm, cfg, placeholder=True),
-        dlt_pipeline=build_pipeline(crm, Warehouse.from_settings(load_settings())),  # asset specs only
+        dlt_pipeline=described_pipeline(
+            crm, Warehouse.from_settings(load_settings())
+        ),  # specs only; runs build their own
         name=f"{crm}_raw",
         dagster_dlt_translator=translator,
         pool=WAREHOUSE_POOL,
@@ -219,5 +221,4 @@ raw_assets = [build_crm_assets(crm) for crm in CRMS if load_sync_config().crm(cr
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    load_settings().data_dir.mkdir(parents=True, exist_ok=True)
     return dg.Definitions(assets=raw_assets)
