@@ -38,6 +38,7 @@ import hashlib
 import hmac
 import logging
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -174,7 +175,10 @@ def decrypt_frame(
 ) -> pl.DataFrame:
     """The authorized read path: ``columns`` back in clear. Without ``cipher``, the configured keys
     (never a new one): raises :class:`MissingKeyError` or :class:`UndecryptableError`."""
-    return _map_column(frame, columns, (cipher or field_cipher()).decrypt)
+    present = [c for c in columns if c in frame.columns]
+    if cipher is None and all(frame[c].null_count() == frame.height for c in present):
+        return frame  # no value to read (e.g. a fresh install before its first key): no key needed
+    return _map_column(frame, present, (cipher or field_cipher()).decrypt)
 
 
 def rotate_frame(frame: pl.DataFrame, columns: Iterable[str], cipher: FieldCipher) -> pl.DataFrame:
@@ -203,21 +207,35 @@ def _local_keys(name: str, create: bool) -> tuple[list[str], str] | None:
     if not path.exists():
         if not create:
             return None
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process won the race: use its key
-            pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(generate_key() + "\n")
-            log.warning(
-                "created the local key file secrets/%s under the data directory: back it up, "
-                "without it the encrypted values cannot be read or matched",
-                name,
-            )
+        _create_key_file(path)
     lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
     return lines, f"key file secrets/{name}"
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key to ``path`` unless another process got there first.
+
+    The key is written to a private temporary file and hard-linked into place: the link appears
+    with its content or not at all, so a process that loses the race never reads a half-written
+    (empty) file, and every process ends up with the one key that won.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate_key() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(scratch, path)
+    except FileExistsError:  # another process won the race: use its key
+        return
+    finally:
+        os.unlink(scratch)
+    log.warning(
+        "created the local key file secrets/%s under the data directory: back it up, "
+        "without it the encrypted values cannot be read or matched",
+        path.name,
+    )
 
 
 def _embedded_default() -> bool:

@@ -116,3 +116,55 @@ def test_no_key_is_a_clear_error_and_only_the_embedded_default_creates_one(
     )
     assert key not in repr(created)
     assert field_cipher().current == created.current, "later reads use the same file"
+
+
+def test_two_steps_creating_the_key_file_at_once_share_one_key_and_none_reads_it_empty(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parallel step processes of a fresh install create the key file together. The first one is
+    held while it makes its key; the second must not see an empty file (it once raised
+    MissingKeyError and failed a "Materialize all" step), and both must end with the same key."""
+    import threading
+
+    from sync_platform.security import encryption
+
+    first_is_writing, second_is_done = threading.Event(), threading.Event()
+    real_generate = encryption.generate_key
+    calls = []
+
+    def generate() -> str:
+        calls.append(1)
+        if len(calls) == 1:  # the first creator, caught between creating its file and its key
+            first_is_writing.set()
+            assert second_is_done.wait(30), "the second creator never finished"
+        return real_generate()
+
+    monkeypatch.setattr(encryption, "generate_key", generate)
+    results: dict[str, object] = {}
+
+    def first() -> None:
+        try:
+            results["first"] = field_cipher(create_if_missing=True).current
+        except Exception as exc:  # noqa: BLE001 - reported below
+            results["first"] = exc
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert first_is_writing.wait(30)
+    try:
+        results["second"] = field_cipher(create_if_missing=True).current
+    finally:
+        second_is_done.set()
+        thread.join(30)
+    assert not isinstance(results["first"], Exception), results["first"]
+    assert results["first"] == results["second"] == field_cipher().current
+    assert [p.name for p in (isolated / "secrets").iterdir()] == ["field_keys"], "no scratch file left"
+
+
+def test_a_frame_with_nothing_to_decrypt_needs_no_key(isolated: Path) -> None:
+    """A fresh install's table whose protected columns are all null reads without a key; a value
+    that is there still needs one."""
+    empty = PHONES.with_columns(pl.lit(None, pl.String).alias("phone"))
+    assert decrypt_frame(empty, ["phone", "absent"]).equals(empty)
+    with pytest.raises(MissingKeyError):
+        decrypt_frame(PHONES, ["phone"])
