@@ -1,5 +1,5 @@
 """`make ui` (`sync-platform ui`): the real webserver on a fresh data directory, jobs launched through
-its GraphQL API as the UI's Launch button does, several at once."""
+its GraphQL API as the UI's Launch button and its "Materialize all" button do, several at once."""
 
 from __future__ import annotations
 
@@ -61,8 +61,42 @@ def _wait_for_run(client, run_id: str, timeout: float) -> str:
     return "TIMEOUT"
 
 
+def _stop_group(process: subprocess.Popen, grace: float = 60) -> None:
+    """SIGTERM the UI's whole process group (dagster dev, its daemon, code servers, run workers) and
+    wait until every member is gone; SIGKILL what is left after ``grace`` seconds."""
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=grace)
+    deadline = time.monotonic() + grace
+    while _live_members(process.pid):
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            return
+        time.sleep(0.2)
+
+
+def _live_members(group: int) -> list[int]:
+    """Processes of ``group`` that still run (zombies whose parent is gone do not count)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while we looked
+        if int(fields[2]) == group and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _every_asset(client) -> list[list[str]]:
+    """The asset keys the UI's asset graph shows: "Materialize all" selects every one of them."""
+    nodes = client._execute("{ assetNodes { assetKey { path } } }")["assetNodes"]
+    return [node["assetKey"]["path"] for node in nodes]
+
+
 @pytest.mark.timeout(900)
-def test_make_ui_serves_a_fresh_instance_where_sync_all_launched_three_times_at_once_succeeds(tmp_path):
+def test_make_ui_serves_a_fresh_instance_where_sync_all_and_materialize_all_launched_three_times_succeed(
+    tmp_path,
+):
     from dagster_graphql import DagsterGraphQLClient
 
     port = _free_port()
@@ -71,7 +105,7 @@ def test_make_ui_serves_a_fresh_instance_where_sync_all_launched_three_times_at_
     }
     env["SYNC_PLATFORM_DATA_DIR"] = str(tmp_path / "data")  # nothing there yet: not even the Dagster home
     process = subprocess.Popen(
-        [SYNC_PLATFORM, "ui", "--port", str(port), "--contacts", "100"],
+        [SYNC_PLATFORM, "ui", "--port", str(port), "--contacts", "50"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -94,9 +128,15 @@ def test_make_ui_serves_a_fresh_instance_where_sync_all_launched_three_times_at_
         _wait_until_serving(port, 60)
         assert (tmp_path / "data" / "dagster_home" / "dagster.yaml").exists()
         client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-        run_ids = [client.submit_job_execution("sync_all") for _ in range(3)]
-        statuses = [_wait_for_run(client, run_id, 600) for run_id in run_ids]
-        assert statuses == ["SUCCESS"] * 3, "".join(seen[-60:])
+        every_asset = _every_asset(client)
+        assert ["raw", "salesforce", "contacts"] in every_asset and ["canonical", "contacts"] in every_asset
+        launched = {}
+        for n in range(3):  # interleaved, as three people clicking at once would
+            launched[f"sync_all #{n}"] = client.submit_job_execution("sync_all")
+            launched[f"Materialize all #{n}"] = client.submit_job_execution(
+                "__ASSET_JOB", asset_selection=every_asset
+            )
+        statuses = {name: _wait_for_run(client, run_id, 600) for name, run_id in launched.items()}
+        assert set(statuses.values()) == {"SUCCESS"}, f"{statuses}\n" + "".join(seen[-60:])
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
+        _stop_group(process)

@@ -40,6 +40,7 @@ def definitions_snapshot() -> dict:
             for s in sorted(repo.schedule_defs, key=lambda s: s.name)
         },
         "sensors": sorted(s.name for s in repo.sensor_defs),
+        "executors": sorted({j.executor_def.name for j in repo.get_all_jobs()}),
     }
 
 
@@ -62,7 +63,7 @@ def test_the_asset_graph_matches_the_reviewed_snapshot(shipped_config: None) -> 
     if os.environ.get("UPDATE_DEFINITIONS_SNAPSHOT") == "1":
         SNAPSHOT.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
     expected = json.loads(SNAPSHOT.read_text())
-    for section in ("jobs", "schedules", "sensors"):
+    for section in ("jobs", "schedules", "sensors", "executors"):
         assert current[section] == expected[section], (
             f"{section} changed: review, then regenerate the snapshot"
         )
@@ -82,3 +83,31 @@ def test_every_asset_check_and_sensor_gets_its_resources_from_the_definitions(sh
     repo = loaded.get_repository_def()
     for job in repo.get_all_jobs():
         assert job.resource_defs.keys() >= {"warehouse", "sync_config"}
+
+
+def test_the_forkserver_preloads_start_no_thread_and_write_nothing(tmp_path: Path) -> None:
+    """Every step of a run is forked from a server that imported ``PRELOADED``: a thread or an open
+    connection made at import would be copied, half-alive, into every step."""
+    import subprocess
+    import sys
+
+    from sync_platform.definitions import PRELOADED
+
+    data = tmp_path / "data"
+    probe = (
+        "import importlib, sys, threading\n"
+        f"for name in {PRELOADED!r}: importlib.import_module(name)\n"
+        "print(threading.active_count())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNC_PLATFORM_", "DAGSTER_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, "SYNC_PLATFORM_DATA_DIR": str(data)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert done.stdout.strip() == "1", "only the main thread"
+    assert not data.exists() or not any(data.rglob("*")), "nothing written"
+    assert defs().resolve_job_def("sync_all").executor_def.name == "forkserver_multiprocess"
