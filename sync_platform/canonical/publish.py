@@ -305,6 +305,26 @@ def mapping_scope(crm: str, version: int) -> str:
     return f"mapping:{crm}:{version}"
 
 
+def approve_mapping(
+    warehouse: Warehouse,
+    mappings: dict[str, Mapping],
+    crm: str,
+    version: int,
+    reason: str,
+    by: str | None = None,
+) -> Approval:
+    """Let ``crm``'s mapping ``version`` go live on the next build (the CLI's and the job's door).
+
+    Raises ValueError when that version is not the one in the mapping file (an approval of a
+    version nobody will build would wait forever) or the reason is empty.
+    """
+    mapping = mappings.get(crm)
+    if mapping is None or mapping.version != version:
+        have = f"version {mapping.version}" if mapping else "no mapping"
+        raise ValueError(f"{crm} has {have} in its mapping file, not {version}")
+    return Approvals(warehouse).grant(mapping_scope(crm, version), reason, approved_by=by)
+
+
 def publish_entity(
     warehouse: Warehouse,
     entity: str,

@@ -189,18 +189,13 @@ def mapping_approve(
 ) -> None:
     """Let a mapping version built in shadow go live on the next canonical build (audited)."""
     from sync_platform.canonical.mapping.loader import load_mappings
-    from sync_platform.canonical.publish import mapping_scope
+    from sync_platform.canonical.publish import approve_mapping
     from sync_platform.core.warehouse import Warehouse
-    from sync_platform.ops.approvals import Approvals
 
-    mapping = load_mappings().get(crm)
-    if mapping is None or mapping.version != version:
-        have = f"version {mapping.version}" if mapping else "no mapping"
-        raise typer.BadParameter(f"{crm} has {have} in its mapping file, not {version}", param_hint="VERSION")
     try:
-        approval = Approvals(Warehouse.from_env()).grant(mapping_scope(crm, version), reason)
+        approval = approve_mapping(Warehouse.from_env(), load_mappings(), crm, version, reason)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--reason") from None
+        raise typer.BadParameter(str(exc), param_hint="VERSION or --reason") from None
     typer.echo(
         f"approval {approval.id} by {approval.approved_by}: {crm} mapping v{version} goes live on the next "
         "canonical build; run the canonical_build job"

@@ -26,7 +26,7 @@ from sync_platform.canonical.history import BuildHistory, UnknownBuild
 from sync_platform.canonical.identity import duplicate_report
 from sync_platform.canonical.mapping.loader import load_mappings
 from sync_platform.canonical.model import ENTITY_TABLES
-from sync_platform.canonical.publish import IMPACT_SCOPE, failure_sample, publish_entity
+from sync_platform.canonical.publish import IMPACT_SCOPE, approve_mapping, failure_sample, publish_entity
 from sync_platform.canonical.shadow_report import shadow_markdown
 from sync_platform.core.sql import ident, sql
 from sync_platform.defs.resources import WAREHOUSE_POOL, SyncConfigResource, WarehouseResource
@@ -221,6 +221,42 @@ def canonical_restore() -> None:
     restore_canonical_build()
 
 
+class MappingApprovalConfig(dg.Config):
+    crm: str
+    """salesforce, hubspot or dynamics."""
+    version: int
+    """The mapping file's version to let go live (the one built in shadow)."""
+    reason: str
+    """Why its changes are intended: kept in the audit trail."""
+
+
+@dg.op(pool=WAREHOUSE_POOL, tags={"layer": "canonical"})
+def approve_mapping_version(
+    context: dg.OpExecutionContext, config: MappingApprovalConfig, warehouse: WarehouseResource
+) -> str:
+    """Grant the one-shot approval ``sync-platform mapping approve`` grants."""
+    try:
+        approval = approve_mapping(
+            warehouse.get(),
+            load_mappings(),
+            config.crm,
+            config.version,
+            config.reason,
+            by=f"dagster run {context.run_id}",
+        )
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc)) from None
+    context.log.info(
+        f"approval {approval.id}: {config.crm} mapping v{config.version} goes live on the next build"
+    )
+    return approval.id
+
+
+@dg.job(description="Let a mapping version built in shadow go live (config: crm, version, reason); audited.")
+def mapping_approve() -> None:
+    approve_mapping_version()
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
     assets = [*(build_canonical_asset(entity) for entity in ENTITY_TABLES), canonical_duplicates]
@@ -229,4 +265,4 @@ def defs() -> dg.Definitions:
         selection=dg.AssetSelection.groups("canonical"),
         description="Rebuild the canonical model from the raw tables.",
     )
-    return dg.Definitions(assets=assets, jobs=[job, canonical_restore])
+    return dg.Definitions(assets=assets, jobs=[job, canonical_restore, mapping_approve])

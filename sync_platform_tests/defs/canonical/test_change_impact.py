@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -135,7 +136,24 @@ def test_a_new_mapping_version_within_the_limits_goes_live_by_itself_and_a_shado
     waiting = "blocked: shadow build of salesforce v2 awaits approval (previous table kept)"
     assert meta["accounts"]["gate"] == waiting and "contacts" not in meta, "accounts first; downstream waits"
     assert contacts(published).filter(source_system="salesforce")["mapping_version"].unique().to_list() == [1]
-    cli("mapping", "approve", "salesforce", "2", "--reason", "reviewed the shadow report")
+
+    def approve(version: int) -> dg.ExecuteInProcessResult:  # the job's door, as from the UI's launchpad
+        config = {"crm": "salesforce", "version": version, "reason": "reviewed the shadow report"}
+        return published.run_job(
+            "mapping_approve",
+            raise_on_error=False,
+            run_config={"ops": {"approve_mapping_version": {"config": config}}},
+        )[0]
+
+    wrong = approve(3)
+    assert not wrong.success and "salesforce has version 2 in its mapping file, not 3" in str(
+        wrong.get_step_failure_events()[0].event_specific_data.error
+    )
+    assert approve(2).success
+    (granted,) = published.rows(
+        "SELECT scope, approved_by FROM ops.approvals WHERE scope = 'mapping:salesforce:2'"
+    )
+    assert granted[1].startswith("dagster run ")
     result, meta = published.run_job("canonical_build")
     approved = "passed: mapping approved (mapping:salesforce:2)"
     assert meta["accounts"]["gate"] == approved and meta["contacts"]["gate"] == approved, (
