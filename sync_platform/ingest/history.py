@@ -61,23 +61,42 @@ class RawHistory:
         """
         done = []
         with self.warehouse.session():  # a handful of small statements per table: one connection
+            present = self._tables(f"raw_{crm}", SCHEMA)
             for name, raw in RAW_TABLES[crm].items():
                 if tables is not None and name not in tables:
                     continue
-                if self.warehouse.table_exists(f"raw_{crm}", name):
-                    done.append(self._record(raw, diff_above))
+                if (f"raw_{crm}", name) in present:
+                    exists = (SCHEMA, history_table(crm, name)) in present
+                    done.append(self._record(raw, exists, diff_above))
         return done
 
-    def _record(self, raw: RawTable, diff_above: float) -> Recorded:
+    def _tables(self, *schemas: str) -> set[tuple[str, str]]:
+        """(schema, table) of every table in ``schemas``: one catalog query instead of one per table."""
+        return {
+            (schema, table)
+            for schema, table in self.warehouse.query(
+                sql(
+                    "SELECT table_schema, table_name FROM information_schema.tables "
+                    "WHERE table_schema IN ({marks})",
+                    marks=placeholders(len(schemas)),
+                ),
+                schemas,
+            )
+        }
+
+    def _record(self, raw: RawTable, exists: bool, diff_above: float) -> Recorded:
         target = history_table(raw.crm, raw.table)
         source = ident(f"raw_{raw.crm}", raw.table)
-        exists = self.warehouse.table_exists(SCHEMA, target)
+        newest, newest_cursor = None, None
         if exists:
-            newest = self.warehouse.query(
-                sql("SELECT max({load}) FROM {table}", load=quoted(LOAD_ID), table=ident(SCHEMA, target))
-            )[0][0]
-        else:
-            newest = None
+            newest, newest_cursor = self.warehouse.query(
+                sql(
+                    "SELECT max({load}), max({cursor}) FROM {table}",
+                    load=quoted(LOAD_ID),
+                    cursor=quoted(raw.cursor_column),
+                    table=ident(SCHEMA, target),
+                )
+            )[0]
         rows = self.warehouse.read_frame(
             sql("SELECT * FROM {table} WHERE {load} > ?", table=source, load=quoted(LOAD_ID)), [newest or ""]
         )
@@ -98,10 +117,12 @@ class RawHistory:
         changed: dict[str, int] = {}
         examples: dict[str, list[str]] = {}
         if exists:
-            ids = versions[raw.key_column].cast(pl.String).to_list()
-            # the hashes first (two narrow columns); whole previous rows only when a mass change is possible
-            whole = len(ids) > diff_above * live
-            previous = self._previous(raw, target, ids, whole)
+            # whole previous rows only when a mass change is possible; otherwise only the hashes of
+            # the rows that can equal a kept version (see _may_repeat)
+            whole = versions.height > diff_above * live
+            candidates = versions if whole else _may_repeat(raw, versions, newest_cursor)
+            ids = candidates[raw.key_column].cast(pl.String).to_list()
+            previous = self._previous(raw, target, ids, whole) if ids else pl.DataFrame()
             versions, changed, examples = _compare(raw, versions, previous)
         if versions.height:
             self.warehouse.write_frame(versions, SCHEMA, target, disposition="append")
@@ -246,6 +267,19 @@ def _compare(
                 changed[column] = int(n)
                 examples[column] = flags.filter(pl.col(column)).sort("__id")["__id"].head(5).to_list()
     return new.select(versions.columns), changed, examples
+
+
+def _may_repeat(raw: RawTable, versions: pl.DataFrame, newest_cursor: object) -> pl.DataFrame:
+    """The rows that can equal a version already kept: those whose cursor is not newer than every
+    kept cursor (a look-back re-read, a replay, a by-id fetch). The cursor is part of the version
+    hash, so a row stamped later than anything kept is a new version without looking it up; that
+    spares the lookup, a scan of the history's keys, on most incremental loads."""
+    if newest_cursor is None or raw.cursor_column not in versions.columns:
+        return versions
+    cursor = pl.col(raw.cursor_column)
+    return versions.filter(
+        cursor.is_null() | (cursor <= pl.lit(newest_cursor, versions.schema[raw.cursor_column]))
+    )
 
 
 def _is_content(raw: RawTable, column: str) -> bool:
