@@ -1,0 +1,1 @@
+"""Write-back: changes the support system asks for, written into each CRM exactly once."""
