@@ -368,6 +368,17 @@ class HistoryConfig(BaseModel):
     )
 
 
+class OutboundConfig(BaseModel):
+    """Write-back: where creates go (an update goes to every CRM that holds the golden record)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    create_in: dict[Literal["contact", "account", "interaction"], CrmName] = Field(
+        default_factory=dict,
+        description="Per canonical entity, the CRM that owns new records: a create goes there only.",
+    )
+
+
 class SyncConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -378,6 +389,7 @@ class SyncConfig(BaseModel):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     mass_change: MassChangeConfig = Field(default_factory=MassChangeConfig)
+    outbound: OutboundConfig = Field(default_factory=OutboundConfig)
 
     def crm(self, name: str) -> CrmSyncConfig:
         return self.crms.get(name) or CrmSyncConfig()  # type: ignore[call-arg]

@@ -43,6 +43,8 @@ def replay_dead_letters(
     records: dict[str, list[DeadLetter]] = {}
     requests: dict[str, list[str]] = {}
     for letter in pending:
+        if letter.is_outbound:  # a change a CRM refused: nothing to fetch, it waits for a person
+            continue
         if letter.is_record:
             records.setdefault(letter.crm, []).append(letter)
         else:

@@ -61,6 +61,9 @@ _PII_KEYS = {
 }
 
 
+OUTBOUND = "outbound"  # kind of a change a CRM refused to take (write-back); record_id is the change id
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     id: str
@@ -80,6 +83,10 @@ class DeadLetter:
     @property
     def is_record(self) -> bool:
         return self.record_id is not None
+
+    @property
+    def is_outbound(self) -> bool:
+        return self.kind == OUTBOUND
 
 
 def redact_payload(value: Any, key: str = "") -> Any:
@@ -172,7 +179,11 @@ class DeadLetterQueue:
             for reject in rejects:
                 record_id = reject.record_id or f"unidentified:{uuid.uuid4()}"  # validation: no id to key on
                 payload = json.dumps(redact_payload(reject.payload), default=str, sort_keys=True)
-                error = f"{crm} {obj} record {record_id} not loaded ({reject.kind}): {reject.reason}"
+                error = (
+                    f"{crm} {obj} change {record_id} not written: {reject.reason}"
+                    if reject.kind == OUTBOUND
+                    else f"{crm} {obj} record {record_id} not loaded ({reject.kind}): {reject.reason}"
+                )
                 existing = pending.get(record_id)
                 if existing is not None:
                     cur.execute(

@@ -118,6 +118,9 @@ class Dialect:
                 )
             if fault is not None and fault.kind == "corrupt_records":
                 return self._corrupted(response, fault)
+            if fault is not None and fault.kind == "lost_response":  # applied, but the answer never comes
+                await asyncio.sleep(fault.delay if fault.delay is not None else 30.0)
+                return self.error(fault.status or 504, "Gateway Timeout.", "REQUEST_TIMEOUT")
             return response
         except AuthFailure as failure:
             return self.auth_error(failure)

@@ -24,6 +24,7 @@ FaultKind = Literal[
     "expire_tokens",
     "revoke_tokens",
     "corrupt_records",
+    "lost_response",
 ]
 FAULT_KINDS: tuple[str, ...] = (
     "error",
@@ -35,6 +36,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "expire_tokens",
     "revoke_tokens",
     "corrupt_records",
+    "lost_response",
 )
 CORRUPT_VALUE = "#corrupt#"  # not a valid datetime, number or boolean in any CRM's format
 
@@ -50,7 +52,9 @@ class Fault:
     (expire or revoke every access token, then handle the request, which therefore gets 401),
     ``corrupt_records`` (answer normally, but with ``field`` of the next ``count`` records served
     set to ``value``, default ``#corrupt#``; ``""`` blanks it: one bad record in a good page).
-    For ``corrupt_records`` ``count`` counts records, not requests.
+    For ``corrupt_records`` ``count`` counts records, not requests. ``lost_response`` handles the
+    request (a write is applied) and then holds the answer ``delay`` seconds (default 30) and
+    answers 504: the CRM did it, the caller cannot know (a write must be safe to send again).
     """
 
     kind: str
