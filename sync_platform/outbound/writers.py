@@ -36,6 +36,7 @@ from sync_platform.outbound.writes import CrmWriter, Write, WriteResult
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # sObject, field, entity set and column names
 _HUBSPOT_OBJECT = re.compile(r"^[A-Za-z0-9_-]+$")  # "contacts", "0-1", "p_custom"
 _ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")  # the GUID ending an OData-EntityId
+_UNADDRESSABLE = re.compile(r"[/<>*%&:\\?+#]")  # Dataverse refuses these in a key value in the URL
 _DYNAMICS_KEYS = {entity_set: pk for entity_set, pk, _ in DYNAMICS_OBJECTS.values()}
 
 
@@ -146,7 +147,11 @@ class SalesforceWriter:
                 raise
             return {id(w): _refused(w, exc.detail, exc.status) for w in chunk}  # the call refused them all
         answers = response.json()
-        if not isinstance(answers, list) or len(answers) != len(chunk):
+        if (
+            not isinstance(answers, list)
+            or len(answers) != len(chunk)
+            or not all(isinstance(a, dict) for a in answers)
+        ):
             raise CrmRequestError(
                 self.crm,
                 ErrorKind.PARSE,
@@ -330,6 +335,10 @@ class DynamicsWriter:
             headers["If-Match"] = "*"  # the record must exist: a 404, never a create
         else:
             field, value = w.upsert_key
+            if _UNADDRESSABLE.search(value):
+                return _refused(
+                    w, "Dataverse cannot address an alternate key value holding / < > * % & : \\ ? + or #"
+                )
             literal = quote(value.replace("'", "''"), safe="")  # OData doubles a quote inside a string
             segment = f"({field}='{literal}')"
             shown = f"({field}=<key>)"  # the key value may be personal: kept out of errors

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from sync_platform.core.config import CrmSyncConfig
+from sync_platform.core.errors import CrmRequestError, ErrorKind
 from sync_platform.ingest.sources.http import RequestStats
 from sync_platform.outbound.writers import make_writer
 from sync_platform.outbound.writes import Write, WriteResult
@@ -172,3 +173,50 @@ def test_a_429_burst_is_retried_and_every_record_lands_once(admin: SandboxAdminC
     for i in range(3):
         assert admin.get(crm, obj, record_id(crm, 100 + i))[title] == f"Burst {i}"
     assert [r.created for r in results] == [False] * 3 + [True] * 3
+
+
+def test_hubspot_sends_a_batch_refused_whole_again_one_record_at_a_time(admin: SandboxAdminClient) -> None:
+    writer = make_writer("hubspot", FAST)
+    writes = [Write(f"g{i}", "contacts", {"jobtitle": f"Good {i}"}, record_id=str(i + 1)) for i in range(3)]
+    writes.append(Write("bad", "contacts", {"lifecyclestage": "not-a-stage"}, record_id="9"))
+    admin.reset_stats()
+
+    results = writer.write(writes)
+
+    assert [r.ok for r in results] == [True, True, True, False]
+    assert admin.requests("hubspot", "batch_update", 400) == 1  # refused whole, then ...
+    assert admin.requests("hubspot", "update") == 4  # ... each record on its own
+    assert results[3].http_status == 400 and "INVALID_OPTION" in (results[3].error or "")
+
+
+@pytest.mark.parametrize("crm", list(CRMS))
+def test_a_call_that_fails_for_good_raises_and_names_no_value(admin: SandboxAdminClient, crm: str) -> None:
+    obj, title, unique, needed, *_ = CRMS[crm]
+    writer = make_writer(crm, CrmSyncConfig(max_attempts=2, backoff_initial_seconds=0.01))
+    secret_key = unique_value(crm, 99).replace("@", ".obrien@") if crm == "hubspot" else "ext-o'brien"
+    write = Write("d1", obj, {needed: "Sensitive Surname"}, upsert_key=(unique, secret_key))
+    admin.inject("outage", crm=crm, path="/contacts" if crm != "salesforce" else "/composite", count=5)
+
+    with pytest.raises(CrmRequestError) as failed:
+        writer.write([write])
+
+    assert failed.value.kind == ErrorKind.SERVER_ERROR and failed.value.attempts == 2
+    assert "Sensitive" not in str(failed.value) and "brien" not in str(failed.value)
+    assert "Sensitive" not in repr(write) and "brien" not in repr(write)
+
+
+def test_a_quote_in_a_dynamics_key_is_escaped_and_an_unaddressable_key_is_refused_unsent(
+    admin: SandboxAdminClient,
+) -> None:
+    writer = make_writer("dynamics", FAST)
+    key = ("externalid", "o'brien 1")
+    [first] = writer.write([Write("a", "contacts", {"lastname": "O'Brien"}, upsert_key=key)])
+    [second] = writer.write([Write("b", "contacts", {"jobtitle": "Chief"}, upsert_key=key)])
+    assert first.created and not second.created and second.record_id == first.record_id
+    record = admin.get("dynamics", "contacts", str(first.record_id))
+    assert (record["externalid"], record["jobtitle"]) == ("o'brien 1", "Chief")
+
+    admin.reset_stats()
+    [refused] = writer.write([Write("c", "contacts", {"lastname": "X"}, upsert_key=("externalid", "a/b"))])
+    assert not refused.ok and "cannot address" in (refused.error or "")
+    assert admin.requests("dynamics", "upsert") == 0
