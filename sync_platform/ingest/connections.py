@@ -14,7 +14,7 @@ from typing import Any
 from sync_platform.core.config import CrmSyncConfig
 from sync_platform.core.settings import load_settings
 from sync_platform.ingest.sources.common import SyncReport
-from sync_platform.ingest.sources.http import HttpPolicy
+from sync_platform.ingest.sources.http import CrmHttpClient, HttpPolicy, RequestStats
 
 
 def sandbox_url() -> str | None:
@@ -172,3 +172,60 @@ def crm_settings(crm: str) -> dict[str, Any] | None:
         if value and optional not in found:
             found[optional] = value
     return found if all(found[k] for k in _SETTINGS[crm]) else None
+
+
+def crm_client(crm: str, cfg: CrmSyncConfig, stats: RequestStats | None = None) -> tuple[CrmHttpClient, str]:
+    """(client, API base URL) of one CRM outside a sync run (write-back): the sources' own client
+    factory, token provider and HTTP policy; ``stats`` collects its counters. Raises ``ValueError``
+    when the CRM is not configured."""
+    settings = crm_settings(crm)
+    if settings is None:
+        raise ValueError(f"{crm} is not configured: no sandbox URL and no sources.{crm}.* settings")
+    report = SyncReport(crm, stats=stats) if stats is not None else SyncReport(crm)
+    policy = _policy(cfg)
+    if crm == "salesforce":
+        from sync_platform.ingest.sources.salesforce.helpers import http_client as salesforce_client
+
+        base = str(settings["instance_url"]).rstrip("/")
+        client = salesforce_client(
+            base,
+            settings["client_id"],
+            settings["client_secret"],
+            settings.get("token_url"),
+            settings.get("ca_file"),
+            policy,
+            report,
+            None,
+        )
+        return client, base
+    if crm == "hubspot":
+        from sync_platform.ingest.sources.hubspot.helpers import http_clients
+
+        base = str(settings.get("host") or "https://api.hubapi.com").rstrip("/")
+        clients = http_clients(
+            base,
+            settings.get("access_token"),
+            settings.get("client_id"),
+            settings.get("client_secret"),
+            settings.get("refresh_token"),
+            None,
+            cfg.search_requests_per_second,
+            policy,
+            report,
+            None,
+        )
+        return clients.list, base
+    if crm == "dynamics":
+        from sync_platform.ingest.sources.dynamics.helpers import http_client as dynamics_client
+
+        client = dynamics_client(
+            settings["token_url"],
+            settings["client_id"],
+            settings["client_secret"],
+            settings.get("scope"),
+            policy,
+            report,
+            None,
+        )
+        return client, str(settings["api_url"]).rstrip("/")
+    raise ValueError(f"unknown CRM {crm!r}")

@@ -16,11 +16,11 @@ from typing import Any, Protocol
 class Write:
     ref: str  # our key for this write (the delivery id), echoed back in its result
     crm_object: str  # the CRM's object: Salesforce "Contact", HubSpot "contacts", Dynamics "contacts"
-    values: dict[str, Any]  # CRM field name -> value to set
+    # CRM field name -> value to set; values (and unique keys, often emails) stay out of reprs: PII
+    values: dict[str, Any] = field(repr=False)
     record_id: str | None = None  # the CRM's native id: update that record (it must exist)
-    upsert_key: tuple[str, str] | None = (
-        None  # (unique field, value): create it, or update the one holding it
-    )
+    # (unique field, value): create it, or update the one holding it
+    upsert_key: tuple[str, str] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

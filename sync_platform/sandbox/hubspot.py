@@ -159,8 +159,8 @@ def _problem(name: str, message: str, code: str) -> dict:
     }
 
 
-def write_values(spec: ObjectSpec, props: object, creating: bool) -> dict:
-    """Validate and convert ``properties`` of a write; one 400 lists every invalid property."""
+def property_problems(spec: ObjectSpec, props: object, creating: bool) -> tuple[dict, list[dict]]:
+    """Converted ``properties`` of a write, and the problem of every invalid one."""
     if not isinstance(props, dict):
         raise invalid("properties must be an object of property values.")
     out: dict = {}
@@ -186,11 +186,22 @@ def write_values(spec: ObjectSpec, props: object, creating: bool) -> dict:
             for r in spec.required_fields
             if out.get(r) is None
         ]
+    return out, problems
+
+
+def invalid_properties(problems: list[dict]) -> SandboxError:
+    """The 400 HubSpot answers for invalid property values: one message listing every problem."""
+    return invalid(
+        "Property values were not valid: " + orjson.dumps(problems).decode(),
+        context={"properties": [p["name"] for p in problems]},
+    )
+
+
+def write_values(spec: ObjectSpec, props: object, creating: bool) -> dict:
+    """Validate and convert ``properties`` of a write; one 400 lists every invalid property."""
+    out, problems = property_problems(spec, props, creating)
     if problems:
-        raise invalid(
-            "Property values were not valid: " + orjson.dumps(problems).decode(),
-            context={"properties": [p["name"] for p in problems]},
-        )
+        raise invalid_properties(problems)
     return out
 
 
@@ -663,6 +674,17 @@ class HubSpotDialect(Dialect):
         errors = [self._batch_error(refused, {"ids": missing})] if missing else []
         return self._batch_response(started, results, errors, 200)
 
+    @staticmethod
+    def _refuse_invalid_values(spec: ObjectSpec, inputs: list[dict]) -> None:
+        """HubSpot checks every input's property values before writing any: one invalid value refuses
+        the whole batch (a 400 listing the problems, naming no input), unlike a record that is missing
+        (an error entry of a 207, the rest written)."""
+        problems: list[dict] = []
+        for item in inputs:
+            problems += property_problems(spec, item.get("properties"), creating=False)[1]
+        if problems:
+            raise invalid_properties(problems)
+
     def _each(
         self, inputs: list[dict], run: Callable[[dict], dict], context: Callable[[dict], dict[str, list[str]]]
     ) -> tuple[list[dict], list[dict]]:
@@ -678,12 +700,14 @@ class HubSpotDialect(Dialect):
     async def _batch_create(self, request: Request) -> Response:
         store, body, started = self._store(request), await _json_body(request), self._now()
         inputs = _batch_inputs(body)
+        self._refuse_invalid_values(store.spec, inputs)
         results, errors = self._each(inputs, lambda item: self._create_one(store, item), lambda item: {})
         return self._batch_response(started, results, errors, 201)
 
     async def _batch_update(self, request: Request) -> Response:
         store, body, started = self._store(request), await _json_body(request), self._now()
         inputs = _batch_inputs(body)
+        self._refuse_invalid_values(store.spec, inputs)
 
         def update(item: dict) -> dict:
             index, _ = self._require(store, str(item.get("id") or ""), item.get("idProperty"))
@@ -695,6 +719,7 @@ class HubSpotDialect(Dialect):
     async def _batch_upsert(self, request: Request) -> Response:
         store, body, started = self._store(request), await _json_body(request), self._now()
         inputs = _batch_inputs(body)
+        self._refuse_invalid_values(store.spec, inputs)
         keys = [
             (self._id_property(store, item.get("idProperty")), _normalize_key(item.get("id")))
             for item in inputs

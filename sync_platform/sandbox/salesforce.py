@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import takewhile
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import orjson
 from starlette.requests import Request
@@ -261,6 +261,30 @@ def _replication_ms(value: str | None, name: str) -> int:
         ) from None
 
 
+def _collection_records(body: object) -> list:
+    """The ``records`` of an sObject Collections body, at most ``COLLECTION_LIMIT`` of them."""
+    records = body.get("records") if isinstance(body, dict) else None
+    if not isinstance(records, list):
+        raise SandboxError(400, "The body must be an object with a records array", "JSON_PARSER_ERROR")
+    if len(records) > COLLECTION_LIMIT:
+        raise SandboxError(
+            400,
+            f"record limit reached. cannot submit more than {COLLECTION_LIMIT} records into this call",
+            "EXCEEDED_ID_LIMIT",
+        )
+    return records
+
+
+def _collection_response(body: dict, prepared: list, apply: Callable[[Any], dict]) -> Response:
+    """A result per record of an sObject Collections call, in order: a refused record's errors, or
+    what ``apply`` answers for a valid one; with ``allOrNone`` one refused record writes none."""
+    if body.get("allOrNone") and any(isinstance(p, RecordError) for p in prepared):
+        return json_response(
+            [(p if isinstance(p, RecordError) else ROLLED_BACK).as_result() for p in prepared]
+        )
+    return json_response([p.as_result() if isinstance(p, RecordError) else apply(p) for p in prepared])
+
+
 def _floor_minute(ms: int) -> int:
     return ms - ms % MINUTE_MS
 
@@ -329,6 +353,7 @@ class SalesforceDialect(Dialect):
             (data + "/query/{locator}", self._query_more, "GET", "query_more"),
             (data + "/queryAll/{locator}", self._query_more, "GET", "query_more"),
             (data + "/sobjects", self._sobjects, "GET", "sobjects"),
+            (data + "/composite/sobjects", self._composite_update, "PATCH", "composite_update"),
             (
                 data + "/composite/sobjects/{obj}/{ext_field}",
                 self._composite_upsert,
@@ -598,30 +623,62 @@ class SalesforceDialect(Dialect):
         spec = self._spec(request)
         ext = self._external_field(spec, request.path_params["ext_field"], allow_id=False)
         body = await _json_body(request)
-        records = body.get("records") if isinstance(body, dict) else None
-        if not isinstance(records, list):
-            raise SandboxError(400, "The body must be an object with a records array", "JSON_PARSER_ERROR")
-        if len(records) > COLLECTION_LIMIT:
-            raise SandboxError(
-                400,
-                f"record limit reached. cannot submit more than {COLLECTION_LIMIT} records into this call",
-                "EXCEEDED_ID_LIMIT",
-            )
+        records = _collection_records(body)
+
+        def upsert(item: Prepared) -> dict:
+            record_id, created = self._apply_upsert(spec, ext, *item)
+            return {"id": record_id, "success": True, "errors": [], "created": created}
+
         with self.state.lock:
-            prepared = self._prepare_collection(spec, ext, records)
-            failed = any(isinstance(p, RecordError) for p in prepared)
-            if failed and body.get("allOrNone"):  # type: ignore[union-attr]
-                return json_response(
-                    [(p if isinstance(p, RecordError) else ROLLED_BACK).as_result() for p in prepared]
-                )
-            results = []
-            for item in prepared:
-                if isinstance(item, RecordError):
-                    results.append(item.as_result())
-                    continue
-                record_id, created = self._apply_upsert(spec, ext, *item)
-                results.append({"id": record_id, "success": True, "errors": [], "created": created})
-        return json_response(results)
+            return _collection_response(body, self._prepare_collection(spec, ext, records), upsert)
+
+    async def _composite_update(self, request: Request) -> Response:
+        """sObject Collections update: records of any type by ``Id``, a result per record in order;
+        ``allOrNone`` writes all of them or none. An ``Id`` naming no live record fails its own
+        record only (never a create)."""
+        body = await _json_body(request)
+        records = _collection_records(body)
+
+        def update(item: tuple[ObjectSpec, int, dict]) -> dict:
+            spec, index, values = item
+            self._store(spec).update(index, self._derived(spec, values), mode="user")
+            return {"id": spec.format_id(index), "success": True, "errors": []}
+
+        with self.state.lock:
+            prepared: list[RecordError | tuple[ObjectSpec, int, dict]] = []
+            for rec in records:
+                try:
+                    prepared.append(self._prepare_update(rec))
+                except RecordError as exc:
+                    prepared.append(exc)
+            return _collection_response(body, prepared, update)
+
+    def _prepare_update(self, rec: object) -> tuple[ObjectSpec, int, dict]:
+        """(object, index, values) of one record of a collection update, validated before any is written."""
+        if not isinstance(rec, dict) or not isinstance(rec.get("attributes"), dict):
+            raise RecordError("INVALID_TYPE", "Must send a concrete entity type.")
+        declared = str(rec["attributes"].get("type"))
+        spec = next((s for name, s in self.objects.items() if name.lower() == declared.lower()), None)
+        if spec is None:
+            raise RecordError("INVALID_TYPE", f"sObject type '{declared}' is not supported.")
+        id_key = next((k for k in rec if k.lower() == "id"), None)
+        record_id = rec.get(id_key) if id_key else None
+        if not isinstance(record_id, str) or not record_id:
+            raise RecordError("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
+        if not _ID_SHAPE.match(record_id):
+            raise RecordError("MALFORMED_ID", f"malformed id {record_id}", ["Id"])
+        if spec.parse_id(record_id) is None:
+            raise RecordError(
+                "MALFORMED_ID", f"{spec.name} ID: id value of incorrect type: {record_id}", ["Id"]
+            )
+        found = self._store(spec).get_by_id(record_id)
+        if found is None:
+            raise RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["Id"])
+        index, current = found
+        if current.get(DELETED):
+            raise RecordError("ENTITY_IS_DELETED", "entity is deleted")
+        values = self._writable(spec, {k: v for k, v in rec.items() if k != id_key}, creating=False)
+        return spec, index, values
 
     def _prepare_collection(
         self, spec: ObjectSpec, ext: FieldSpec, records: list

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 from hubspot import HubSpot
 from hubspot.crm.contacts import (
+    BatchInputSimplePublicObjectBatchInput,
     BatchInputSimplePublicObjectBatchInputUpsert,
     BatchReadInputSimplePublicObjectId,
     PublicObjectSearchRequest,
@@ -204,6 +205,36 @@ def test_batch_upsert_by_email_updates_existing_and_creates_new(
     assert admin.get("hubspot", "contacts", "3")["jobtitle"] == "Upserted"
     created = client.crm.contacts.basic_api.get_by_id("new.person@example.org", id_property="email")
     assert created.id == by_new[True].id and created.properties["firstname"] == "New"
+
+
+def test_batch_update_refuses_the_whole_batch_for_one_invalid_value_but_not_for_a_missing_record(
+    client: HubSpot, admin: SandboxAdminClient
+) -> None:
+    def update(inputs: list[dict]):
+        return client.crm.contacts.batch_api.update(BatchInputSimplePublicObjectBatchInput(inputs=inputs))
+
+    with pytest.raises(ApiException) as refused:
+        update(
+            [
+                {"id": "1", "properties": {"jobtitle": "Never written"}},
+                {"id": "2", "properties": {"lifecyclestage": "not-a-stage"}},
+            ]
+        )
+    assert refused.value.status == 400 and _body(refused.value)["category"] == "VALIDATION_ERROR"
+    assert "INVALID_OPTION" in _body(refused.value)["message"]
+    assert admin.get("hubspot", "contacts", "1")["jobtitle"] != "Never written"
+
+    partial = update(
+        [
+            {"id": "1", "properties": {"jobtitle": "Written"}},
+            {"id": "999999", "properties": {"jobtitle": "X"}},
+        ]
+    )
+    assert [r.id for r in partial.results] == ["1"] and partial.num_errors == 1
+    assert partial.errors[0].category == "OBJECT_NOT_FOUND" and partial.errors[0].context == {
+        "ids": ["999999"]
+    }
+    assert admin.get("hubspot", "contacts", "1")["jobtitle"] == "Written"
 
 
 def test_batch_read_returns_found_records_and_reports_missing_ones(client: HubSpot) -> None:

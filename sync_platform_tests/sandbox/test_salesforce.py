@@ -403,3 +403,52 @@ def test_frozen_and_automation_changes_move_the_stamps_as_salesforce_would(sf, t
     assert _ids(sf.query(changed_since)) == [contact]
     after = sf.Contact.get(contact)
     assert after["LastModifiedDate"] == before["LastModifiedDate"] < after["SystemModstamp"]
+
+
+def test_composite_update_by_id_reports_per_record_and_never_creates(sf, tls_admin):
+    def update(records, all_or_none=False):
+        body = {"allOrNone": all_or_none, "records": records}
+        return sf.restful("composite/sobjects", method="PATCH", json=body)
+
+    contact, case = "003Sb0000000001AAA", "500Sb0000000002AAA"
+    tls_admin.delete("salesforce", "Contact", ["003Sb0000000003AAA"])
+    results = update(
+        [
+            {"attributes": {"type": "Contact"}, "Id": contact, "Title": "Updated"},
+            {"attributes": {"type": "Case"}, "Id": case, "Subject": "Also updated"},
+            {"attributes": {"type": "Contact"}, "Id": "003Sb0000099999AAA", "Title": "Nobody"},
+            {"attributes": {"type": "Contact"}, "Id": "003Sb0000000003AAA", "Title": "Deleted"},
+            {"attributes": {"type": "Contact"}, "Id": "001Sb0000000001AAA", "Title": "An account"},
+            {"attributes": {"type": "Contact"}, "Title": "No id"},
+            {"attributes": {"type": "Contact"}, "Id": contact, "CreatedDate": "2020-01-01T00:00:00Z"},
+        ]
+    )
+    assert results[:2] == [
+        {"id": contact, "success": True, "errors": []},
+        {"id": case, "success": True, "errors": []},
+    ]
+    assert [r["errors"][0]["statusCode"] for r in results[2:]] == [
+        "INVALID_CROSS_REFERENCE_KEY",
+        "ENTITY_IS_DELETED",
+        "MALFORMED_ID",
+        "MISSING_ARGUMENT",
+        "INVALID_FIELD_FOR_INSERT_UPDATE",
+    ]
+    assert sf.Contact.get(contact)["Title"] == "Updated" and sf.Case.get(case)["Subject"] == "Also updated"
+    assert sf.query("SELECT COUNT() FROM Contact WHERE Title = 'Nobody'")["totalSize"] == 0
+
+    rolled_back = update(
+        [
+            {"attributes": {"type": "Contact"}, "Id": contact, "Title": "Never written"},
+            {"attributes": {"type": "Contact"}, "Id": "003Sb0000099999AAA", "Title": "Nobody"},
+        ],
+        all_or_none=True,
+    )
+    assert [r["errors"][0]["statusCode"] for r in rolled_back] == [
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+        "INVALID_CROSS_REFERENCE_KEY",
+    ]
+    assert sf.Contact.get(contact)["Title"] == "Updated"
+    with pytest.raises(SalesforceMalformedRequest) as too_many:
+        update([{"attributes": {"type": "Contact"}, "Id": contact}] * 201)
+    assert too_many.value.content[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
