@@ -96,3 +96,67 @@ def status() -> None:
     store.ensure()
     for entity, crm, state, count in store.status():
         typer.echo(f"{entity:12} {crm:11} {state:8} {count}")
+
+
+def restore(
+    crm: Annotated[str, typer.Option(help="salesforce, hubspot or dynamics.")],
+    object_: Annotated[str, typer.Option("--object", help="The raw table: contacts, accounts, cases, ...")],
+    before: Annotated[str, typer.Option(help="ISO time: restore the values the records had just before it.")],
+    ids: Annotated[
+        str | None, typer.Option(help="Comma-separated record ids (default: every record).")
+    ] = None,
+    fields: Annotated[
+        str | None, typer.Option(help="Comma-separated CRM fields (default: every writable one).")
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Write into the CRM; without it, only show the diff.")
+    ] = False,
+    decrypt: Annotated[
+        bool, typer.Option("--decrypt", help="Show personal values in clear (needs the key).")
+    ] = False,
+) -> None:
+    """Put back the values records had before a time, in the CRM itself (dry run unless --yes)."""
+    from datetime import UTC, datetime
+
+    from sync_platform.cli.history import _shown, personal_columns
+    from sync_platform.core.config import load_sync_config
+    from sync_platform.core.warehouse import Warehouse
+    from sync_platform.ingest.raw_schema import raw_column
+    from sync_platform.outbound.restore import plan_restore, record_restore
+    from sync_platform.outbound.writers import make_writer
+
+    try:
+        when = datetime.fromisoformat(before)
+    except ValueError:
+        raise typer.BadParameter("an ISO time, e.g. 2026-12-01T09:30:00Z", param_hint="--before") from None
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    warehouse = Warehouse.from_env()
+    try:
+        plan = plan_restore(warehouse, crm, object_, when, _split(ids), _split(fields))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    personal = None if decrypt else personal_columns(crm)
+    records = {w.record_id for w in plan.writes}
+    typer.echo(f"{crm} {object_} before {when.isoformat()}: {len(records)} record(s) differ")
+    for record_id, crm_field, now, then in plan.changes[:200]:
+        column = raw_column(crm_field)
+        was, back = _shown(column, now, personal), _shown(column, then, personal)
+        typer.echo(f"  {record_id} {crm_field}: {was!r} -> {back!r}")
+    if plan.no_earlier_version:
+        typer.echo(f"  {len(plan.no_earlier_version)} record(s) created after that time: left as they are")
+    if not yes:
+        typer.echo("dry run: nothing written (add --yes to write these values into the CRM)")
+        return
+    writer = make_writer(crm, load_sync_config().crm(crm))
+    results = writer.write(plan.writes)
+    failed = [r for r in results if not r.ok]
+    record_restore(warehouse, plan, results)
+    typer.echo(f"restored {len(results) - len(failed)} record(s) in {crm}; {len(failed)} refused")
+    for result in failed[:20]:
+        typer.echo(f"  {result.ref}: {result.error}", err=True)
+    if failed:
+        raise typer.Exit(code=1)
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
