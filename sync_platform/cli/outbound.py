@@ -98,6 +98,66 @@ def status() -> None:
         typer.echo(f"{entity:12} {crm:11} {state:8} {count}")
 
 
+conflicts_cli = typer.Typer(help="Conflicts between CRM changes and outbound changes.", no_args_is_help=True)
+outbound_cli.add_typer(conflicts_cli, name="conflicts")
+
+
+@conflicts_cli.command("list")
+def conflicts_list(
+    every: Annotated[bool, typer.Option("--all", help="Settled ones too (auto and resolved).")] = False,
+    decrypt: Annotated[
+        bool, typer.Option("--decrypt", help="Show personal values in clear (needs the key).")
+    ] = False,
+) -> None:
+    """Open conflicts (or all): per field the base, the CRM's value, ours, and what was decided."""
+    from sync_platform.cli.history import _shown, personal_columns
+    from sync_platform.core.warehouse import Warehouse
+    from sync_platform.ingest.raw_schema import raw_column
+    from sync_platform.outbound.conflicts import OPEN, ConflictBook
+
+    if decrypt:
+        from sync_platform.security.encryption import EncryptionError, field_cipher
+
+        try:
+            field_cipher()
+        except EncryptionError as exc:
+            typer.echo(f"cannot show values in clear: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+    found = ConflictBook(Warehouse.from_env()).all(None if every else OPEN)
+    typer.echo(f"{len(found)} conflict(s)" + ("" if every else " waiting for a decision"))
+    for c in found:
+        personal = None if decrypt else personal_columns(c.crm)
+        decided = f" -> {c.decision['take']} by {c.decided_by}" if c.decision else ""
+        typer.echo(f"{c.conflict_id}  {c.crm} {c.crm_object} {c.record_id}  {c.status}{decided}")
+        for f in c.fields:
+            column = raw_column(f.crm_field)
+            shown = [_shown(column, v, personal) for v in (f.base, f.crm, f.ours)]
+            typer.echo(
+                f"    {f.field} ({f.strategy}): base {shown[0]!r}, crm {shown[1]!r} "
+                f"(changed {f.crm_changed_at}), ours {shown[2]!r} -> {f.outcome}"
+            )
+
+
+@conflicts_cli.command("resolve")
+def conflicts_resolve(
+    conflict_id: Annotated[str, typer.Argument(help="As listed: <change id>:<crm>.")],
+    take: Annotated[str, typer.Option(help="crm (keep the CRM's values), ours (write ours) or edit.")],
+    set_: Annotated[
+        list[str], typer.Option("--set", help="edit: a conflicting field and the value to write, NAME=VALUE.")
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+) -> None:
+    """Decide an open conflict; the next outbound run writes the decision (audited)."""
+    from sync_platform.core.warehouse import Warehouse
+    from sync_platform.ops.approvals import who
+    from sync_platform.outbound.conflicts import ConflictBook
+
+    try:
+        ConflictBook(Warehouse.from_env()).resolve(conflict_id, take, who(), _fields(set_, None) or None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"conflict {conflict_id} resolved: {take}; run `outbound run` to write it")
+
+
 def restore(
     crm: Annotated[str, typer.Option(help="salesforce, hubspot or dynamics.")],
     object_: Annotated[str, typer.Option("--object", help="The raw table: contacts, accounts, cases, ...")],

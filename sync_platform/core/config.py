@@ -368,10 +368,64 @@ class HistoryConfig(BaseModel):
     )
 
 
-class OutboundConfig(BaseModel):
-    """Write-back: where creates go (an update goes to every CRM that holds the golden record)."""
+ConflictStrategy = Literal["last_write_wins", "field_merge", "manual_review"]
+
+
+class ConflictRule(BaseModel):
+    """The strategy for one CRM, entity or field (any left out means "every"); the most specific wins."""
 
     model_config = ConfigDict(extra="forbid")
+
+    crm: CrmName | None = None
+    entity: Literal["contact", "account", "interaction"] | None = None
+    field: str | None = Field(None, description="A canonical field name.")
+    strategy: ConflictStrategy
+    prefer: Literal["crm", "outbound"] | None = Field(
+        None, description="field_merge: which side a field changed on both sides follows."
+    )
+
+    def matches(self, crm: str, entity: str, field: str) -> bool:
+        return (
+            (self.crm is None or self.crm == crm)
+            and (self.entity is None or self.entity == entity)
+            and (self.field is None or self.field == field)
+        )
+
+    @property
+    def specificity(self) -> int:
+        return sum(x is not None for x in (self.crm, self.entity, self.field))
+
+
+class ConflictConfig(BaseModel):
+    """A field changed in the CRM and in an outbound change since the value both last agreed on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default: ConflictStrategy = "last_write_wins"
+    prefer: Literal["crm", "outbound"] = Field(
+        "crm", description="field_merge's default side for a field changed on both sides."
+    )
+    skew_seconds: float = Field(
+        120, ge=0, le=3600, description="last_write_wins: the CRM's change must be this much newer to win."
+    )
+    rules: list[ConflictRule] = Field(default_factory=list)
+
+    def strategy(self, crm: str, entity: str, field: str) -> tuple[str, str]:
+        """(strategy, preferred side) for one CRM, entity and canonical field."""
+        found = [r for r in self.rules if r.matches(crm, entity, field)]
+        if not found:
+            return self.default, self.prefer
+        rule = max(found, key=lambda r: r.specificity)
+        return rule.strategy, rule.prefer or self.prefer
+
+
+class OutboundConfig(BaseModel):
+    """Write-back: where creates go (an update goes to every CRM that holds the golden record), and
+    how a conflict between a CRM's change and an outbound change is settled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    conflicts: ConflictConfig = Field(default_factory=ConflictConfig)
 
     create_in: dict[Literal["contact", "account", "interaction"], CrmName] = Field(
         default_factory=dict,

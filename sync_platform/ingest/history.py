@@ -179,6 +179,26 @@ class RawHistory:
             [str(record_id)],
         )
 
+    def versions_of(self, crm: str, table: str, ids: Sequence[str]) -> pl.DataFrame:
+        """Every kept version of ``ids``, oldest first per record: one query for a batch of records
+        whose "before" times differ (each write-back change has its own)."""
+        raw = RAW_TABLES[crm][table]
+        target = history_table(crm, table)
+        if not ids or not self.warehouse.table_exists(SCHEMA, target):
+            return pl.DataFrame()
+        return self.warehouse.read_frame(
+            sql(
+                "SELECT * FROM {table} WHERE CAST({key} AS VARCHAR) IN ({marks}) "
+                "ORDER BY {key}, {at}, {load}",
+                table=ident(SCHEMA, target),
+                key=quoted(raw.key_column),
+                marks=placeholders(len(ids)),
+                at=quoted(RECORDED_AT),
+                load=quoted(LOAD_ID),
+            ),
+            list(ids),
+        )
+
     def as_of(self, crm: str, table: str, before: datetime, ids: Sequence[str] | None = None) -> pl.DataFrame:
         """The newest version of each record recorded before ``before`` (of ``ids``, or all): one query."""
         raw = RAW_TABLES[crm][table]

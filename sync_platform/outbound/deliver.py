@@ -18,6 +18,7 @@ from sync_platform.core.errors import CrmRequestError, RejectedRecord
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.ops.audit import AuditEntry, AuditLog
 from sync_platform.ops.dead_letters import OUTBOUND, DeadLetterQueue
+from sync_platform.outbound.conflicts import ConflictBook, screen
 from sync_platform.outbound.plan import Planned, plan_changes
 from sync_platform.outbound.store import REFUSED, WRITTEN, Delivery, OutboundStore
 from sync_platform.outbound.writes import CrmWriter, WriteResult
@@ -39,6 +40,8 @@ class OutboundReport:
     repeats_ignored: int = 0
     crms: dict[str, CrmOutcome] = field(default_factory=dict)
     pending: int = 0  # (change, CRM) pairs still to send after this pass
+    conflicts: int = 0  # found this pass (settled by a strategy or held)
+    awaiting_review: int = 0  # (change, CRM) pairs held until a person decides
 
     @property
     def failed(self) -> dict[str, str]:
@@ -49,6 +52,8 @@ class OutboundReport:
             "changes": self.changes,
             "repeats_ignored": self.repeats_ignored,
             "pending": self.pending,
+            "conflicts": self.conflicts,
+            "awaiting_review": self.awaiting_review,
             **{f"{crm}_written": o.written for crm, o in self.crms.items()},
             **{f"{crm}_created": o.created for crm, o in self.crms.items()},
             **{f"{crm}_refused": o.refused for crm, o in self.crms.items()},
@@ -68,7 +73,15 @@ def deliver(
     changes, repeats = store.changes()
     done = set(store.delivered())
     plan = plan_changes(warehouse, changes, mappings, config, done)
-    report = OutboundReport(changes=len(changes), repeats_ignored=sum(repeats.values()))
+    screened = screen(warehouse, plan.planned, {c.change_id: c for c in changes}, mappings, config.conflicts)
+    ConflictBook(warehouse).add(screened.detected)
+    store.record(screened.settled, run_id)
+    report = OutboundReport(
+        changes=len(changes),
+        repeats_ignored=sum(repeats.values()),
+        conflicts=len(screened.detected),
+        awaiting_review=len(screened.held),
+    )
     dead_letters = DeadLetterQueue(warehouse)
 
     no_target = [
@@ -83,7 +96,7 @@ def deliver(
     ]
     store.record(no_target, run_id)
     by_crm: dict[str, list[Planned]] = {}
-    for planned in plan.planned:
+    for planned in screened.send:
         by_crm.setdefault(planned.crm, []).append(planned)
     for crm, items in sorted(by_crm.items()):
         started = datetime.now(UTC)
