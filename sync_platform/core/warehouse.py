@@ -149,12 +149,16 @@ class Warehouse:
 
         Creating a pipeline creates its folder, and processes that did it at once (test workers, the
         parallel steps of a run) failed with ``FileExistsError``: creation is serialized across processes.
+        On DuckDB it also waits for the warehouse's turn, under which every run of a pipeline happens:
+        a run's dlt may wipe and rebuild the working folder (restoring state from the warehouse), and a
+        second run of the same CRM that created its pipeline meanwhile wrote into that folder and
+        failed the first ("Directory not empty"; three runs launched at once from the UI).
         """
         pipelines_dir = load_settings().data_dir / "dlt_pipelines"
         pipelines_dir.mkdir(parents=True, exist_ok=True)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
-        with FileLock(str(pipelines_dir / ".create.lock")):
+        with self.turn(), FileLock(str(pipelines_dir / ".create.lock")):
             return dlt.pipeline(
                 pipeline_name=name,
                 destination=self.destination(),

@@ -89,3 +89,32 @@ def test_postgres_needs_no_turn() -> None:
 def test_the_dsn_never_shows_in_the_warehouse_repr() -> None:
     warehouse = Warehouse("postgres", dsn="postgresql://sync:s3cret-pw@db.internal:5432/warehouse")
     assert "s3cret-pw" not in repr(warehouse) and "s3cret-pw" not in str(warehouse)
+
+
+def test_creating_a_pipeline_waits_while_another_process_has_the_turn(
+    warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's dlt may wipe and rebuild its pipeline folder while it has the turn; a second run of
+    the same CRM creating that pipeline meanwhile wrote into the folder and failed the first
+    ("Directory not empty"). Creation waits for the turn like every other use of the pipeline."""
+    monkeypatch.setenv("SYNC_PLATFORM_DATA_DIR", str(tmp_path / "data"))
+    holder = Holder(warehouse.path)
+    waiting = threading.Event()
+    created: list[object] = []
+    warehouse = Warehouse(DUCKDB, path=warehouse.path, notify=lambda message: waiting.set())
+
+    def create() -> None:
+        try:
+            created.append(warehouse.pipeline("sync_salesforce", "raw_salesforce"))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            created.append(exc)
+
+    creator = threading.Thread(target=create)
+    creator.start()
+    try:
+        assert waiting.wait(timeout=60), "creating the pipeline should wait for the turn"
+        assert not created and not (tmp_path / "data" / "dlt_pipelines" / "sync_salesforce").exists()
+    finally:
+        holder.release()
+        creator.join(timeout=60)
+    assert len(created) == 1 and not isinstance(created[0], Exception), created
