@@ -65,13 +65,13 @@ def _stop_group(process: subprocess.Popen, grace: float = 60) -> None:
     """SIGTERM the UI's whole process group (dagster dev, its daemon, code servers, run workers) and
     wait until every member is gone; SIGKILL what is left after ``grace`` seconds."""
     os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=grace)
     deadline = time.monotonic() + grace
     while _live_members(process.pid):
         if time.monotonic() > deadline:
             os.killpg(process.pid, signal.SIGKILL)
-            return
+            break
         time.sleep(0.2)
+    process.wait(timeout=grace)
 
 
 def _live_members(group: int) -> list[int]:
