@@ -273,8 +273,9 @@ def mapping_check(
 
 def _mapping_check_live(mappings: dict, required: bool) -> None:
     from sync_platform.canonical.mapping.live_check import check_live
+    from sync_platform.outbound.plan import writeback_problems
 
-    report = check_live(mappings)
+    report = check_live(mappings, also=writeback_problems)
     if not required and not report.checked:
         return  # nothing configured to check against: the offline check is all there is
     for crm, why in sorted(report.skipped.items()):
@@ -283,7 +284,7 @@ def _mapping_check_live(mappings: dict, required: bool) -> None:
         bad = sum(1 for p in report.problems if p.file == mappings[crm].file)
         typer.echo(f"live: {crm}: {checked - bad} of {checked} source fields exist and are readable")
     for problem in report.problems:
-        typer.echo(f"missing or unreadable: {problem}", err=True)
+        typer.echo(f"live: {problem}", err=True)
     if report.problems or (required and report.skipped):
         raise typer.Exit(code=1)
 

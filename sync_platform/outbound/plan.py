@@ -28,6 +28,7 @@ from typing import Any
 
 import polars as pl
 
+from sync_platform.canonical.mapping.live_check import LiveProblem, MetadataReader
 from sync_platform.canonical.mapping.loader import Mapping
 from sync_platform.canonical.model import ENTITY_TABLES
 from sync_platform.core.config import OutboundConfig
@@ -216,3 +217,29 @@ def _holders(
         for golden, crm, record_id in frame.iter_rows():
             found.setdefault((entity, golden), []).append((crm, record_id))
     return found
+
+
+def writeback_problems(mapping: Mapping, reader: MetadataReader) -> list[LiveProblem]:
+    """Mapped fields write-back would set that the CRM's metadata says cannot be written (read-only,
+    formula, system): refused by ``mapping check`` before any write is attempted."""
+    problems = []
+    for entity, spec in mapping.entities.items():
+        table = RAW_TABLES[mapping.crm].get(spec.table)
+        if table is None:
+            continue
+        columns = {raw_column(name): name for name in table.fields}
+        for name, field_spec in spec.fields.items():
+            if name in SET_BY_THE_CRM or name.endswith("_source_id") or field_spec.source not in columns:
+                continue
+            crm_field = columns[field_spec.source]
+            found = reader.lookup(table.crm_object, crm_field)
+            if found is not None and found.readable and not found.writable:
+                problems.append(
+                    LiveProblem(
+                        mapping.file,
+                        f"entities.{entity}.fields.{name}.source",
+                        f"{mapping.crm} {table.crm_object} field {crm_field!r} is read-only: write-back "
+                        f"could not set {entity}.{name} (map it from a writable field)",
+                    )
+                )
+    return problems

@@ -189,9 +189,12 @@ def check_mapping(mapping: Mapping, reader: MetadataReader) -> tuple[list[LivePr
 
 
 def check_live(
-    mappings: MappingOf[str, Mapping], settings_of: Callable[[str], MappingOf[str, Any] | None] | None = None
+    mappings: MappingOf[str, Mapping],
+    settings_of: Callable[[str], MappingOf[str, Any] | None] | None = None,
+    also: Callable[[Mapping, MetadataReader], list[LiveProblem]] | None = None,
 ) -> LiveReport:
-    """Every mapping against its CRM; CRMs without settings are skipped (and say so)."""
+    """Every mapping against its CRM; CRMs without settings are skipped (and say so). ``also``
+    checks more against the same metadata (write-back's writability, from the layer above)."""
     if settings_of is None:
         from sync_platform.ingest.connections import crm_settings as settings_of
     report = LiveReport([], {}, {})
@@ -200,7 +203,8 @@ def check_live(
         if settings is None:
             report.skipped[crm] = "not configured (no sandbox URL or sources.<crm> credentials)"
             continue
-        problems, checked = check_mapping(mapping, metadata_reader(crm, settings))
-        report.problems += problems
+        reader = metadata_reader(crm, settings)
+        problems, checked = check_mapping(mapping, reader)
+        report.problems += problems + (also(mapping, reader) if also else [])
         report.checked[crm] = checked
     return report

@@ -48,3 +48,32 @@ def test_a_bad_import_in_the_crm_is_shown_then_undone_exactly(harness) -> None:
     assert audit[0] == 40 and "Title" in audit[1]
     again = runner.invoke(app, args)
     assert "0 record(s) differ" in again.output, "restoring twice has nothing left to do"
+
+
+def test_mapping_check_refuses_a_written_back_field_the_crm_cannot_write(
+    harness, tmp_path, monkeypatch
+) -> None:
+    """`title` read from Salesforce's LastModifiedDate reads fine, but write-back would set it:
+    the live metadata says the field is read-only, and the check says so before anything runs."""
+    import shutil
+
+    from sync_platform.core.settings import PROJECT_ROOT
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["mapping", "check", "--live"])
+    assert ok.exit_code == 0, ok.output
+    edited = tmp_path / "mappings"
+    shutil.copytree(PROJECT_ROOT / "data" / "mappings", edited)
+    path = edited / "salesforce.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "title: {source: title, normalize: name}", "title: {source: last_modified_date}"
+        )
+    )
+    monkeypatch.setenv("SYNC_PLATFORM_MAPPINGS_DIR", str(edited))
+    bad = runner.invoke(app, ["mapping", "check", "--live"])
+    assert bad.exit_code == 1, bad.output
+    assert (
+        "entities.contact.fields.title.source: salesforce Contact field 'LastModifiedDate' is read-only"
+        in bad.output
+    )
