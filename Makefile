@@ -35,7 +35,7 @@ demo: install
 # the benchmarks' extra (pandas baselines), then every benchmark at its default size
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	for script in benchmarks/sandbox.py benchmarks/ingest.py benchmarks/canonical.py benchmarks/change_impact.py benchmarks/raw_history.py benchmarks/reconcile.py; do \
+	for script in benchmarks/sandbox.py benchmarks/ingest.py benchmarks/canonical.py benchmarks/change_impact.py benchmarks/raw_history.py benchmarks/reconcile.py benchmarks/writeback.py; do \
 		$(BIN)/python $$script || exit 1; \
 	done
 
