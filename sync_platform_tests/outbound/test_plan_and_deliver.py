@@ -82,10 +82,14 @@ class IdempotentCrm:
         return results
 
 
-@pytest.fixture
-def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Warehouse:
+    """The embedded default and the real PostgreSQL server: the bookkeeping's SQL runs on both."""
     monkeypatch.setenv("SYNC_PLATFORM_DATA_DIR", str(tmp_path / "data"))
-    store = Warehouse(DUCKDB, path=tmp_path / "data" / "w.duckdb")
+    if request.param == "postgres":
+        store = Warehouse("postgres", dsn=request.getfixturevalue("postgres_db"))
+    else:
+        store = Warehouse(DUCKDB, path=tmp_path / "data" / "w.duckdb")
     golden = pl.DataFrame(
         {
             "customer_id": ["cus_1", "cus_1", "cus_1", "cus_2"],
