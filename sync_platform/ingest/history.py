@@ -25,7 +25,8 @@ import polars as pl
 
 from sync_platform.core.sql import Fragment, ident, placeholders, quoted, sql
 from sync_platform.core.warehouse import Warehouse
-from sync_platform.ingest.raw_schema import DLT_SYSTEM_COLUMNS, LOAD_ID, RAW_TABLES, RawTable
+from sync_platform.ingest.raw_schema import DLT_SYSTEM_COLUMNS, LOAD_ID, RAW_TABLES, RawTable, raw_column
+from sync_platform.ops.echoes import EchoLedger, as_text
 
 SCHEMA = "raw_history"
 RECORDED_AT, VERSION_HASH = "recorded_at", "version_hash"
@@ -123,7 +124,8 @@ class RawHistory:
             candidates = versions if whole else _may_repeat(raw, versions, newest_cursor)
             ids = candidates[raw.key_column].cast(pl.String).to_list()
             previous = self._previous(raw, target, ids, whole) if ids else pl.DataFrame()
-            versions, changed, examples = _compare(raw, versions, previous)
+            ours = EchoLedger(self.warehouse).recent(raw.crm, raw.crm_object, ids) if whole else {}
+            versions, changed, examples = _compare(raw, versions, previous, ours)
         if versions.height:
             self.warehouse.write_frame(versions, SCHEMA, target, disposition="append")
         return Recorded(raw.crm, raw.table, versions.height, rows.height, changed, examples, int(live))
@@ -257,10 +259,15 @@ class RawHistory:
 
 
 def _compare(
-    raw: RawTable, versions: pl.DataFrame, previous: pl.DataFrame
+    raw: RawTable,
+    versions: pl.DataFrame,
+    previous: pl.DataFrame,
+    ours: dict[tuple[str, str], set[str | None]] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int], dict[str, list[str]]]:
     """The new versions worth keeping (not equal to the newest kept one), and per CRM field how many
-    records changed it since their previous version, with a few example ids."""
+    records changed it since their previous version, with a few example ids. A field whose new value
+    is one write-back put there (``ours``: (id, CRM field) -> values written) is our echo, not a
+    change from the CRM, and is not counted."""
     key = raw.key_column
     if previous.is_empty():
         return versions, {}, {}
@@ -281,12 +288,36 @@ def _compare(
         flags = seen_before.select(
             "__id", *(pl.col(c).ne_missing(pl.col(f"{c}__prev")).alias(c) for c in compared)
         )
+        if ours:
+            flags = _without_echoes(raw, flags, seen_before, compared, ours)
         counts = flags.select(pl.col(c).sum() for c in compared).row(0, named=True)
         for column, n in counts.items():
             if n:
                 changed[column] = int(n)
                 examples[column] = flags.filter(pl.col(column)).sort("__id")["__id"].head(5).to_list()
     return new.select(versions.columns), changed, examples
+
+
+def _without_echoes(
+    raw: RawTable,
+    flags: pl.DataFrame,
+    rows: pl.DataFrame,
+    compared: list[str],
+    ours: dict[tuple[str, str], set[str | None]],
+) -> pl.DataFrame:
+    crm_fields = {raw_column(name): name for name in raw.fields}
+    ids = rows["__id"].to_list()
+    echoed = []
+    for column in compared:
+        crm_field = crm_fields.get(column)
+        if crm_field is None or not any(field == crm_field for _, field in ours):
+            continue
+        mask = [
+            as_text(value) in ours.get((record_id, crm_field), ())
+            for record_id, value in zip(ids, rows[column].to_list(), strict=True)
+        ]
+        echoed.append((pl.col(column) & ~pl.Series(mask, dtype=pl.Boolean)).alias(column))
+    return flags.with_columns(echoed) if echoed else flags
 
 
 def _may_repeat(raw: RawTable, versions: pl.DataFrame, newest_cursor: object) -> pl.DataFrame:

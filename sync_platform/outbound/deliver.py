@@ -18,6 +18,7 @@ from sync_platform.core.errors import CrmRequestError, RejectedRecord
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.ops.audit import AuditEntry, AuditLog
 from sync_platform.ops.dead_letters import OUTBOUND, DeadLetterQueue
+from sync_platform.ops.echoes import EchoLedger
 from sync_platform.outbound.conflicts import ConflictBook, screen
 from sync_platform.outbound.plan import Planned, plan_changes
 from sync_platform.outbound.store import REFUSED, WRITTEN, Delivery, OutboundStore
@@ -113,6 +114,15 @@ def deliver(
                 report.pending += len(sendable)
                 results = []
             answers += _answers(crm, sendable, results)
+        written = {a.change_id: a for a in answers if a.status == WRITTEN and a.record_id}
+        EchoLedger(warehouse).record(  # before the answers: a crash in between only repeats an echo
+            crm,
+            [
+                (p.crm_object, written[p.change_id].record_id, p.write.values, p.change_id)
+                for p in sendable
+                if p.write is not None and p.change_id in written
+            ],
+        )
         store.record(answers, run_id)
         _dead_letters(dead_letters, crm, [a for a in answers if a.status == REFUSED], items, run_id)
         outcome.written += sum(a.status == WRITTEN for a in answers)
