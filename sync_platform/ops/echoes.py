@@ -83,3 +83,23 @@ class EchoLedger:
             for record_id, crm_field, value in rows:
                 found.setdefault((record_id, crm_field), set()).add(value)
         return found
+
+
+def written_since(
+    warehouse: Warehouse, crm: str, days: int = ECHO_DAYS
+) -> list[tuple[str, str, str, str | None, datetime]]:
+    """(crm object, record id, CRM field, value, written at) of the writes kept for ``crm``."""
+    if not warehouse.table_exists("ops", "echoes"):
+        return []
+    since = datetime.now(UTC) - timedelta(days=days)
+    return [
+        (r[0], r[1], r[2], r[3], r[4])
+        for r in warehouse.query(
+            sql(
+                "SELECT crm_object, record_id, crm_field, value, written_at FROM {table} "
+                "WHERE crm = ? AND written_at >= ? ORDER BY written_at",
+                table=_TABLE,
+            ),
+            (crm, since),
+        )
+    ]

@@ -8,9 +8,11 @@ in the UI, so nothing is written into a CRM before someone decides it should be)
 import dagster as dg
 
 from sync_platform.canonical.mapping.loader import load_mappings
+from sync_platform.core.config import CRMS
 from sync_platform.defs.resources import WAREHOUSE_POOL, SyncConfigResource, WarehouseResource
 from sync_platform.ingest.sources.http import RequestStats
 from sync_platform.outbound.deliver import deliver
+from sync_platform.outbound.verify import report_not_visible, verify_writes
 from sync_platform.outbound.writers import make_writer
 
 
@@ -33,8 +35,17 @@ def outbound_deliveries(
         stats[crm] = RequestStats()
         return make_writer(crm, config.crm(crm), stats[crm])
 
-    report = deliver(warehouse.get(), load_mappings(), config.outbound, writer_for, context.run_id)
-    metadata = {**report.as_metadata(), "calls": {crm: s.requests for crm, s in stats.items()}}
+    store = warehouse.get()
+    report = deliver(store, load_mappings(), config.outbound, writer_for, context.run_id)
+    checked = verify_writes(store, list(CRMS))  # earlier writes, read back by the syncs since
+    report_not_visible(store, checked)
+    metadata = {
+        **report.as_metadata(),
+        "calls": {crm: s.requests for crm, s in stats.items()},
+        "writes_confirmed": checked.confirmed,
+        "writes_not_read_back_yet": checked.unverified,
+        "writes_not_visible": sum(len(ids) for ids in checked.not_visible.values()),
+    }
     if report.failed:
         context.log.error(f"write-back could not reach {sorted(report.failed)}; their changes stay pending")
         raise dg.Failure(

@@ -38,3 +38,35 @@ def test_a_bulk_write_back_is_not_a_mass_change_when_it_comes_back_but_a_crm_edi
     harness.run("hubspot")
     (alert,) = [a for a in AlertBook(harness.warehouse, sinks=[]).open_alerts() if a.finding == MASS_CHANGE]
     assert alert.details["field"] == "jobtitle"
+
+
+def test_a_write_the_crm_acknowledged_but_a_workflow_reverted_is_alerted_after_the_next_sync(harness) -> None:
+    harness.run("salesforce")
+    ids = [r[0] for r in harness.rows("SELECT id FROM raw_salesforce.contacts ORDER BY id LIMIT 3")]
+    store = OutboundStore(harness.warehouse)
+    for record_id in ids:
+        store.put(
+            "contact",
+            {"title": "Head of Support"},
+            target=f"salesforce:{record_id}",
+            change_id=f"t-{record_id}",
+        )
+    _, meta = harness.run_job("outbound_sync")
+    assert (
+        meta["deliveries"]["salesforce_written"] == 3 and meta["deliveries"]["writes_not_read_back_yet"] == 3
+    )
+    # a workflow in the CRM puts the old title back on one of them right after our write
+    harness.admin.update("salesforce", "Contact", [ids[0]], {"Title": "Reverted"}, mode="automation")
+    harness.run("salesforce")
+    _, meta = harness.run_job("outbound_sync")
+    assert meta["deliveries"]["writes_confirmed"] == 2 and meta["deliveries"]["writes_not_visible"] == 1
+    (alert,) = [
+        a
+        for a in AlertBook(harness.warehouse, sinks=[]).open_alerts()
+        if a.finding == "writeback_not_visible"
+    ]
+    assert (
+        alert.crm == "salesforce"
+        and alert.details["field"] == "Title"
+        and alert.details["example_ids"] == [ids[0]]
+    )
