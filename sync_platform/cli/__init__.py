@@ -38,6 +38,15 @@ def sandbox(
         int, typer.Option(min=1, help="Contacts per CRM; accounts are 1/10, interactions 1/2.")
     ] = 20_000,
     seed: Annotated[int, typer.Option(help="Seed of the deterministic record generator.")] = 42,
+    conflict_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of the people and companies several CRMs hold that carry one real conflict "
+            "(one CRM holds another title, phone or lifecycle stage); the rest agree.",
+        ),
+    ] = 0.02,
     token_lifetime: Annotated[float, typer.Option(min=1, help="Access-token lifetime in seconds.")] = 3600,
     hubspot_per_10s: Annotated[int, typer.Option(min=1, help="HubSpot requests per rolling 10 s.")] = 190,
     salesforce_daily: Annotated[
@@ -59,6 +68,7 @@ def sandbox(
     config = SandboxConfig(
         contacts=contacts,
         seed=seed,
+        conflict_share=conflict_share,
         token_lifetime_seconds=token_lifetime,
         limits=LimitConfig(
             hubspot_per_10s=hubspot_per_10s,

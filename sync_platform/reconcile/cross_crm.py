@@ -2,7 +2,9 @@
 
 The same customer (one ``customer_id``) or company (one ``account_id``) held by several CRMs
 should carry the same facts. For every golden record present in at least two systems, each
-compared field conflicts when its non-null values differ between systems. The outcome has the
+compared field conflicts when its non-null values differ between systems. A value a system's
+mapping does not read from the CRM (no ``source``: a default fills it, as Dynamics contacts'
+``lifecycle_stage: other``) is no opinion of that system and is not compared. The outcome has the
 shape of a CRM → warehouse diff (a ``Diff`` whose differing ids are golden ids, class
 ``diverged``), so it slots into the drift history and the report as one more direction.
 Values never leave this module: only golden ids, field names and system names.
@@ -10,13 +12,17 @@ Values never leave this module: only golden ids, field names and system names.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from sync_platform.core.sql import ident, idents, sql
 from sync_platform.reconcile.diff import CLASSES, Diff
+
+if TYPE_CHECKING:
+    from sync_platform.canonical.mapping import Mapping as CrmMapping
 
 ACROSS_CRMS = "across_crms"
 # (golden id column, compared fields): identity fields (email, domain) define the link and are not compared
@@ -47,10 +53,26 @@ class CrossCrmOutcome:
         )
 
 
+def unsourced_fields(mappings: Mapping[str, CrmMapping], entity: str) -> dict[str, frozenset[str]]:
+    """Per system, the compared fields its mapping fills without reading the CRM (a default only)."""
+    golden, fields = COMPARED[entity]
+    out = {}
+    for crm, mapping in mappings.items():
+        spec = mapping.entity(entity.removesuffix("s")).fields
+        out[crm] = frozenset(f for f in fields if f not in spec or spec[f].source is None)
+    return out
+
+
 def cross_crm_conflicts(
-    frame: pl.DataFrame, entity: str, fields: Sequence[str] | None = None
+    frame: pl.DataFrame,
+    entity: str,
+    fields: Sequence[str] | None = None,
+    unsourced: Mapping[str, Collection[str]] | None = None,
 ) -> CrossCrmOutcome:
-    """Compare linked records of one canonical table (live rows, sensitive columns decrypted)."""
+    """Compare linked records of one canonical table (live rows, sensitive columns decrypted).
+
+    ``unsourced``: per system, fields whose values are defaults, not the CRM's (not compared).
+    """
     golden, default_fields = COMPARED[entity]
     fields = [f for f in (fields or default_fields) if f in frame.columns]
     live = frame.filter(pl.col("deleted_at").is_null()) if "deleted_at" in frame.columns else frame
@@ -64,9 +86,12 @@ def cross_crm_conflicts(
     linked = live.join(linked_ids, on=golden, how="semi")
     parts = []
     for name in fields:
-        values = linked.select(
-            golden, "source_system", pl.col(name).cast(pl.String).alias("value")
-        ).drop_nulls("value")
+        silent = [system for system, names in (unsourced or {}).items() if name in names]
+        values = (
+            linked.filter(~pl.col("source_system").is_in(silent))
+            .select(golden, "source_system", pl.col(name).cast(pl.String).alias("value"))
+            .drop_nulls("value")
+        )
         conflicting = (
             values.group_by(golden)
             .agg(
@@ -103,8 +128,14 @@ def cross_crm_conflicts(
     return CrossCrmOutcome(entity, n_linked, conflicts, diff)
 
 
-def linked_conflicts(warehouse, entity: str) -> CrossCrmOutcome | None:
-    """Read one canonical table (only the compared columns, sensitive ones decrypted) and compare it."""
+def linked_conflicts(
+    warehouse, entity: str, mappings: Mapping[str, CrmMapping] | None = None
+) -> CrossCrmOutcome | None:
+    """Read one canonical table (only the compared columns, sensitive ones decrypted) and compare it.
+
+    ``mappings`` (default: the mapping files) tell which fields each CRM does not source.
+    """
+    from sync_platform.canonical.mapping import load_mappings
     from sync_platform.canonical.protection import sensitive_columns
     from sync_platform.security.encryption import decrypt_frame
 
@@ -117,4 +148,7 @@ def linked_conflicts(warehouse, entity: str) -> CrossCrmOutcome | None:
     )
     model_entity = entity.removesuffix("s")
     encrypted = [c for c in sensitive_columns(model_entity) if c in fields]
-    return cross_crm_conflicts(decrypt_frame(frame, encrypted) if encrypted else frame, entity)
+    unsourced = unsourced_fields(mappings if mappings is not None else load_mappings(), entity)
+    return cross_crm_conflicts(
+        decrypt_frame(frame, encrypted) if encrypted else frame, entity, unsourced=unsourced
+    )

@@ -1,7 +1,8 @@
 """The sandbox's admin/control API under ``/__sandbox/`` (documented in the README).
 
 It changes records as a user, an automation or a timestamp-freezing admin script would,
-injects faults, reads and moves the clock, tunes rate limits and reports request counters.
+configures the CRMs' own automations (triggers that fire on client writes), injects faults,
+reads and moves the clock, tunes rate limits and reports request counters.
 Errors are ``400 {"error": "..."}`` naming the offending field.
 """
 
@@ -18,7 +19,7 @@ from .faults import Fault
 from .formats import iso_z, json_response, parse_datetime_ms
 from .schema import DATETIME
 from .state import CRMS, SandboxState
-from .store import DELETED, DELETED_AT, VERSION, ObjectStore, RecordNotFound
+from .store import DELETED, DELETED_AT, VERSION, Automation, ObjectStore, RecordNotFound
 
 MODES = ("user", "automation", "frozen")
 # the field ``touch`` edits when the caller names none
@@ -87,6 +88,15 @@ def _stamp(body: dict) -> int | None:
         raise AdminError(f"stamp: {exc}") from None
 
 
+def export_automation(automation: Automation) -> dict:
+    return {
+        "id": automation.id,
+        "field": automation.field,
+        "value": automation.value,
+        "times": automation.times,
+    }
+
+
 def _index(store: ObjectStore, record_id: str) -> int:
     index = store.spec.parse_id(str(record_id))
     if index is None or store.get(index) is None:
@@ -131,6 +141,7 @@ def admin_routes(state: SandboxState) -> list[Route]:
             "base_url": state.base_url,
             "seed": state.config.seed,
             "contacts": state.config.contacts,
+            "conflict_share": state.config.conflict_share,
             "clock": clock_info(),
             "credentials": state.credentials(),
             "objects": {
@@ -249,6 +260,32 @@ def admin_routes(state: SandboxState) -> list[Route]:
             "ids": ids if len(ids) <= 1000 else None,
         }
 
+    async def automations(request: Request):
+        """The object's triggers/workflows: client writes through a CRM API fire them, admin writes do not."""
+        store = store_of(request)
+        if request.method == "DELETE":
+            return {"cleared": store.clear_automations()}
+        if request.method == "POST":
+            body = await body_of(request)
+            unknown = set(body) - {"field", "value", "times"}
+            if unknown:
+                raise AdminError(f"unknown automation field(s): {', '.join(sorted(unknown))}")
+            if not isinstance(body.get("field"), str) or "value" not in body:
+                raise AdminError("field (a field name) and value are required")
+            value = _coerce_fields(store, {body["field"]: body["value"]}, "automation")[body["field"]]
+            try:
+                added = store.add_automation(body["field"], value, body.get("times", 1))
+            except ValueError as exc:
+                raise AdminError(str(exc)) from None
+            return json_response(
+                {
+                    "automation": export_automation(added),
+                    "automations": [export_automation(a) for a in store.automations],
+                },
+                status=201,
+            )
+        return {"automations": [export_automation(a) for a in store.automations]}
+
     async def change_tracking(request: Request):
         """Switch a Dataverse table's change tracking (on by default), as its "Track changes" setting."""
         if request.path_params["crm"] != "dynamics":
@@ -341,7 +378,14 @@ def admin_routes(state: SandboxState) -> list[Route]:
 
     async def reset(request: Request):
         body = await body_of(request)
-        state.reset(contacts=body.get("contacts"), seed=body.get("seed"))
+        try:
+            state.reset(
+                contacts=body.get("contacts"),
+                seed=body.get("seed"),
+                conflict_share=body.get("conflict_share"),
+            )
+        except (TypeError, ValueError) as exc:
+            raise AdminError(str(exc)) from None
         return await info(request)
 
     p = "/__sandbox"
@@ -361,4 +405,5 @@ def admin_routes(state: SandboxState) -> list[Route]:
         Route(p + "/{crm}/{obj}/undelete", wrap(undelete), methods=["POST"]),
         Route(p + "/{crm}/{obj}/touch", wrap(touch), methods=["POST"]),
         Route(p + "/{crm}/{obj}/change_tracking", wrap(change_tracking), methods=["PUT"]),
+        Route(p + "/{crm}/{obj}/automations", wrap(automations), methods=["GET", "POST", "DELETE"]),
     ]

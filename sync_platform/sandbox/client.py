@@ -59,6 +59,18 @@ class SandboxAdminClient:
         """Dynamics only: switch a table's change tracking (``odata.track-changes`` then fails)."""
         return self._call("PUT", f"/dynamics/{obj}/change_tracking", {"enabled": enabled})
 
+    def add_automation(self, crm: str, obj: str, field: str, value: Any, times: int = 1) -> dict:
+        """A trigger: each client write of ``obj`` through the CRM API sets ``field``, ``times`` times."""
+        return self._call(
+            "POST", f"/{crm}/{obj}/automations", {"field": field, "value": value, "times": times}
+        )["automation"]
+
+    def automations(self, crm: str, obj: str) -> list[dict]:
+        return self._call("GET", f"/{crm}/{obj}/automations")["automations"]
+
+    def clear_automations(self, crm: str, obj: str) -> int:
+        return self._call("DELETE", f"/{crm}/{obj}/automations")["cleared"]
+
     def inject(self, kind: str, crm: str = "*", **options: Any) -> dict:
         return self._call("POST", "/faults", {"kind": kind, "crm": crm, **options})["fault"]
 

@@ -1433,7 +1433,7 @@ class DynamicsDialect(Dialect):
         self._check_keys(store, values, None)
         if spec.field("fullname") is not None:
             values["fullname"] = _fullname(values)
-        return store.create(values, mode="user")
+        return store.create(values, mode="user", client=True)
 
     def _write_existing(
         self, es: EntitySet, store: ObjectStore, index: int, current: dict, values: dict[str, Any]
@@ -1446,4 +1446,4 @@ class DynamicsDialect(Dialect):
         self._check_keys(store, values, index)
         if store.spec.field("fullname") is not None:
             values["fullname"] = _fullname({**current, **values})
-        return store.update(index, values, mode="user")
+        return store.update(index, values, mode="user", client=True)

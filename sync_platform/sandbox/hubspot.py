@@ -585,7 +585,7 @@ class HubSpotDialect(Dialect):
         values = write_values(store.spec, item.get("properties"), creating=True)
         values.update(association_values(store.spec.name, item.get("associations")))
         self._conflict(store, values)
-        created = store.create(values, mode="user")
+        created = store.create(values, mode="user", client=True)
         return self._object(store, created.record, self._names(store.spec, [], tuple(values)))
 
     async def _update(self, request: Request) -> Response:
@@ -597,7 +597,7 @@ class HubSpotDialect(Dialect):
 
     def _update_one(self, store: ObjectStore, index: int, props: object) -> dict:
         values = write_values(store.spec, props, creating=False)
-        changed = store.update(index, values, mode="user")
+        changed = store.update(index, values, mode="user", client=True)
         return self._object(store, changed.record, self._names(store.spec, [], tuple(values)))
 
     async def _archive(self, request: Request) -> Response:

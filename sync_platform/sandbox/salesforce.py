@@ -575,7 +575,7 @@ class SalesforceDialect(Dialect):
             values = self._writable(spec, await _json_body(request), creating=False)
         except RecordError as exc:
             raise exc.as_sandbox_error() from None
-        self._store(spec).update(index, self._derived(spec, values), mode="user")
+        self._store(spec).update(index, self._derived(spec, values), mode="user", client=True)
         return Response(status_code=204)
 
     async def _delete_record(self, request: Request) -> Response:
@@ -641,7 +641,7 @@ class SalesforceDialect(Dialect):
 
         def update(item: tuple[ObjectSpec, int, dict]) -> dict:
             spec, index, values = item
-            self._store(spec).update(index, self._derived(spec, values), mode="user")
+            self._store(spec).update(index, self._derived(spec, values), mode="user", client=True)
             return {"id": spec.format_id(index), "success": True, "errors": []}
 
         with self.state.lock:
@@ -738,7 +738,7 @@ class SalesforceDialect(Dialect):
             return self._insert(spec, values), True
         values = self._writable(spec, body, creating=False)
         values.pop(ext.name, None)
-        self._store(spec).update(index, self._derived(spec, values), mode="user")
+        self._store(spec).update(index, self._derived(spec, values), mode="user", client=True)
         return spec.format_id(index), False
 
     # ------------------------------------------------------------ write validation
@@ -845,7 +845,7 @@ class SalesforceDialect(Dialect):
             if spec.field("CaseNumber"):
                 fields["CaseNumber"] = f"{store.total + 1:08d}"
             fields.update(self._derived(spec, values))
-            return store.create(fields, mode="user").record[spec.id_field]
+            return store.create(fields, mode="user", client=True).record[spec.id_field]
 
     @staticmethod
     def _derived(spec: ObjectSpec, values: dict) -> dict:

@@ -26,6 +26,9 @@ class SandboxConfig:
 
     contacts: int = 1_000
     seed: int = 42
+    # share of the people (and companies) several CRMs hold that carry one real conflict: one CRM
+    # holds another title, phone or lifecycle stage (industry, country or phone); the rest agree
+    conflict_share: float = 0.02
     token_lifetime_seconds: float = 3_600.0
     client_id: str = "sandbox-client"
     client_secret: str = "sandbox-secret"
@@ -38,6 +41,8 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.contacts < 1:
             raise ValueError(f"contacts must be at least 1, got {self.contacts}")
+        if not 0.0 <= self.conflict_share <= 1.0:
+            raise ValueError(f"conflict_share must be between 0 and 1, got {self.conflict_share}")
 
 
 class SandboxState:
@@ -61,7 +66,7 @@ class SandboxState:
             self.stores[crm] = {}
             for role, name in schema.ROLES[crm].items():
                 spec = schema.OBJECTS[crm][name]
-                gen = RecordGenerator(cfg.seed, crm, spec, role, counts)
+                gen = RecordGenerator(cfg.seed, crm, spec, role, counts, cfg.conflict_share)
                 self.stores[crm][name] = ObjectStore(spec, gen, self.clock, self.lock)
         lifetime = cfg.token_lifetime_seconds
         self.tokens = {
@@ -82,13 +87,19 @@ class SandboxState:
         # Dataverse tables whose change tracking is off (a table setting; every table starts tracked here)
         self.untracked_dynamics: set[str] = set()
 
-    def reset(self, contacts: int | None = None, seed: int | None = None) -> None:
-        """Regenerate from the seed: drops every change, token, fault and counter."""
+    def reset(
+        self, contacts: int | None = None, seed: int | None = None, conflict_share: float | None = None
+    ) -> None:
+        """Regenerate from the seed: drops every change, automation, token, fault and counter."""
         with self.lock:
+            if conflict_share is not None and not 0.0 <= conflict_share <= 1.0:
+                raise ValueError(f"conflict_share must be between 0 and 1, got {conflict_share}")
             if contacts is not None:
                 self.config.contacts = contacts
             if seed is not None:
                 self.config.seed = seed
+            if conflict_share is not None:
+                self.config.conflict_share = conflict_share
             self._build()
             self.faults.clear()
             self.stats.reset()

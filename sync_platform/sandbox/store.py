@@ -4,6 +4,10 @@ Base record ``i`` comes from the generator on demand; created, changed and delet
 live in an overlay keyed by index. Two indexes over the overlay serve the reads every CRM
 offers: a sorted ``(system stamp, index)`` list for cursor queries, and an append-only
 change log (version, index) for Dynamics-style change tracking.
+
+Automations emulate the CRM's own triggers and workflows: after a client creates or updates a
+record through a CRM API (``client=True``; never an admin write), each sets its field on that
+record ``times`` times, every firing a change of its own (stamp, version, change-log entry).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import heapq
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sortedcontainers import SortedList
 
@@ -33,8 +37,26 @@ bumps no timestamp at all — the admin-script incident that makes cursor-based 
 """
 
 
+MAX_AUTOMATION_TIMES = 100
+
+
 class RecordNotFound(KeyError):
     pass
+
+
+@dataclass(frozen=True)
+class Automation:
+    """A trigger or workflow on one object: after each client write, ``field = value``, ``times`` times.
+
+    ``times`` > 1 emulates a trigger that fires again on its own update (Salesforce triggers
+    re-entering, a HubSpot workflow and a Power Automate flow both listening to the same change):
+    the record changes several times for one write, which a sync must absorb idempotently.
+    """
+
+    id: int
+    field: str
+    value: Any
+    times: int = 1
 
 
 @dataclass
@@ -59,6 +81,8 @@ class ObjectStore:
         self._changes: list[tuple[int, int]] = []  # (version, index), append-only
         self.version = 0
         self.listeners: list[Callable[[str, dict], None]] = []
+        self.automations: list[Automation] = []
+        self._automation_ids = 0
 
     # ------------------------------------------------------------------ reads
     @property
@@ -205,7 +229,42 @@ class ObjectStore:
             listener(event, rec)
         return rec
 
-    def create(self, fields: dict, mode: ChangeMode = "user", stamp: int | None = None) -> ChangeResult:
+    # ------------------------------------------------------------------ automations
+    def add_automation(self, field: str, value: Any, times: int = 1) -> Automation:
+        spec = self.spec.field(field)
+        if spec is None:
+            raise ValueError(f"field: unknown field {field!r} on {self.spec.crm}/{self.spec.name}")
+        if not spec.updateable:
+            raise ValueError(f"field: {field!r} on {self.spec.crm}/{self.spec.name} is read-only")
+        if isinstance(times, bool) or not isinstance(times, int) or not 1 <= times <= MAX_AUTOMATION_TIMES:
+            raise ValueError(f"times must be an integer from 1 to {MAX_AUTOMATION_TIMES}, got {times!r}")
+        with self.lock:
+            self._automation_ids += 1
+            automation = Automation(self._automation_ids, field, value, times)
+            self.automations.append(automation)
+            return automation
+
+    def clear_automations(self) -> int:
+        with self.lock:
+            cleared = len(self.automations)
+            self.automations.clear()
+            return cleared
+
+    def _automate(self, result: ChangeResult) -> ChangeResult:
+        """Fire every automation on a record a client just wrote; each firing is a change of its own."""
+        rec = result.record
+        for automation in self.automations:
+            for _ in range(automation.times):
+                rec = self._commit(
+                    result.index, {**rec, automation.field: automation.value}, "automation", None, "update"
+                )
+        return ChangeResult(result.index, rec, result.created)
+
+    # ------------------------------------------------------------------ writes (continued)
+    def create(
+        self, fields: dict, mode: ChangeMode = "user", stamp: int | None = None, client: bool = False
+    ) -> ChangeResult:
+        """Create a record; ``client``: a write through a CRM API, which fires the automations."""
         with self.lock:
             index = self.total
             self.created_count += 1
@@ -219,20 +278,28 @@ class ObjectStore:
                 rec[self.spec.user_stamp] = now
             if self.spec.crm == "salesforce":
                 rec["IsDeleted"] = False
-            return ChangeResult(
+            result = ChangeResult(
                 index, self._commit(index, rec, "user" if mode == "frozen" else mode, now, "create"), True
             )
+            return self._automate(result) if client and self.automations else result
 
     def update(
-        self, index: int, fields: dict, mode: ChangeMode = "user", stamp: int | None = None
+        self,
+        index: int,
+        fields: dict,
+        mode: ChangeMode = "user",
+        stamp: int | None = None,
+        client: bool = False,
     ) -> ChangeResult:
+        """Update a record; ``client``: a write through a CRM API, which fires the automations."""
         with self.lock:
             current = self.get(index)
             if current is None or current.get(DELETED):
                 raise RecordNotFound(self.spec.format_id(index))
             rec = dict(current)
             rec.update(fields)
-            return ChangeResult(index, self._commit(index, rec, mode, stamp, "update"), False)
+            result = ChangeResult(index, self._commit(index, rec, mode, stamp, "update"), False)
+            return self._automate(result) if client and self.automations else result
 
     def delete(self, index: int, mode: ChangeMode = "user", stamp: int | None = None) -> ChangeResult:
         with self.lock:

@@ -11,6 +11,8 @@ def test_help_lists_the_sandbox_command():
 def test_sandbox_rejects_nonsense_options():
     result = CliRunner().invoke(app, ["sandbox", "--contacts", "0"])
     assert result.exit_code != 0 and "contacts" in result.output
+    result = CliRunner().invoke(app, ["sandbox", "--conflict-share", "1.5"])
+    assert result.exit_code != 0 and "conflict-share" in result.output
 
 
 def test_audit_list_shows_the_newest_entries_filtered(tmp_path, monkeypatch):

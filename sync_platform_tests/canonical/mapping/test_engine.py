@@ -115,7 +115,8 @@ def test_each_crm_vocabulary_lands_on_the_canonical_enums(
         crm: apply_mapping(mappings[crm], "contact", raw_frame(population, crm, "contacts")).frame
         for crm in ROLE_TABLES
     }
-    assert set(contacts["salesforce"]["lifecycle_stage"]) == {"prospect", "customer", "churned"}
+    # a blank Customer_Status__c is the mapping's default, "other"
+    assert set(contacts["salesforce"]["lifecycle_stage"]) == {"prospect", "customer", "churned", "other"}
     assert set(contacts["hubspot"]["lifecycle_stage"]) == {"lead", "prospect", "customer", "other"}
     assert set(contacts["dynamics"]["lifecycle_stage"]) == {"other"}
     for crm, table in (("salesforce", "cases"), ("hubspot", "tickets"), ("dynamics", "incidents")):
