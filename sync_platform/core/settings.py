@@ -47,7 +47,7 @@ class Settings:
     # the review page (sync-platform review): a bearer token and/or user:password pairs; neither
     # set means local users only (loopback clients, the OS user decides)
     review_token: str | None = field(default=None, repr=False)
-    review_users: dict[str, str] = field(default_factory=dict, repr=False)
+    review_users_text: str | None = field(default=None, repr=False)
     # dlt reads CRM credentials from SOURCES__<CRM>__... variables or .dlt/secrets.toml
     crm_credentials_in_env: bool = False
 
@@ -66,6 +66,12 @@ class Settings:
     @property
     def sandbox_dir(self) -> Path:
         return self.data_dir / "sandbox"
+
+    @property
+    def review_users(self) -> dict[str, str]:
+        """``SYNC_PLATFORM_REVIEW_USERS`` as user -> password (read when the review page starts,
+        so a malformed value stops only the page, not every command)."""
+        return _users(self.review_users_text)
 
     @property
     def embedded(self) -> bool:
@@ -106,6 +112,6 @@ def load_settings() -> Settings:
         lookup_key=_text(LOOKUP_KEY_ENV),
         redact_logs=os.environ.get(REDACT_LOGS_ENV, "1") != "0",
         review_token=_text(REVIEW_TOKEN_ENV),
-        review_users=_users(_text(REVIEW_USERS_ENV)),
+        review_users_text=_text(REVIEW_USERS_ENV),
         crm_credentials_in_env=any(name.startswith("SOURCES__") for name in os.environ),
     )

@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sync_platform.cli import app
+from sync_platform.core.settings import load_settings
 from sync_platform.core.warehouse import Warehouse
 from sync_platform.ops.approvals import who
 from sync_platform.ops.dead_letters import DeadLetterQueue
@@ -262,3 +263,10 @@ def test_without_auth_only_loopback_clients_and_loopback_binds(tmp_path, monkeyp
     assert "Other pending dead letters (1)" in other and "429 from the CRM" in other and "rate_limit" in other
     with pytest.raises(ValueError, match="not a loopback address"):
         ReviewServer("0.0.0.0", 0)
+    monkeypatch.setenv("SYNC_PLATFORM_REVIEW_USERS", "ana-without-password")
+    with pytest.raises(ValueError, match="every entry is user:password") as refused:
+        ReviewServer("127.0.0.1", 0)
+    assert "ana-without-password" not in str(refused.value)
+    monkeypatch.setenv("SYNC_PLATFORM_REVIEW_USERS", "ana:pw-ana-1")
+    monkeypatch.setenv("SYNC_PLATFORM_REVIEW_TOKEN", "tok-s3cret-value")
+    assert "pw-ana-1" not in repr(load_settings()) and "tok-s3cret" not in repr(load_settings())
