@@ -27,6 +27,7 @@ format: install
 
 test: lint
 	bash scripts/ensure_postgres.sh
+	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -n auto sync_platform_tests
 
 demo: install

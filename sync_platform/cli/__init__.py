@@ -385,7 +385,7 @@ def audit_list(
 # ---------------------------------------------------------------- PII: encrypted fields, keys, erasure
 from sync_platform.cli.canonical import canonical_cli, hold_cli, mapping_approve  # noqa: E402
 from sync_platform.cli.history import history  # noqa: E402
-from sync_platform.cli.outbound import outbound_cli, restore  # noqa: E402
+from sync_platform.cli.outbound import outbound_cli, restore, review  # noqa: E402
 
 app.add_typer(canonical_cli, name="canonical")
 app.add_typer(hold_cli, name="hold")
@@ -393,6 +393,7 @@ mapping_cli.command("approve")(mapping_approve)
 app.command("history")(history)
 app.add_typer(outbound_cli, name="outbound")
 app.command("restore")(restore)
+app.command("review")(review)
 
 
 keys_cli = typer.Typer(help="Field-encryption keys (see README: key rotation).", no_args_is_help=True)

@@ -9,17 +9,16 @@ import typer
 
 def personal_columns(crm: str) -> set[str]:
     """Raw columns of ``crm`` that feed personal or sensitive canonical fields (per the mappings)."""
-    from sync_platform.canonical.mapping.loader import load_mappings
-    from sync_platform.canonical.model import ENTITIES
+    from sync_platform.canonical.personal import personal_columns as found
 
-    mapping = load_mappings().get(crm)
-    if mapping is None:
-        return set()
-    found = set()
-    for entity, spec in mapping.entities.items():
-        sensitive = set(mapping.sensitive_fields(entity)) | {f.name for f in ENTITIES[entity].fields if f.pii}
-        found |= {f.source for name, f in spec.fields.items() if name in sensitive and f.source}
-    return found
+    return found(crm)
+
+
+def _shown(column: str, value: object, personal: set[str] | None) -> object:
+    """A value as printed: as is with ``--decrypt`` (``personal`` None), else masked."""
+    from sync_platform.canonical.personal import shown
+
+    return shown(column, value, personal)
 
 
 def history(
@@ -75,15 +74,6 @@ def history(
                     f"    {column}: {shown(column, previous[column])!r} -> {shown(column, row[column])!r}"
                 )
         previous = row
-
-
-def _shown(column: str, value: object, personal: set[str] | None) -> object:
-    """A value as printed: as is with ``--decrypt`` (``personal`` None), else masked."""
-    from sync_platform.security.redaction import mask_value, redact_text
-
-    if personal is None or value is None or isinstance(value, bool | int | float):
-        return value
-    return mask_value("name", value) if column in personal else redact_text(str(value))
 
 
 def _versions(store, crm: str, record_id: str, tables: list[str] | None):

@@ -158,6 +158,24 @@ def conflicts_resolve(
     typer.echo(f"conflict {conflict_id} resolved: {take}; run `outbound run` to write it")
 
 
+def review(
+    host: Annotated[
+        str, typer.Option(help="Address to bind; anything but loopback needs the token or users setting.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8770,
+) -> None:
+    """The review queue page: open conflicts and dead letters, decided in a browser (Ctrl-C stops it)."""
+    from sync_platform.outbound.review import ReviewServer
+
+    try:
+        server = ReviewServer(host, port)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"cannot serve the review page: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"review page on {server.base_url} (Ctrl-C stops it)")
+    server.serve_forever()
+
+
 def restore(
     crm: Annotated[str, typer.Option(help="salesforce, hubspot or dynamics.")],
     object_: Annotated[str, typer.Option("--object", help="The raw table: contacts, accounts, cases, ...")],

@@ -26,6 +26,8 @@ WEBHOOK_URL_ENV = "SYNC_PLATFORM_ALERT_WEBHOOK_URL"
 FIELD_KEYS_ENV = "SYNC_PLATFORM_FIELD_KEYS"
 LOOKUP_KEY_ENV = "SYNC_PLATFORM_LOOKUP_KEY"
 REDACT_LOGS_ENV = "SYNC_PLATFORM_REDACT_LOGS"
+REVIEW_TOKEN_ENV = "SYNC_PLATFORM_REVIEW_TOKEN"
+REVIEW_USERS_ENV = "SYNC_PLATFORM_REVIEW_USERS"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class Settings:
     field_keys: str | None = field(default=None, repr=False)
     lookup_key: str | None = field(default=None, repr=False)
     redact_logs: bool = True
+    # the review page (sync-platform review): a bearer token and/or user:password pairs; neither
+    # set means local users only (loopback clients, the OS user decides)
+    review_token: str | None = field(default=None, repr=False)
+    review_users_text: str | None = field(default=None, repr=False)
     # dlt reads CRM credentials from SOURCES__<CRM>__... variables or .dlt/secrets.toml
     crm_credentials_in_env: bool = False
 
@@ -62,6 +68,12 @@ class Settings:
         return self.data_dir / "sandbox"
 
     @property
+    def review_users(self) -> dict[str, str]:
+        """``SYNC_PLATFORM_REVIEW_USERS`` as user -> password (read when the review page starts,
+        so a malformed value stops only the page, not every command)."""
+        return _users(self.review_users_text)
+
+    @property
     def embedded(self) -> bool:
         """The embedded default (DuckDB file): the platform may create local key files for it."""
         return self.warehouse_kind == "duckdb"
@@ -70,6 +82,17 @@ class Settings:
 def _text(name: str) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or None
+
+
+def _users(text: str | None) -> dict[str, str]:
+    """``user:password`` pairs separated by commas or whitespace; a pair without both is refused."""
+    users: dict[str, str] = {}
+    for pair in (text or "").replace(",", " ").split():
+        name, sep, password = pair.partition(":")
+        if not sep or not name or not password:
+            raise ValueError(f"{REVIEW_USERS_ENV}: every entry is user:password")  # never echo the entry
+        users[name] = password
+    return users
 
 
 def load_settings() -> Settings:
@@ -88,5 +111,7 @@ def load_settings() -> Settings:
         field_keys=_text(FIELD_KEYS_ENV),
         lookup_key=_text(LOOKUP_KEY_ENV),
         redact_logs=os.environ.get(REDACT_LOGS_ENV, "1") != "0",
+        review_token=_text(REVIEW_TOKEN_ENV),
+        review_users_text=_text(REVIEW_USERS_ENV),
         crm_credentials_in_env=any(name.startswith("SOURCES__") for name in os.environ),
     )
