@@ -3,6 +3,9 @@
 Starts the CRM sandbox, runs a full sync of all three CRMs through Dagster into DuckDB, makes
 changes and deletions in the sandbox as users and automations would, runs the incremental
 sync, and prints what each run picked up next to what was changed, so exactness is visible.
+Then the incident (a script editing records without moving their stamps) is caught, repaired in
+the warehouse and undone in the CRM itself from the raw history, and one outbound change is
+written to every CRM that holds the customer.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sync_platform.core.settings import DATA_DIR_ENV, SANDBOX_URL_ENV, WAREHOUSE_ENV, load_settings
@@ -23,6 +27,7 @@ from sync_platform.sandbox.schema import ROLES
 
 # the objects the demo edits, and how many of each change it makes per CRM
 CHANGES = {"updated_by_users": 40, "updated_by_automation": 15, "deleted": 8, "created": 12}
+STEPS = 8
 FROZEN_SHARE = 0.01  # the incident: an admin script edits 1 % of Salesforce contacts, no timestamp moves
 CREATE_FIELDS = {
     "salesforce": lambda n: {"LastName": f"Demo{n}", "Email": f"demo{n}@example.com"},
@@ -121,39 +126,56 @@ def _demo(contacts: int, demo_dir: Path, echo: Callable[[str], None]) -> dict:
             f"Warehouse:   {demo_dir / 'warehouse.duckdb'} (DuckDB); "
             f"Dagster home: {demo_dir / 'dagster_home'}"
         )
-        echo("\n1/6 full sync of Salesforce, HubSpot and Dynamics 365 through Dagster (job sync_all) ...")
+        echo(
+            f"\n1/{STEPS} full sync of Salesforce, HubSpot and Dynamics 365 through Dagster "
+            "(job sync_all) ..."
+        )
         full = _run_job("sync_all")
         full_requests = {crm: admin.requests(crm=crm) for crm in ("salesforce", "hubspot", "dynamics")}
         echo(f"    done in {full.seconds:.1f} s")
         echo(
-            "2/6 changing contacts in every CRM: "
+            f"2/{STEPS} changing contacts in every CRM: "
             + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in CHANGES.items())
         )
         _make_changes(admin, contacts)
         admin.reset_stats()
-        echo("3/6 incremental sync (job sync_all) ...")
+        echo(f"3/{STEPS} incremental sync (job sync_all) ...")
         incremental = _run_job("sync_all")
         inc_requests = {crm: admin.requests(crm=crm) for crm in ("salesforce", "hubspot", "dynamics")}
         echo(f"    done in {incremental.seconds:.1f} s")
         frozen = max(1, int(contacts * FROZEN_SHARE))
         echo(
-            f"4/6 the incident: a script edits {frozen} Salesforce contacts without moving any timestamp; "
+            f"4/{STEPS} the incident: a script edits {frozen} Salesforce contacts without moving any "
+            "timestamp; "
             "reconciling every CRM (job reconcile_and_repair) ..."
         )
+        before_incident = datetime.now(UTC)
         admin.touch(
             "salesforce", "Contact", frozen, mode="frozen", start=1, stride=max(1, contacts // frozen)
         )
         reconciled = _run_job("reconcile_and_repair", raise_on_error=False)
         echo(f"    done in {reconciled.seconds:.1f} s")
-    echo("5/6 canonical model: mapping, golden ids, pandera quality gate (job canonical_build) ...")
-    canonical = _run_job("canonical_build", raise_on_error=False)  # a blocked gate is a result to show
-    echo(f"    done in {canonical.seconds:.1f} s")
-    echo(
-        "6/6 do all systems agree? linked golden records across CRMs, "
-        "and the report (job reconcile_report) ..."
-    )
-    agreement = _run_job("reconcile_report", raise_on_error=False)
-    echo(f"    done in {agreement.seconds:.1f} s\n")
+        echo(
+            f"5/{STEPS} canonical model: mapping, golden ids, pandera quality gate (job canonical_build) ..."
+        )
+        canonical = _run_job("canonical_build", raise_on_error=False)  # a blocked gate is a result to show
+        echo(f"    done in {canonical.seconds:.1f} s")
+        echo(
+            f"6/{STEPS} do all systems agree? linked golden records across CRMs, "
+            "and the report (job reconcile_report) ..."
+        )
+        agreement = _run_job("reconcile_report", raise_on_error=False)
+        echo(f"    done in {agreement.seconds:.1f} s")
+        echo(
+            f"7/{STEPS} undo the script in Salesforce itself: the values from before it "
+            "(sync-platform restore) ..."
+        )
+        restored = _restore(before_incident)
+        echo(
+            f"8/{STEPS} write-back: one change for a customer held by all three CRMs (job outbound_sync) ..."
+        )
+        written = _write_back()
+        echo("")
     _print_summary(full, incremental, full_requests, inc_requests, echo)
     _print_reconcile(reconciled, echo)
     _print_canonical(canonical, echo)
@@ -169,6 +191,17 @@ def _demo(contacts: int, demo_dir: Path, echo: Callable[[str], None]) -> dict:
     if report:
         echo(f"reconciliation report (drift chart, counts per class, sample ids): {report}")
     echo(
+        f"restore: {restored['records']} Salesforce contact(s) differed from before the script "
+        f"({', '.join(restored['fields']) or 'no field'}); {restored['written']} written back"
+    )
+    if written:
+        echo(
+            f"write-back: change {written['change_id']} for {written['customer']}: "
+            + ", ".join(f"{crm} {record} {status}" for crm, record, status in written["answers"])
+        )
+    else:
+        echo("write-back: no customer is held by all three CRMs in this sandbox")
+    echo(
         "\nExplore it: DAGSTER_HOME=data/demo/dagster_home SYNC_PLATFORM_DATA_DIR=data/demo "
         ".venv/bin/dagster dev -w workspace.yaml"
     )
@@ -179,7 +212,52 @@ def _demo(contacts: int, demo_dir: Path, echo: Callable[[str], None]) -> dict:
         "reconcile": reconciled.rows,
         "canonical": canonical.rows,
         "report": agreement.rows,
+        "restore": restored,
+        "write_back": written,
     }
+
+
+def _restore(before: datetime) -> dict:
+    """Salesforce contacts back to their values before ``before``, as ``sync-platform restore --yes``."""
+    from sync_platform.core.config import load_sync_config
+    from sync_platform.core.warehouse import Warehouse
+    from sync_platform.outbound.restore import plan_restore, record_restore
+    from sync_platform.outbound.writers import make_writer
+
+    warehouse = Warehouse.from_env()
+    plan = plan_restore(warehouse, "salesforce", "contacts", before)
+    results = make_writer("salesforce", load_sync_config().crm("salesforce")).write(plan.writes)
+    record_restore(warehouse, plan, results)
+    return {
+        "records": len(plan.writes),
+        "fields": sorted({crm_field for _, crm_field, _, _ in plan.changes}),
+        "written": sum(r.ok for r in results),
+        "ids": sorted(w.record_id or "" for w in plan.writes),
+    }
+
+
+def _write_back() -> dict | None:
+    """One outbound change to a customer every CRM holds, through the outbound_sync job."""
+    from sync_platform.core.warehouse import Warehouse
+    from sync_platform.outbound.store import OutboundStore
+
+    warehouse = Warehouse.from_env()
+    shared = warehouse.query(
+        "SELECT customer_id FROM canonical.contacts WHERE deleted_at IS NULL GROUP BY customer_id "
+        "HAVING count(DISTINCT source_system) = 3 ORDER BY customer_id LIMIT 1"
+    )
+    if not shared:
+        return None
+    change = OutboundStore(warehouse).put(
+        "contact", {"title": "VP Customer Success"}, target=shared[0][0], change_id="demo-write-back-1"
+    )
+    _run_job("outbound_sync", raise_on_error=False)
+    answers = sorted(
+        (crm, d.record_id or "-", d.status)
+        for (change_id, crm), d in OutboundStore(warehouse).delivered().items()
+        if change_id == change.change_id
+    )
+    return {"change_id": change.change_id, "customer": shared[0][0], "answers": answers}
 
 
 def _print_reconcile(reconciled: RunSummary, echo: Callable[[str], None]) -> None:

@@ -35,6 +35,16 @@ def test_the_demo_syncs_changes_catches_the_frozen_cursor_and_repairs_it(
     assert report.exists() and report.is_relative_to(tmp_path)
     assert any(line.startswith("salesforce.contacts") and "0 differing" in line for line in lines)
     assert runs["canonical"][("canonical", "contacts")]["rows_in"] > 0
+    restored = runs["restore"]  # the script's 3 edits undone in Salesforce itself, from the raw history
+    assert restored["records"] == 3 and restored["written"] == 3, restored
+    assert any(line.startswith("restore: 3 Salesforce contact(s) differed") for line in lines)
+    written = runs["write_back"]  # one outbound change reaches every CRM holding the customer, once
+    assert written is not None
+    assert [(crm, status) for crm, _, status in written["answers"]] == [
+        ("dynamics", "written"),
+        ("hubspot", "written"),
+        ("salesforce", "written"),
+    ]
 
     # progress and the summary on screen; Dagster's debug lines and raw alert JSON in the log file
     screen = capfd.readouterr()
