@@ -24,14 +24,16 @@ and a sample of records is read back through the admin API.
 Dynamics writes one record per call (no ``$batch``), so 10,000 records take about nine minutes at
 its ceiling; its smaller default keeps the whole script to about three minutes.
 
-Conflict detection is not built yet, so its overhead is not measured; in its place the script
-times the planning it would sit next to: ``ReverseMapping.values`` and ``plan_changes`` per 1,000
-changes, in a child process with no HTTP (median of 5 runs).
+The planning is timed too: ``ReverseMapping.values`` and ``plan_changes`` per 1,000 changes, in a
+child process with no HTTP (median of 5 runs). So is conflict detection (``conflicts.screen``):
+1,000 updates against a DuckDB warehouse holding ``--conflict-rows`` raw Salesforce contacts and
+their history, a tenth of them edited in the CRM since the request (median of 5).
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 
 from _common import in_child, sandbox_process, timed
@@ -176,6 +178,67 @@ def run_planning(records: int, create_share: float) -> dict:
     return {"crms": out}
 
 
+def run_conflicts(rows: int, directory: str, n: int = 1000) -> dict:
+    """Seconds of ``screen`` for ``n`` updates against ``rows`` raw contacts, a tenth in conflict."""
+    import os
+    from datetime import UTC, datetime, timedelta
+
+    import polars as pl
+
+    os.environ["SYNC_PLATFORM_DATA_DIR"] = directory
+    os.environ.pop("SYNC_PLATFORM_WAREHOUSE", None)
+    from sync_platform.canonical.mapping.loader import load_mappings
+    from sync_platform.core.config import ConflictConfig, OutboundConfig
+    from sync_platform.core.settings import load_settings
+    from sync_platform.core.warehouse import Warehouse, apply_dlt_defaults, run_pipeline
+    from sync_platform.ingest.history import RawHistory
+    from sync_platform.outbound.conflicts import screen
+    from sync_platform.outbound.plan import plan_changes
+    from sync_platform.outbound.store import Change
+
+    apply_dlt_defaults()
+    warehouse = Warehouse.from_settings(load_settings())
+    pipeline = warehouse.pipeline("bench_conflicts", "raw_salesforce")
+
+    def contacts(ids: pl.Series, title: str, at: datetime) -> pl.DataFrame:
+        return pl.DataFrame({"i": ids}).select(
+            pl.format("003{}", pl.col("i").cast(pl.String).str.zfill(12)).alias("id"),
+            pl.format("person{}@example.com", "i").alias("email"),
+            pl.lit(title).alias("title"),
+            pl.lit(at).alias("system_modstamp"),
+            pl.lit(None, pl.Datetime("us", "UTC")).alias("deleted_at"),
+        )
+
+    def load(frame: pl.DataFrame) -> None:
+        with warehouse.turn():
+            run_pipeline(
+                pipeline, frame.to_arrow(), table_name="contacts", write_disposition="merge", primary_key="id"
+            )
+        RawHistory(warehouse).record("salesforce", ["contacts"])
+
+    start = datetime.now(UTC) - timedelta(hours=2)
+    load(contacts(pl.int_range(0, rows, eager=True), "Engineer", start))
+    asked = datetime.now(UTC)  # the support system asks, then the CRM edits a tenth
+    picked = pl.int_range(0, rows, step=max(1, rows // n), eager=True)[:n]
+    load(contacts(picked[: n // 10], "Edited in the CRM", datetime.now(UTC)))
+    ids = contacts(picked, "", start)["id"].to_list()
+    changes = [
+        Change(f"c{i}", "contact", f"salesforce:{record}", {"title": "Ours"}, asked)
+        for i, record in enumerate(ids)
+    ]
+    mappings = load_mappings()
+    planned = plan_changes(warehouse, changes, mappings, OutboundConfig(), set()).planned
+    by_id = {c.change_id: c for c in changes}
+    config = ConflictConfig()
+    found, result = timed(lambda: screen(warehouse, planned, by_id, mappings, config))
+    return {
+        "per_1000": found["seconds"] * 1000 / n,
+        "best_per_1000": found["best"] * 1000 / n,
+        "conflicts": len(result.detected),
+        "rows": rows,
+    }
+
+
 def _pace(sent: list[float], window: float) -> tuple[float | None, int | None]:
     """(calls per window at the pace they went out, first to last; the most calls any one window
     held, when the run lasted longer than a window)."""
@@ -208,6 +271,9 @@ def main() -> None:
         help="the sandbox's HubSpot requests per 10 s (default: sync.yaml's requests_per_window)",
     )
     parser.add_argument("--crms", nargs="*", default=list(CRMS), choices=CRMS)
+    parser.add_argument(
+        "--conflict-rows", type=int, default=1_000_000, help="raw contacts the conflict check runs against"
+    )
     args = parser.parse_args()
 
     from sync_platform.core.config import load_sync_config  # the pacing the writers will use
@@ -236,6 +302,8 @@ def main() -> None:
                 run_writes, details["base_url"], crm, sizes[crm], args.create_share, ceilings
             )
     planning = in_child(run_planning, args.records, args.create_share)
+    with tempfile.TemporaryDirectory(prefix="writeback-bench-") as tmp:
+        conflicts = in_child(run_conflicts, args.conflict_rows, tmp)
 
     print(
         f"\nwrite-back of contact changes, {1 - args.create_share:.0%} updates by id / "
@@ -301,9 +369,11 @@ def main() -> None:
             )
 
     print(
-        "\nconflict detection: not measured, it does not exist yet. In its place, "
-        "planning (mapping read backwards) per 1,000 records, median of 5:"
+        f"\nconflict detection (conflicts.screen) per 1,000 updates against {conflicts['rows']:,} raw "
+        f"contacts with history, {conflicts['conflicts']} in conflict: "
+        f"median {conflicts['per_1000'] * 1000:.1f} ms, best {conflicts['best_per_1000'] * 1000:.1f} ms"
     )
+    print("planning (mapping read backwards) per 1,000 records, median of 5:")
     for crm, p in planning["crms"].items():
         line = (
             f"  {crm:<11} ReverseMapping.values {p['values_per_1000'] * 1000:6.2f} ms, "

@@ -92,6 +92,7 @@ class ConflictBook:
         self.warehouse = warehouse
 
     def ensure(self) -> None:
+        self.warehouse.query(sql("CREATE SCHEMA IF NOT EXISTS {s}", s=ident(SCHEMA)))
         self.warehouse.query(_DDL)
 
     def add(self, conflicts: Sequence[Conflict]) -> None:

@@ -178,3 +178,12 @@ def test_a_refused_record_is_a_dead_letter_the_rest_lands_and_an_unreachable_crm
     assert [call for c in crms.values() for call in c.calls if call].count(["bad"]) == 2, (
         "hubspot refused once and is not asked again; dynamics got it once it was back"
     )
+
+
+def test_the_conflict_book_makes_its_own_schema(tmp_path: Path) -> None:
+    """Screening before any change was stored (a benchmark, a fresh install) found no schema."""
+    from sync_platform.outbound.conflicts import ConflictBook
+
+    fresh = Warehouse(DUCKDB, path=tmp_path / "fresh.duckdb")
+    ConflictBook(fresh).ensure()
+    assert ConflictBook(fresh).all() == []
