@@ -14,6 +14,17 @@ def personal_columns(crm: str) -> set[str]:
     return found(crm)
 
 
+def require_key() -> None:
+    """``--decrypt`` needs the field key: without it, say why and exit 1 before showing anything."""
+    from sync_platform.security.encryption import EncryptionError, field_cipher
+
+    try:
+        field_cipher()
+    except EncryptionError as exc:
+        typer.echo(f"cannot show values in clear: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+
+
 def _shown(column: str, value: object, personal: set[str] | None) -> object:
     """A value as printed: as is with ``--decrypt`` (``personal`` None), else masked."""
     from sync_platform.canonical.personal import shown
@@ -39,18 +50,13 @@ def history(
     from sync_platform.core.warehouse import Warehouse
     from sync_platform.ingest.history import RECORDED_AT, VERSION_HASH, RawHistory
     from sync_platform.ingest.raw_schema import DLT_SYSTEM_COLUMNS, RAW_TABLES
-    from sync_platform.security.encryption import EncryptionError, field_cipher
 
     if crm not in RAW_TABLES:
         raise typer.BadParameter(f"choose from {', '.join(RAW_TABLES)}", param_hint="CRM")
     if table is not None and table not in RAW_TABLES[crm]:
         raise typer.BadParameter(f"choose from {', '.join(RAW_TABLES[crm])}", param_hint="--table")
     if decrypt:
-        try:
-            field_cipher()
-        except EncryptionError as exc:
-            typer.echo(f"cannot show values in clear: {exc}", err=True)
-            raise typer.Exit(code=1) from None
+        require_key()
     name, versions = _versions(RawHistory(Warehouse.from_env()), crm, record_id, [table] if table else None)
     personal = None if decrypt else personal_columns(crm)
 

@@ -110,19 +110,13 @@ def conflicts_list(
     ] = False,
 ) -> None:
     """Open conflicts (or all): per field the base, the CRM's value, ours, and what was decided."""
-    from sync_platform.cli.history import _shown, personal_columns
+    from sync_platform.cli.history import _shown, personal_columns, require_key
     from sync_platform.core.warehouse import Warehouse
     from sync_platform.ingest.raw_schema import raw_column
     from sync_platform.outbound.conflicts import OPEN, ConflictBook
 
     if decrypt:
-        from sync_platform.security.encryption import EncryptionError, field_cipher
-
-        try:
-            field_cipher()
-        except EncryptionError as exc:
-            typer.echo(f"cannot show values in clear: {exc}", err=True)
-            raise typer.Exit(code=1) from None
+        require_key()
     found = ConflictBook(Warehouse.from_env()).all(None if every else OPEN)
     typer.echo(f"{len(found)} conflict(s)" + ("" if every else " waiting for a decision"))
     for c in found:
@@ -196,7 +190,7 @@ def restore(
     """Put back the values records had before a time, in the CRM itself (dry run unless --yes)."""
     from datetime import UTC, datetime
 
-    from sync_platform.cli.history import _shown, personal_columns
+    from sync_platform.cli.history import _shown, personal_columns, require_key
     from sync_platform.core.config import load_sync_config
     from sync_platform.core.warehouse import Warehouse
     from sync_platform.ingest.raw_schema import raw_column
@@ -208,6 +202,8 @@ def restore(
     except ValueError:
         raise typer.BadParameter("an ISO time, e.g. 2026-12-01T09:30:00Z", param_hint="--before") from None
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if decrypt:
+        require_key()
     warehouse = Warehouse.from_env()
     try:
         plan = plan_restore(warehouse, crm, object_, when, _split(ids), _split(fields))

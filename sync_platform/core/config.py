@@ -93,18 +93,14 @@ ImpactMetric = Literal[
 IMPACT_METRICS: tuple[str, ...] = ImpactMetric.__args__  # type: ignore[attr-defined]
 
 
-class ImpactOverride(BaseModel):
-    """Limits for one CRM, entity or field (any of the three may be left out to mean "every")."""
+class ScopedRule(BaseModel):
+    """A setting for one CRM, entity or field; any of the three left out means "every"."""
 
     model_config = ConfigDict(extra="forbid")
 
     crm: CrmName | None = None
     entity: Literal["contact", "account", "interaction"] | None = None
-    field: str | None = None
-    max_config_changed_share: float | None = Field(None, ge=0, le=1)
-    max_null_rate_increase: float | None = Field(None, ge=0, le=1)
-    max_distribution_shift: float | None = Field(None, ge=0)
-    max_row_loss_share: float | None = Field(None, ge=0, le=1)
+    field: str | None = Field(None, description="A canonical field name.")
 
     def matches(self, crm: str, entity: str, field: str | None) -> bool:
         return (
@@ -116,6 +112,15 @@ class ImpactOverride(BaseModel):
     @property
     def specificity(self) -> int:
         return sum(x is not None for x in (self.crm, self.entity, self.field))
+
+
+class ImpactOverride(ScopedRule):
+    """Limits for one CRM, entity or field (any of the three may be left out to mean "every")."""
+
+    max_config_changed_share: float | None = Field(None, ge=0, le=1)
+    max_null_rate_increase: float | None = Field(None, ge=0, le=1)
+    max_distribution_shift: float | None = Field(None, ge=0)
+    max_row_loss_share: float | None = Field(None, ge=0, le=1)
 
 
 class ChangeImpactConfig(BaseModel):
@@ -371,29 +376,13 @@ class HistoryConfig(BaseModel):
 ConflictStrategy = Literal["last_write_wins", "field_merge", "manual_review"]
 
 
-class ConflictRule(BaseModel):
+class ConflictRule(ScopedRule):
     """The strategy for one CRM, entity or field (any left out means "every"); the most specific wins."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    crm: CrmName | None = None
-    entity: Literal["contact", "account", "interaction"] | None = None
-    field: str | None = Field(None, description="A canonical field name.")
     strategy: ConflictStrategy
     prefer: Literal["crm", "outbound"] | None = Field(
         None, description="field_merge: which side a field changed on both sides follows."
     )
-
-    def matches(self, crm: str, entity: str, field: str) -> bool:
-        return (
-            (self.crm is None or self.crm == crm)
-            and (self.entity is None or self.entity == entity)
-            and (self.field is None or self.field == field)
-        )
-
-    @property
-    def specificity(self) -> int:
-        return sum(x is not None for x in (self.crm, self.entity, self.field))
 
 
 class ConflictConfig(BaseModel):

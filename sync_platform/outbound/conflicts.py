@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sync_platform.canonical.mapping.loader import Mapping
@@ -35,6 +35,7 @@ from sync_platform.core.warehouse import Warehouse
 from sync_platform.ingest.history import RECORDED_AT, RawHistory
 from sync_platform.ingest.raw_schema import RAW_TABLES, raw_column
 from sync_platform.ops.audit import AuditEntry, AuditLog
+from sync_platform.ops.echoes import as_text
 from sync_platform.outbound.plan import Planned
 from sync_platform.outbound.store import SCHEMA, WRITTEN, Change, Delivery
 
@@ -292,10 +293,10 @@ def _screen_updates(
                 FieldConflict(
                     name,
                     crm_field,
-                    _text(base.get(column)),
-                    _text(theirs),
-                    _text(ours),
-                    _text(changed_at),
+                    as_text(base.get(column)),
+                    as_text(theirs),
+                    as_text(ours),
+                    as_text(changed_at),
                     strategy,
                     outcome,
                 )
@@ -341,15 +342,5 @@ def _rows(warehouse: Warehouse, crm: str, table: str, key: str, ids: list[str]) 
     return {str(r[key]): r for r in frame.iter_rows(named=True)}
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
-
-
 def _same(a: Any, b: Any) -> bool:
-    return _text(a) == _text(b)
+    return as_text(a) == as_text(b)

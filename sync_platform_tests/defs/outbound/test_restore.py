@@ -77,3 +77,24 @@ def test_mapping_check_refuses_a_written_back_field_the_crm_cannot_write(
         "entities.contact.fields.title.source: salesforce Contact field 'LastModifiedDate' is read-only"
         in bad.output
     )
+
+
+def test_restore_shows_values_in_clear_only_with_the_key(harness, monkeypatch) -> None:
+    """--decrypt on a restore's diff is refused without the field key, as `history --decrypt` is."""
+    harness.run("salesforce")
+    monkeypatch.setenv("SYNC_PLATFORM_WAREHOUSE", "postgres")  # not the embedded default: no local key file
+    monkeypatch.delenv("SYNC_PLATFORM_FIELD_KEYS", raising=False)
+    refused = CliRunner().invoke(
+        app,
+        [
+            "restore",
+            "--crm",
+            "salesforce",
+            "--object",
+            "contacts",
+            "--before",
+            datetime.now(UTC).isoformat(),
+            "--decrypt",
+        ],
+    )
+    assert refused.exit_code == 1 and "cannot show values in clear" in refused.output
